@@ -1,0 +1,134 @@
+"""Build time: the customisation layer (``python3 builder customise``).
+
+contents' trees are linked together at the root (what nixpkgs' symlinkJoin
+does), then ``extraCommands`` run in it, then ``fakeRootCommands`` under
+fakeroot (optionally with the root as ``/`` through proot), and the tree is
+packed into ``$out/layer.tar``. Packing happens inside the same fakeroot
+session as the commands, so the owners they set are what ``os.lstat`` sees.
+``$out/config.json`` holds the image config, so that Nix records the store
+paths it mentions as references of this output.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from typing import List
+
+from .config import epoch_of
+from .errors import BuildError, SpecError
+from .sinks import FdSink
+from .spec import Attrs, load_attrs
+from .tarstream import END_OF_ARCHIVE, Stamp, write_tree
+
+__all__ = ["link_contents", "customise", "pack"]
+
+_ROOT = "root"
+
+
+def _link_tree(src: str, dest: str) -> None:
+    """Directories are made, everything else becomes a symlink to the store.
+    The first of several contents to provide a path wins, as with lndir."""
+    for name in sorted(os.listdir(src)):
+        s, d = os.path.join(src, name), os.path.join(dest, name)
+        if os.path.isdir(s) and not os.path.islink(s):
+            if os.path.islink(d) or (os.path.lexists(d) and not os.path.isdir(d)):
+                continue
+            os.makedirs(d, exist_ok=True)
+            _link_tree(s, d)
+        elif not os.path.lexists(d):
+            os.symlink(s, d)
+
+
+def link_contents(root: str, contents: List[str]) -> None:
+    for path in contents:
+        if not os.path.lexists(path):
+            raise SpecError(f"contents: {path} does not exist")
+        if os.path.isdir(path):
+            _link_tree(path, root)
+        else:
+            # A bare file lands at / under its name without the hash.
+            name = os.path.basename(path).split("-", 1)[-1]
+            if not os.path.lexists(os.path.join(root, name)):
+                os.symlink(path, os.path.join(root, name))
+
+
+def _run(what: str, script: str, cwd: str, env: dict, argv_prefix: List[str] = ()) -> None:
+    if not script.strip():
+        return
+    argv = list(argv_prefix) + [env["BASH"], "-e", "-c", script]
+    result = subprocess.run(argv, cwd=cwd, env=env)
+    if result.returncode != 0:
+        raise BuildError(f"{what} failed with exit code {result.returncode}")
+
+
+def _command_env(attrs: Attrs) -> dict:
+    path = ":".join(os.path.join(p, "bin") for p in attrs.list("tools"))
+    return {"PATH": path, "BASH": attrs.str("bash", required=True), "HOME": "/homeless-shelter",
+            "TMPDIR": os.environ.get("TMPDIR", "/tmp"), "out": attrs.out,
+            "NIX_BUILD_TOP": os.environ.get("NIX_BUILD_TOP", os.getcwd())}
+
+
+def _chroot_prefix(attrs: Attrs, root: str) -> List[str]:
+    """proot makes the image root look like ``/``; /nix/store stays visible.
+    Host library dirs the image root lacks are bound too, so a dynamically
+    linked shell from outside the store (a non-sandboxed build) still runs."""
+    proot = attrs.str("proot", required=True)
+    argv = [proot, "-r", root, "-w", "/", "-b", "/nix/store", "-b", "/proc", "-b", "/dev"]
+    for host_dir in ("/lib", "/lib64", "/usr", "/bin"):
+        if os.path.isdir(host_dir) and not os.path.lexists(root + host_dir):
+            argv += ["-b", host_dir]
+    return argv
+
+
+def pack(root: str, out_tar: str, mtime: int, keep_owners: bool) -> None:
+    """Everything below ``root`` as a layer; owners as lstat shows them
+    (fakeroot's) or root's, never the build user's."""
+    stamp = Stamp(uid=None if keep_owners else 0, gid=None if keep_owners else 0, mtime=mtime)
+    fd = os.open(out_tar, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o444)
+    try:
+        sink = FdSink(fd)
+        write_tree(sink, os.fsencode(root), b"", stamp, hardlinks={}, include_root=False)
+        sink.write(END_OF_ARCHIVE)
+        sink.flush()
+    finally:
+        os.close(fd)
+
+
+def customise(attrs: Attrs) -> None:
+    out = attrs.out
+    os.makedirs(out)
+    with open(os.path.join(out, "config.json"), "w") as f:
+        f.write(attrs.str("configJSON", "{}"))
+    root = os.path.abspath(_ROOT)
+    os.makedirs(root)
+    link_contents(root, attrs.list("contents"))
+    env = _command_env(attrs)
+    _run("extraCommands", attrs.str("extraCommands", ""), root, env)
+    if attrs.str("fakeRootCommands", "").strip() or attrs.bool("enableFakechroot"):
+        # Re-enter ourselves under fakeroot: commands and packing share one session.
+        fakeroot = attrs.str("fakeroot", required=True)
+        argv = [fakeroot, "--", sys.executable, "-I", "-B",
+                os.path.dirname(os.path.abspath(__file__)), "customise-fakeroot"]
+        result = subprocess.run(argv, env={**os.environ, "PATH": env["PATH"]})
+        if result.returncode != 0:
+            raise BuildError(f"fakeRootCommands failed with exit code {result.returncode}")
+        return
+    pack(root, os.path.join(out, "layer.tar"), epoch_of(attrs.data.get("mtime", 1)), keep_owners=False)
+
+
+def customise_fakeroot(attrs: Attrs) -> None:
+    """The half of ``customise`` that runs inside fakeroot."""
+    root = os.path.abspath(_ROOT)
+    env = _command_env(attrs)
+    if attrs.bool("enableFakechroot"):
+        _run("fakeRootCommands", attrs.str("fakeRootCommands", ""), root, env,
+             _chroot_prefix(attrs, root))
+    else:
+        _run("fakeRootCommands", attrs.str("fakeRootCommands", ""), root, env)
+    pack(root, os.path.join(attrs.out, "layer.tar"), epoch_of(attrs.data.get("mtime", 1)), keep_owners=True)
+
+
+def main_fakeroot() -> None:
+    customise_fakeroot(load_attrs())

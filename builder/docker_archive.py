@@ -1,0 +1,157 @@
+"""Docker archive (``docker save`` layout): a source and a sink.
+
+Sink: ``manifest.json`` first (every digest is known before a byte of a
+layer is written), then each config, then each distinct layer once. Layers
+go in as plain tar or compressed, as the caller asks.
+
+Source: a docker archive, plain or gzip/zstd compressed as a whole, whose
+layers may themselves be compressed. Layers of a plain archive are read in
+place by offset; a compressed archive is unpacked to a directory first.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tarfile
+from typing import List, Optional, Sequence, Tuple
+
+from . import tarstream
+from .errors import DigestMismatch, ImageFormatError
+from .image import Blob, Image, Layer, canonical_json, sha256_digest
+from .layerfile import FileRange, detect_encoding, layer_from_range
+from .sinks import CountSink, Sink
+
+__all__ = ["write_docker_archive", "read_docker_archive", "Tagged"]
+
+Tagged = Tuple[Image, List[str]]  # an image and the tags it is saved under
+
+_OUTER_STAMP = tarstream.Stamp(uid=0, gid=0, mtime=1)
+
+
+def _member(sink: Sink, name: str, blob: Blob) -> None:
+    sink.write(tarstream.header(name.encode(), tarstream.REG, 0o644, 0, 0, 1, blob.size))
+    counter = _Counting(sink)
+    blob.write_to(counter)
+    if counter.size != blob.size:
+        raise DigestMismatch(f"{name}: size", str(blob.size), str(counter.size))
+    sink.write(tarstream.padding(blob.size))
+
+
+class _Counting(Sink):
+    """Passes bytes through and counts them: a cheap guard on every member."""
+
+    def __init__(self, inner: Sink):
+        self.inner = inner
+        self.size = 0
+
+    def write(self, data) -> None:
+        self.size += len(data)
+        self.inner.write(data)
+
+    def copy_file(self, fd: int, size: int) -> None:
+        self.size += size
+        self.inner.copy_file(fd, size)
+
+
+def write_docker_archive(sink: Sink, images: Sequence[Tagged], encoding: str = "none") -> None:
+    manifest = []
+    members = {}  # name -> blob, in first-use order
+    for image, tags in images:
+        config_name = image.config_digest.split(":")[1] + ".json"
+        members[config_name] = Blob.from_bytes("", image.config_bytes)
+        layer_names = []
+        for layer in image.layers:
+            blob = layer.blob(encoding)
+            name = blob.digest.split(":")[1] + ("/layer.tar" if encoding == "none" else "/layer.tar." + encoding)
+            members.setdefault(name, blob)
+            layer_names.append(name)
+        manifest.append({"Config": config_name, "RepoTags": list(tags), "Layers": layer_names})
+    _member(sink, "manifest.json", Blob.from_bytes("", canonical_json(manifest)))
+    for name, blob in members.items():
+        if name.endswith(".tar") or "/" in name:
+            # Directory entry for the layer, as docker save writes it.
+            sink.write(tarstream.header(name.split("/")[0].encode() + b"/", tarstream.DIR,
+                                        0o755, 0, 0, 1))
+        _member(sink, name, blob)
+    sink.write(tarstream.END_OF_ARCHIVE)
+    sink.flush()
+
+
+def _open_archive(path: str, workdir: Optional[str]) -> Tuple[str, tarfile.TarFile]:
+    """A plain tar to read from: the archive itself, or it unpacked into workdir."""
+    encoding = detect_encoding(path, 0)
+    if encoding == "none":
+        try:
+            return path, tarfile.open(path, "r:")
+        except tarfile.TarError as e:
+            raise ImageFormatError(f"{path}: not an image archive ({e})") from None
+    if workdir is None:
+        raise ImageFormatError(f"{path}: a compressed archive needs a work directory to unpack into")
+    plain = os.path.join(workdir, "base.tar")
+    from .layerfile import decompress_file
+    decompress_file(path, encoding, plain)
+    try:
+        return plain, tarfile.open(plain, "r:")
+    except tarfile.TarError as e:
+        raise ImageFormatError(f"{path}: not an image archive ({e})") from None
+
+
+def read_docker_archive(path: str, workdir: Optional[str] = None, *, name: Optional[str] = None,
+                        tag: Optional[str] = None, verify: bool = True) -> Image:
+    """The image in a docker archive; ``name``/``tag`` pick one of several."""
+    plain, tar = _open_archive(path, workdir)
+    with tar:
+        members = {m.name.lstrip("./") if m.name.startswith("./") else m.name: m
+                   for m in tar.getmembers()}
+
+        def read_json(member_name: str):
+            m = members.get(member_name)
+            if m is None or not m.isfile():
+                raise ImageFormatError(f"{path}: no {member_name} in the archive")
+            try:
+                return json.loads(tar.extractfile(m).read())
+            except ValueError as e:
+                raise ImageFormatError(f"{path}: {member_name} is not JSON ({e})") from None
+
+        if "manifest.json" not in members:
+            raise ImageFormatError(f"{path}: not a docker image archive (no manifest.json)")
+        manifest = read_json("manifest.json")
+        entry = _pick(path, manifest, name, tag)
+        config_member = members.get(entry["Config"])
+        if config_member is None:
+            raise ImageFormatError(f"{path}: config {entry['Config']} is missing")
+        config_bytes = tar.extractfile(config_member).read()
+        config = json.loads(config_bytes)
+        diff_ids = config.get("rootfs", {}).get("diff_ids", [])
+        if len(diff_ids) != len(entry["Layers"]):
+            raise ImageFormatError(f"{path}: {len(entry['Layers'])} layers but "
+                                   f"{len(diff_ids)} diff_ids in the config")
+        layers = []
+        for layer_name, diff_id in zip(entry["Layers"], diff_ids):
+            m = members.get(layer_name)
+            while m is not None and m.issym():
+                m = members.get(os.path.normpath(os.path.join(os.path.dirname(layer_name), m.linkname)))
+            if m is None or not m.isfile():
+                raise ImageFormatError(f"{path}: layer {layer_name} is missing")
+            rng = FileRange(plain, m.offset_data, m.size)
+            layers.append(layer_from_range(rng, diff_id, verify=verify,
+                                           what=f"{path}: layer {layer_name}"))
+    return Image(config_bytes, layers)
+
+
+def _pick(path: str, manifest, name: Optional[str], tag: Optional[str]) -> dict:
+    if not isinstance(manifest, list) or not manifest:
+        raise ImageFormatError(f"{path}: manifest.json lists no image")
+    if name is None and tag is None:
+        if len(manifest) > 1:
+            raise ImageFormatError(f"{path}: holds {len(manifest)} images; "
+                                   "say which with fromImageName/fromImageTag")
+        return manifest[0]
+    for entry in manifest:
+        for ref in entry.get("RepoTags") or []:
+            rname, _, rtag = ref.rpartition(":")
+            if (name is None or rname == name) and (tag is None or rtag == tag):
+                return entry
+    want = f"{name or '*'}:{tag or '*'}"
+    raise ImageFormatError(f"{path}: no image tagged {want}")

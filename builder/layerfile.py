@@ -1,0 +1,147 @@
+"""Layers whose bytes already exist in a file: a base image's layer, a
+customisation layer tar. The bytes are a range of a file, plain or
+compressed; a layer made from them streams that range (decompressing when
+needed) and never holds it in memory.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import shutil
+import zlib
+from dataclasses import dataclass
+
+from .errors import BuildError, DigestMismatch, ImageFormatError
+from .image import Layer
+from .sinks import HashSink, Sink
+
+__all__ = ["FileRange", "detect_encoding", "decompress_file", "layer_from_range", "range_stats"]
+
+_MAGIC = {b"\x1f\x8b": "gzip", b"\x28\xb5\x2f\xfd": "zstd"}
+_CHUNK = 1 << 20
+
+
+@dataclass(frozen=True)
+class FileRange:
+    path: str
+    offset: int
+    size: int
+
+    def copy_to(self, sink: Sink) -> None:
+        fd = os.open(self.path, os.O_RDONLY)
+        try:
+            os.lseek(fd, self.offset, os.SEEK_SET)
+            sink.copy_file(fd, self.size)
+        finally:
+            os.close(fd)
+
+    def chunks(self):
+        with open(self.path, "rb") as f:
+            f.seek(self.offset)
+            remaining = self.size
+            while remaining:
+                data = f.read(min(_CHUNK, remaining))
+                if not data:
+                    raise ImageFormatError(f"{self.path}: truncated at offset {self.offset + self.size - remaining}")
+                remaining -= len(data)
+                yield data
+
+
+def detect_encoding(path: str, offset: int) -> str:
+    with open(path, "rb") as f:
+        f.seek(offset)
+        head = f.read(4)
+    for magic, name in _MAGIC.items():
+        if head.startswith(magic):
+            return name
+    return "none"
+
+
+def _zstd():
+    try:
+        from compression import zstd
+    except ImportError:
+        raise BuildError("a zstd-compressed layer needs a Python with compression.zstd (3.14+)") from None
+    return zstd
+
+
+def _decompressor(encoding: str):
+    if encoding == "gzip":
+        return zlib.decompressobj(47)  # gzip header, any window size
+    if encoding == "zstd":
+        return _zstd().ZstdDecompressor()
+    raise BuildError(f"unknown layer compression {encoding!r}")
+
+
+def decompress_file(path: str, encoding: str, dest: str) -> None:
+    if encoding == "gzip":
+        try:
+            with gzip.open(path, "rb") as src, open(dest, "wb") as out:
+                shutil.copyfileobj(src, out, _CHUNK)
+        except (OSError, EOFError, zlib.error) as e:
+            raise ImageFormatError(f"{path}: broken gzip data ({e})") from None
+        return
+    d = _decompressor(encoding)
+    with open(dest, "wb") as out:
+        for chunk in FileRange(path, 0, os.path.getsize(path)).chunks():
+            out.write(d.decompress(chunk))
+
+
+def _decompress_chunks(chunks, encoding: str, sink: Sink, what: str) -> None:
+    # gzip members may be concatenated (pigz -i, some registries): restart
+    # the decompressor on each member.
+    d = _decompressor(encoding)
+    try:
+        for chunk in chunks:
+            while chunk:
+                sink.write(d.decompress(chunk))
+                if encoding == "gzip" and d.eof:
+                    chunk = d.unused_data
+                    d = _decompressor(encoding)
+                else:
+                    chunk = b""
+    except (zlib.error, EOFError, ValueError) as e:
+        raise ImageFormatError(f"{what}: broken {encoding} data ({e})") from None
+
+
+def range_stats(rng: FileRange, what: str = "layer") -> dict:
+    """Encoding, uncompressed digest and size, and the stored digest: one pass."""
+    encoding = detect_encoding(rng.path, rng.offset)
+    stored = HashSink()
+    if encoding == "none":
+        rng.copy_to(stored)
+        plain = stored
+    else:
+        plain = HashSink()
+
+        def hashed_chunks():
+            for chunk in rng.chunks():
+                stored.write(chunk)
+                yield chunk
+        _decompress_chunks(hashed_chunks(), encoding, plain, what)
+    return {"encoding": encoding, "diffId": plain.digest, "size": plain.size,
+            "storedDigest": stored.digest, "storedSize": stored.size}
+
+
+def layer_from_range(rng: FileRange, diff_id: str, *, verify: bool, what: str,
+                     stats: dict = None) -> Layer:
+    """A Layer streaming ``rng``. With ``verify``, its bytes are hashed once
+    now and checked against ``diff_id``; ``stats`` are results of an earlier
+    check (from a build-time description)."""
+    if stats is None:
+        if verify:
+            stats = range_stats(rng, what)
+            if stats["diffId"] != diff_id:
+                raise DigestMismatch(what, diff_id, stats["diffId"])
+        else:
+            raise BuildError(f"{what}: no size known for an unverified layer")
+    encoding = stats["encoding"]
+    source = {"kind": "file", "path": rng.path, "offset": rng.offset, "size": rng.size,
+              "encoding": encoding, "storedDigest": stats["storedDigest"],
+              "storedSize": stats["storedSize"]}
+    if encoding == "none":
+        return Layer(diff_id, stats["size"], rng.copy_to, source=source)
+    return Layer(diff_id, stats["size"], lambda sink: _decompress_chunks(rng.chunks(), encoding, sink, what),
+                 known={encoding: (stats["storedDigest"], stats["storedSize"])},
+                 native=(encoding, rng.copy_to), source=source)

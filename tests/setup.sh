@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Installs everything the test suite needs on a fresh Debian 12 machine:
+# Nix (no daemon, no substituters), podman with runc, skopeo, umoci, a registry,
+# fakeroot/proot/fakechroot, and the Python test-only packages.
+# Safe to run again: each step is skipped when already done.
+set -euo pipefail
+
+need_apt=()
+for cmd_pkg in nix-build:nix-bin nix-build:nix-setup-systemd podman:podman runc:runc skopeo:skopeo umoci:umoci \
+               docker-registry:docker-registry htpasswd:apache2-utils fakeroot:fakeroot \
+               proot:proot fakechroot:fakechroot pigz:pigz zstd:zstd curl:curl \
+               busybox:busybox-static; do
+  cmd=${cmd_pkg%%:*}; pkg=${cmd_pkg#*:}
+  command -v "$cmd" >/dev/null 2>&1 || need_apt+=("$pkg")
+done
+if [ ${#need_apt[@]} -gt 0 ]; then
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  # nix-setup-systemd creates the nixbld build users; keep our nix.conf edits.
+  apt-get install -y -qq --no-install-recommends \
+    -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold \
+    "${need_apt[@]}" >/dev/null
+fi
+if ! getent group nixbld >/dev/null; then
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get install -y -qq -o Dpkg::Options::=--force-confold nix-setup-systemd >/dev/null
+fi
+
+# No binary cache is reachable here: without an empty substituters list every
+# build first waits on look-ups. The sandbox is off so the stand-in packages in
+# tests/hostpkgs.nix can use host programs.
+mkdir -p /etc/nix
+for setting in 'sandbox = false' 'substituters =' 'build-users-group = nixbld'; do
+  key=${setting%% =*}
+  grep -q "^$key *=" /etc/nix/nix.conf 2>/dev/null || printf '%s\n' "$setting" >> /etc/nix/nix.conf
+done
+
+# crun fails on these machines (hybrid cgroups, RLIMIT_NOFILE); runc works.
+if [ ! -f /etc/containers/containers.conf ] || ! grep -q 'runtime = "runc"' /etc/containers/containers.conf; then
+  mkdir -p /etc/containers
+  cat > /etc/containers/containers.conf <<'CONF'
+[containers]
+default_ulimits = []
+
+[engine]
+cgroup_manager = "cgroupfs"
+runtime = "runc"
+CONF
+fi
+
+# Test-only Python packages, for the machine's python3 (the one the tests run).
+python3 -c 'import pytest, hypothesis' 2>/dev/null || python3 -m pip install -q pytest hypothesis
