@@ -98,6 +98,7 @@ let
       tools = [ pkgs.coreutils pkgs.bash ];
     } // (if fakeRootCommands != "" || enableFakechroot then {
       fakeroot = "${pkgs.fakeroot}/bin/fakeroot";
+      inherit python;
     } else { }) // (if enableFakechroot then {
       proot = "${pkgs.proot}/bin/proot";
     } else { }));

@@ -65,9 +65,10 @@ def _run(what: str, script: str, cwd: str, env: dict, argv_prefix: List[str] = (
 
 def _command_env(attrs: Attrs) -> dict:
     path = ":".join(os.path.join(p, "bin") for p in attrs.list("tools"))
-    return {"PATH": path, "BASH": attrs.str("bash", required=True), "HOME": "/homeless-shelter",
-            "TMPDIR": os.environ.get("TMPDIR", "/tmp"), "out": attrs.out,
-            "NIX_BUILD_TOP": os.environ.get("NIX_BUILD_TOP", os.getcwd())}
+    # The build's environment is kept: under fakeroot it carries LD_PRELOAD
+    # and FAKEROOTKEY, without which chown would not be faked.
+    return {**os.environ, "PATH": path, "BASH": attrs.str("bash", required=True),
+            "HOME": "/homeless-shelter", "out": attrs.out}
 
 
 def _chroot_prefix(attrs: Attrs, root: str) -> List[str]:
@@ -109,7 +110,7 @@ def customise(attrs: Attrs) -> None:
     if attrs.str("fakeRootCommands", "").strip() or attrs.bool("enableFakechroot"):
         # Re-enter ourselves under fakeroot: commands and packing share one session.
         fakeroot = attrs.str("fakeroot", required=True)
-        argv = [fakeroot, "--", sys.executable, "-I", "-B",
+        argv = [fakeroot, "--", sys.executable or attrs.str("python", required=True), "-I", "-B",
                 os.path.dirname(os.path.abspath(__file__)), "customise-fakeroot"]
         result = subprocess.run(argv, env={**os.environ, "PATH": env["PATH"]})
         if result.returncode != 0:

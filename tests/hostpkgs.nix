@@ -45,7 +45,12 @@ rec {
   coreutils = linked "coreutils-host" (
     "cat chmod chown cp date dirname basename echo env false head id ln ls mkdir "
     + "mktemp mv readlink rm rmdir sed grep sort tail touch tr true uname wc");
-  fakeroot = linked "fakeroot-host" "fakeroot";
+  # Debian's fakeroot script needs getopt and friends from the host PATH.
+  fakeroot = sh ''
+    mkdir -p $out/bin
+    printf '#!/bin/sh\nPATH="$PATH:/usr/bin:/bin" exec /usr/bin/fakeroot "$@"\n' > $out/bin/fakeroot
+    chmod 555 $out/bin/fakeroot
+  '' "fakeroot-host";
   proot = linked "proot-host" "proot";
 
   inherit busybox;
