@@ -1,7 +1,11 @@
-# Example images. With nixpkgs: nix-build examples.nix -A hello
-# With this machine's stand-in:  nix-build examples.nix -A hello \
-#   --arg pkgs 'import ./tests/hostpkgs.nix {}'
-{ pkgs ? import <nixpkgs> { }
+# Example images: nix-build examples.nix -A hello
+# Uses <nixpkgs> when the Nix search path has one, else the stand-in made of
+# this machine's tools (tests/hostpkgs.nix).
+let
+  nixpkgsOnPath = builtins.filter (e: e.prefix == "nixpkgs" && builtins.pathExists e.path)
+    builtins.nixPath;
+in
+{ pkgs ? if nixpkgsOnPath != [ ] then import <nixpkgs> { } else import ./tests/hostpkgs.nix { }
 , dockerTools ? import ./default.nix { inherit pkgs; }
 }:
 

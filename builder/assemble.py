@@ -13,7 +13,8 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import List, Optional
 
 from . import closure, config as image_config_mod
-from .description import entry_of, store_layer, write_description
+from .description import (entry_of, find_description, read_description, store_layer,
+                          write_description)
 from .docker_archive import read_docker_archive
 from .errors import SpecError
 from .image import Image, Layer, canonical_json
@@ -48,8 +49,18 @@ def _base_image(attrs: Attrs, out: str) -> Optional[Image]:
         return None
     if not os.path.exists(from_image):
         raise SpecError(f"fromImage: {from_image} does not exist")
+    described = find_description(from_image)
+    if described:
+        # One of ours: reuse its layers as described, nothing is copied.
+        return read_description(described).image
     return read_docker_archive(from_image, workdir=out, name=attrs.str("fromImageName"),
                                tag=attrs.str("fromImageTag"))
+
+
+def _paths_in(layers: List[Layer]) -> List[str]:
+    """Store paths whole layers of a base already hold: not repeated above."""
+    return [p for layer in layers if layer.source and layer.source["kind"] == "store"
+            for p in layer.source["paths"]]
 
 
 def _store_graph(attrs: Attrs) -> closure.Graph:
@@ -76,7 +87,7 @@ def assemble(attrs: Attrs) -> None:
     base = _base_image(attrs, out)
     base_layers = base.layers if base else []
     budget = max_layers - len(base_layers) - 1
-    graph = _store_graph(attrs)
+    graph = _store_graph(attrs).without(_paths_in(base_layers))
     if graph.refs and budget < 1:
         raise SpecError(f"maxLayers = {max_layers}: the base image has {len(base_layers)} layers and "
                         "the customisation layer needs one, so no layer is left for store paths")

@@ -2,9 +2,12 @@
 
 The graph is what Nix's ``exportReferencesGraph`` gives: a list of
 ``{path, references, narHash, narSize, ...}``. Popularity follows the classic
-rule (graham's "Nix and layered docker images"): a path is as popular as the
-number of distinct reference chains from the roots that reach it. Counting
-chains is one pass over the graph in topological order, linear in its size.
+rule (graham's "Nix and layered docker images"): every path's own subtree is
+flattened and a path is as popular as the number of times it appears in all
+of them, that is the number of reference chains, starting at any path, that
+end at it. A dependency is thus always more popular than what depends on it,
+so it lands in a lower layer. Counting is one pass over the graph in
+topological order, linear in its size.
 """
 
 from __future__ import annotations
@@ -65,9 +68,8 @@ class Graph:
 
 def popularity_order(graph: Graph) -> List[str]:
     """Every path, most popular first; ties by path name (stable across builds)."""
-    chains: Dict[str, int] = {p: 0 for p in graph.refs}
-    for r in graph.roots():
-        chains[r] = 1
+    # Every path starts one chain: itself.
+    chains: Dict[str, int] = {p: 1 for p in graph.refs}
     for p in graph.topological():
         c = chains[p]
         for r in graph.refs[p]:

@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Dict, List
+import re
+from typing import Dict, List, Optional
 
 from .errors import SpecError
 from .image import Image, Layer, canonical_json
@@ -25,7 +26,7 @@ from .layerfile import FileRange, layer_from_range
 from .tarstream import Stamp, write_store_layer
 
 __all__ = ["VERSION", "store_source", "store_layer", "entry_of", "layer_from_entry", "write_description",
-           "read_description", "Description"]
+           "read_description", "find_description", "Description"]
 
 VERSION = 1
 
@@ -86,6 +87,26 @@ def write_description(out_dir: str, *, config_bytes: bytes, entries: List[dict],
     doc = {"version": VERSION, "repoTag": repo_tag, "layers": entries, **(extra or {})}
     with open(os.path.join(out_dir, "image.json"), "wb") as f:
         f.write(canonical_json(doc))
+
+
+_SCRIPT_RE = re.compile(rb"main\(\['stream', '([^']+)'")
+
+
+def find_description(path: str) -> Optional[str]:
+    """The description behind ``path``: a description directory, or a stream
+    executable written by this project (its second line names it). None for
+    anything else, such as an image archive."""
+    if os.path.isdir(path):
+        return path if os.path.exists(os.path.join(path, "image.json")) else None
+    try:
+        with open(path, "rb") as f:
+            head = f.read(4096)
+    except OSError:
+        return None
+    if not head.startswith(b"#!"):
+        return None
+    match = _SCRIPT_RE.search(head)
+    return os.fsdecode(match.group(1)) if match else None
 
 
 def read_description(path: str) -> Description:

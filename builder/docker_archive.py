@@ -80,6 +80,10 @@ def write_docker_archive(sink: Sink, images: Sequence[Tagged], encoding: str = "
 
 def _open_archive(path: str, workdir: Optional[str]) -> Tuple[str, tarfile.TarFile]:
     """A plain tar to read from: the archive itself, or it unpacked into workdir."""
+    if os.path.isdir(path):
+        raise ImageFormatError(f"{path}: a directory, not an image archive")
+    if not os.path.isfile(path):
+        raise ImageFormatError(f"{path}: no such image archive")
     encoding = detect_encoding(path, 0)
     if encoding == "none":
         try:

@@ -1,0 +1,46 @@
+# Small packages the end-to-end tests build images from, each made to
+# exercise one rule (symlinks, hardlinks, bare files, references).
+{ pkgs }:
+
+let
+  system = pkgs.system;
+  sh = name: cmd: builtins.derivation {
+    inherit name system;
+    builder = "/bin/sh";
+    args = [ "-ec" ("PATH=/usr/bin:/bin\n" + cmd) ];
+  };
+in
+rec {
+  # A symlink inside a store path, and a store path that is a symlink.
+  withSymlinks = sh "with-symlinks" ''
+    mkdir -p $out/bin $out/share
+    echo data > $out/share/data
+    ln -s ../share/data $out/bin/data-link
+  '';
+  symlinkPath = sh "symlink-path" ''
+    ln -s ${withSymlinks} $out
+  '';
+
+  # Two names for one file: the layer must not depend on that.
+  withHardlinks = sh "with-hardlinks" ''
+    mkdir -p $out
+    echo same > $out/a
+    ln $out/a $out/b
+  '';
+
+  # A store path that is a single file.
+  bareFile = sh "bare-file.txt" ''
+    echo "just a file" > $out
+  '';
+
+  # A chain of references, for layer ordering: c -> b -> a.
+  chainA = sh "chain-a" "mkdir -p $out; echo a > $out/a";
+  chainB = sh "chain-b" "mkdir -p $out; echo ${chainA} > $out/b";
+  chainC = sh "chain-c" "mkdir -p $out; echo ${chainB} > $out/c";
+
+  # n small packages, for more paths than layers.
+  many = n: builtins.genList (i: sh "many-${toString i}" "mkdir -p $out; echo ${toString i} > $out/n") n;
+
+  # A file that fakeRootCommands may copy into the image, by path.
+  referenced = sh "referenced-by-commands" "mkdir -p $out; echo ref > $out/ref";
+}

@@ -1,0 +1,147 @@
+"""Helpers the end-to-end tests share: real nix-build runs through the
+stand-in nixpkgs, image archives read and checked byte for byte, podman.
+
+Every archive a test reads goes through ``read_archive``, which checks that
+each layer hashes to its diff_id and the config to its name: the digests
+computed at build time must match the bytes written at stream time.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import json
+import os
+import subprocess
+import tarfile
+import uuid
+from dataclasses import dataclass
+from typing import Dict, List, Optional
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+PREAMBLE = f"""
+let
+  pkgs = import {REPO}/tests/hostpkgs.nix {{ }};
+  dockerTools = import {REPO}/default.nix {{ inherit pkgs; }};
+  fixtures = import {REPO}/tests/fixtures.nix {{ inherit pkgs; }};
+in
+"""
+
+
+class NixError(Exception):
+    def __init__(self, stderr: str):
+        super().__init__(stderr)
+        self.stderr = stderr
+
+
+def nix_build(expr: str, tmp_path, attr: Optional[str] = None, args=()) -> str:
+    """Build ``expr`` (a Nix expression using pkgs, dockerTools, fixtures)."""
+    f = tmp_path / f"expr-{uuid.uuid4().hex[:8]}.nix"
+    f.write_text(PREAMBLE + expr)
+    cmd = ["nix-build", str(f), "--no-out-link", *args]
+    if attr:
+        cmd += ["-A", attr]
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    if r.returncode != 0:
+        raise NixError(r.stderr)
+    return r.stdout.strip().splitlines()[-1]
+
+
+def nix_eval(expr: str, tmp_path) -> object:
+    f = tmp_path / f"eval-{uuid.uuid4().hex[:8]}.nix"
+    f.write_text(PREAMBLE + expr)
+    r = subprocess.run(["nix-instantiate", "--eval", "--strict", "--json", str(f)],
+                       capture_output=True, text=True)
+    if r.returncode != 0:
+        raise NixError(r.stderr)
+    return json.loads(r.stdout)
+
+
+def run_stream(script: str, *args) -> bytes:
+    r = subprocess.run([script, *args], capture_output=True)
+    assert r.returncode == 0, r.stderr.decode()
+    return r.stdout
+
+
+def _sha(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def decompress(data: bytes) -> bytes:
+    if data[:2] == b"\x1f\x8b":
+        return gzip.decompress(data)
+    if data[:4] == b"\x28\xb5\x2f\xfd":
+        r = subprocess.run(["zstd", "-dc"], input=data, capture_output=True, check=True)
+        return r.stdout
+    return data
+
+
+@dataclass
+class Archive:
+    manifest: List[dict]
+    configs: Dict[str, dict]        # config file name -> parsed config
+    layers: Dict[str, bytes]        # layer file name -> uncompressed tar bytes
+    raw: bytes
+
+    @property
+    def config(self) -> dict:
+        return self.configs[self.manifest[0]["Config"]]
+
+    def image_layers(self, i: int = 0) -> List[bytes]:
+        return [self.layers[name] for name in self.manifest[i]["Layers"]]
+
+    def layer_members(self, i: int = 0) -> List[List[tarfile.TarInfo]]:
+        return [tarfile.open(fileobj=io.BytesIO(b)).getmembers() for b in self.image_layers(i)]
+
+    def file_tree(self, i: int = 0) -> Dict[str, tarfile.TarInfo]:
+        """Every entry of every layer, later layers winning (no whiteouts)."""
+        tree = {}
+        for members in self.layer_members(i):
+            for m in members:
+                tree[m.name.rstrip("/")] = m
+        return tree
+
+
+def read_archive(data: bytes) -> Archive:
+    """Parse a docker archive and check every digest it claims."""
+    data = decompress(data)
+    tar = tarfile.open(fileobj=io.BytesIO(data))
+    files = {m.name: tar.extractfile(m).read() for m in tar.getmembers() if m.isfile()}
+    manifest = json.loads(files["manifest.json"])
+    configs, layers = {}, {}
+    for entry in manifest:
+        raw_config = files[entry["Config"]]
+        assert entry["Config"].split("/")[-1].replace(".json", "") == _sha(raw_config).split(":")[1]
+        config = json.loads(raw_config)
+        configs[entry["Config"]] = config
+        diff_ids = config["rootfs"]["diff_ids"]
+        assert len(diff_ids) == len(entry["Layers"])
+        for name, diff_id in zip(entry["Layers"], diff_ids):
+            plain = decompress(files[name])
+            assert _sha(plain) == diff_id, f"{name}: bytes do not hash to the diff_id"
+            layers[name] = plain
+        non_empty = [h for h in config.get("history", []) if not h.get("empty_layer")]
+        assert len(non_empty) <= len(diff_ids)
+    return Archive(manifest, configs, layers, data)
+
+
+def podman(*args, input: bytes = None, check=True) -> subprocess.CompletedProcess:
+    r = subprocess.run(["podman", *args], input=input, capture_output=True)
+    if check and r.returncode != 0:
+        raise AssertionError(f"podman {' '.join(args)} failed: {r.stderr.decode()}")
+    return r
+
+
+def podman_load(data: bytes) -> None:
+    # podman 4.3 does not unpack a gzip-compressed docker archive itself.
+    podman("load", "-q", input=decompress(data))
+
+
+def podman_run(image: str, *cmd: str, user: Optional[str] = None) -> str:
+    args = ["run", "--rm", "--network=none"]
+    if user:
+        args += ["--user", user]
+    r = podman(*args, image, *cmd)
+    return r.stdout.decode()
