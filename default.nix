@@ -90,18 +90,26 @@ let
 
   # --- the customisation layer and the image description ------------------
   customisationLayer = { baseName, contents, config, extraCommands, fakeRootCommands
-                       , enableFakechroot, mtime }:
+                       , enableFakechroot, mtime, includeNixDB ? false, nixUid ? 0, nixGid ? 0 }:
+    let needsFakeroot = fakeRootCommands != "" || enableFakechroot
+          || (includeNixDB && (nixUid != 0 || nixGid != 0));
+    in
     runBuilder "${baseName}-customisation-layer" "customise" ({
-      inherit contents extraCommands fakeRootCommands enableFakechroot mtime;
+      inherit contents extraCommands fakeRootCommands enableFakechroot mtime includeNixDB nixUid nixGid;
       configJSON = builtins.toJSON config;
       bash = "${pkgs.bash}/bin/bash";
       tools = [ pkgs.coreutils pkgs.bash ];
-    } // (if fakeRootCommands != "" || enableFakechroot then {
+    } // (if includeNixDB then {
+      exportReferencesGraph.nixdbClosure = contents;
+    } else { }) // (if needsFakeroot then {
       fakeroot = "${pkgs.fakeroot}/bin/fakeroot";
       inherit python;
     } else { }) // (if enableFakechroot then {
       proot = "${pkgs.proot}/bin/proot";
     } else { }));
+
+  # A small tree of files, symlinks and directories, written by the builder.
+  writeTree = name: files: runBuilder name "files" { inherit files; };
 
   streamLayeredImage =
     { name
@@ -125,6 +133,8 @@ let
     , enableFakechroot ? false
     , includeStorePaths ? true
     , includeNixDB ? false
+    , nixUid ? 0
+    , nixGid ? 0
     , passthru ? { }
     , meta ? { }
     , layeringPipeline ? null
@@ -136,7 +146,7 @@ let
       baseName = baseNameOf imageName;
       contentsList = checkContents fn (toList contents);
       custom = customisationLayer {
-        inherit baseName extraCommands fakeRootCommands enableFakechroot mtime;
+        inherit baseName extraCommands fakeRootCommands enableFakechroot mtime includeNixDB nixUid nixGid;
         contents = contentsList;
         config = checkConfig fn config;
       };
@@ -172,7 +182,65 @@ let
     withPassthru archive ({ inherit (stream) imageName imageTag conf; } // (args.passthru or { }))
       (args.meta or { });
 
+  # --- helpers for contents -------------------------------------------------
+  # /etc/passwd and /etc/group with root and nobody; fakeNss.override { extraPasswdLines = [ ... ]; }
+  makeFakeNss = { extraPasswdLines ? [ ], extraGroupLines ? [ ] }: writeTree "fake-nss" [
+    { path = "etc/passwd"; text = builtins.concatStringsSep "\n" ([
+        "root:x:0:0:root user:/var/empty:/bin/sh"
+        "nobody:x:65534:65534:nobody:/var/empty:/bin/sh"
+      ] ++ extraPasswdLines) + "\n"; }
+    { path = "etc/group"; text = builtins.concatStringsSep "\n" ([
+        "root:x:0:"
+        "nobody:x:65534:"
+      ] ++ extraGroupLines) + "\n"; }
+    { path = "etc/nsswitch.conf"; text = "hosts: files dns\n"; }
+    { path = "var/empty"; directory = true; }
+  ];
+  fakeNss = makeFakeNss { } // { override = makeFakeNss; };
+
+  binSh = writeTree "bin-sh" [
+    { path = "bin/sh"; symlink = "${pkgs.bashInteractive or pkgs.bash}/bin/bash"; }
+  ];
+
+  usrBinEnv = writeTree "usr-bin-env" [
+    { path = "usr/bin/env"; symlink = "${pkgs.coreutils}/bin/env"; }
+  ];
+
+  # The CA bundle where OpenSSL, Debian- and Red Hat-style programs look.
+  caCertificates = let bundle = "${pkgs.cacert}/etc/ssl/certs/ca-bundle.crt"; in
+    writeTree "ca-certificates" [
+      { path = "etc/ssl/certs/ca-bundle.crt"; symlink = bundle; }
+      { path = "etc/ssl/certs/ca-certificates.crt"; symlink = bundle; }
+      { path = "etc/pki/tls/certs/ca-bundle.crt"; symlink = bundle; }
+    ];
+
+  # Shell for runAsRoot/fakeRootCommands: the files useradd and friends need.
+  shadowSetup = ''
+    export PATH=${pkgs.shadow or pkgs.coreutils}/bin:$PATH
+    mkdir -p /etc/pam.d
+    if [ ! -f /etc/passwd ]; then
+      echo "root:x:0:0::/root:/bin/sh" > /etc/passwd
+      echo "root:!x:::::::" > /etc/shadow
+    fi
+    if [ ! -f /etc/group ]; then
+      echo "root:x:0:" > /etc/group
+      echo "root:x::" > /etc/gshadow
+    fi
+    if [ ! -f /etc/pam.d/other ]; then
+      printf '%s\n' "account sufficient pam_unix.so" "auth sufficient pam_rootok.so" \
+        "password requisite pam_unix.so nullok yescrypt" "session required pam_unix.so" \
+        > /etc/pam.d/other
+    fi
+    if [ ! -f /etc/login.defs ]; then
+      touch /etc/login.defs
+    fi
+  '';
+
+  buildLayeredImageWithNixDb = args: buildLayeredImage (args // { includeNixDB = true; });
+  streamLayeredImageWithNixDb = args: streamLayeredImage (args // { includeNixDB = true; });
+
 in
 {
-  inherit streamLayeredImage buildLayeredImage;
+  inherit streamLayeredImage buildLayeredImage buildLayeredImageWithNixDb
+    streamLayeredImageWithNixDb fakeNss binSh usrBinEnv caCertificates shadowSetup;
 }

@@ -2,7 +2,7 @@
 and chooses exit codes.
 
 Build commands (run by Nix, configured by ``.attrs.json``):
-  customise, customise-fakeroot, layers, script, archive
+  customise, customise-fakeroot, layers, files, script, archive
 User commands:
   stream DESCRIPTION [--format docker|oci] [--compress none|gzip|zstd] [--output PATH]
 """
@@ -27,6 +27,11 @@ def _cmd_customise(args) -> None:
 def _cmd_customise_fakeroot(args) -> None:
     from . import customise
     customise.main_fakeroot()
+
+
+def _cmd_files(args) -> None:
+    from . import files, spec
+    files.write_files(spec.load_attrs())
 
 
 def _cmd_layers(args) -> None:
@@ -78,6 +83,7 @@ def _parser() -> argparse.ArgumentParser:
         ("customise", _cmd_customise, "build the customisation layer (inside a Nix build)"),
         ("customise-fakeroot", _cmd_customise_fakeroot, argparse.SUPPRESS),
         ("layers", _cmd_layers, "build an image description (inside a Nix build)"),
+        ("files", _cmd_files, "write a small tree of files (inside a Nix build)"),
         ("script", _cmd_script, "write a stream executable (inside a Nix build)"),
         ("archive", _cmd_archive, "write an image archive into the store (inside a Nix build)"),
     ]:
@@ -98,7 +104,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     try:
         args.fn(args)
     except BuildError as e:
-        print(f"error: {e}", file=sys.stderr)
+        if not e.already_reported:
+            print(f"error: {e}", file=sys.stderr)
         return 1
     except BrokenPipeError:
         # The reader went away (e.g. podman load failed): say so, quietly.

@@ -16,6 +16,7 @@ import subprocess
 import sys
 from typing import List
 
+from . import nixdb
 from .config import epoch_of
 from .errors import BuildError, SpecError
 from .sinks import FdSink
@@ -97,6 +98,27 @@ def pack(root: str, out_tar: str, mtime: int, keep_owners: bool) -> None:
         os.close(fd)
 
 
+def add_nix_db(root: str, attrs: Attrs) -> None:
+    """Register the closure of contents in nix/var/nix/db, root their paths."""
+    graph = attrs.list("nixdbClosure")
+    nixdb.write_nix_db(root, graph)
+    nixdb.gcroots(root, attrs.list("contents"))
+
+
+def _nix_owner(attrs: Attrs):
+    owner = (attrs.int("nixUid", 0), attrs.int("nixGid", 0))
+    return owner if attrs.bool("includeNixDB") and owner != (0, 0) else None
+
+
+def _chown_nix(root: str, owner) -> None:
+    """Inside fakeroot: /nix, /nix/store and the database belong to the user
+    who runs Nix in the container (entries here win over the store layers')."""
+    os.makedirs(os.path.join(root, "nix", "store"), exist_ok=True)
+    for dirpath, dirnames, filenames in os.walk(os.path.join(root, "nix")):
+        for name in [dirpath] + [os.path.join(dirpath, n) for n in dirnames + filenames]:
+            os.lchown(name, *owner)
+
+
 def customise(attrs: Attrs) -> None:
     out = attrs.out
     os.makedirs(out)
@@ -105,16 +127,20 @@ def customise(attrs: Attrs) -> None:
     root = os.path.abspath(_ROOT)
     os.makedirs(root)
     link_contents(root, attrs.list("contents"))
+    if attrs.bool("includeNixDB"):
+        add_nix_db(root, attrs)
     env = _command_env(attrs)
     _run("extraCommands", attrs.str("extraCommands", ""), root, env)
-    if attrs.str("fakeRootCommands", "").strip() or attrs.bool("enableFakechroot"):
+    if (attrs.str("fakeRootCommands", "").strip() or attrs.bool("enableFakechroot")
+            or _nix_owner(attrs)):
         # Re-enter ourselves under fakeroot: commands and packing share one session.
         fakeroot = attrs.str("fakeroot", required=True)
         argv = [fakeroot, "--", sys.executable or attrs.str("python", required=True), "-I", "-B",
                 os.path.dirname(os.path.abspath(__file__)), "customise-fakeroot"]
         result = subprocess.run(argv, env={**os.environ, "PATH": env["PATH"]})
         if result.returncode != 0:
-            raise BuildError(f"fakeRootCommands failed with exit code {result.returncode}")
+            # The session itself printed what went wrong.
+            raise BuildError("", already_reported=True)
         return
     pack(root, os.path.join(out, "layer.tar"), epoch_of(attrs.data.get("mtime", 1)), keep_owners=False)
 
@@ -128,6 +154,8 @@ def customise_fakeroot(attrs: Attrs) -> None:
              _chroot_prefix(attrs, root))
     else:
         _run("fakeRootCommands", attrs.str("fakeRootCommands", ""), root, env)
+    if _nix_owner(attrs):
+        _chown_nix(root, _nix_owner(attrs))
     pack(root, os.path.join(attrs.out, "layer.tar"), epoch_of(attrs.data.get("mtime", 1)), keep_owners=True)
 
 

@@ -12,6 +12,11 @@ __all__ = ["BuildError", "SpecError", "ImageFormatError", "UnsafePathError",
 class BuildError(Exception):
     """A user-caused problem: bad input, a bad base image, a failed command."""
 
+    def __init__(self, message: str = "", *, already_reported: bool = False):
+        super().__init__(message)
+        # True when a child process already printed the one error line.
+        self.already_reported = already_reported
+
 
 class SpecError(BuildError, ValueError):
     """The JSON configuration from Nix (or the command line) is wrong."""

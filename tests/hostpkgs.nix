@@ -23,13 +23,15 @@ let
     for p in ${programs}; do cp "$(command -v "$p")" "$out/bin/$p"; done
   '' name;
 
-  busybox = sh ''
+  # Static, so it runs inside images too.
+  busyboxWith = name: applets: sh ''
     mkdir -p $out/bin
     cp /bin/busybox $out/bin/busybox
-    for applet in sh ls cat echo id whoami env mkdir true false sleep uname; do
+    for applet in ${applets}; do
       ln -s busybox $out/bin/$applet
     done
-  '' "busybox-static";
+  '' name;
+  busybox = busyboxWith "busybox-static" "sh ls cat echo id whoami env mkdir true false sleep uname stat";
 in
 rec {
   inherit system;
@@ -42,9 +44,29 @@ rec {
   '' "python3-host";
 
   bash = copied "bash-host" "bash";
-  coreutils = linked "coreutils-host" (
-    "cat chmod chown cp date dirname basename echo env false head id ln ls mkdir "
-    + "mktemp mv readlink rm rmdir sed grep sort tail touch tr true uname wc");
+  # Host programs for builds (dynamic, so fakeroot's LD_PRELOAD reaches
+  # them); env is busybox, static, so usrBinEnv also runs inside images.
+  coreutils = sh ''
+    mkdir -p $out/bin
+    for p in cat chmod chown cp date dirname basename echo false head id ln ls mkdir \
+             mktemp mv readlink rm rmdir sed grep sort stat tail touch tr true uname wc; do
+      ln -s "$(command -v "$p")" "$out/bin/$p"
+    done
+    cp /bin/busybox $out/bin/env
+  '' "coreutils-host";
+  # A shell that runs in images: busybox run under the name sh.
+  bashInteractive = sh ''
+    mkdir -p $out/bin
+    cp /bin/busybox $out/bin/bash
+  '' "bash-interactive-busybox";
+  cacert = sh ''
+    mkdir -p $out/etc/ssl/certs
+    cp /etc/ssl/certs/ca-certificates.crt $out/etc/ssl/certs/ca-bundle.crt
+  '' "nss-cacert-host";
+  shadow = sh ''
+    mkdir -p $out/bin
+    for p in useradd groupadd usermod chpasswd; do ln -s /usr/sbin/$p $out/bin/$p; done
+  '' "shadow-host";
   # Debian's fakeroot script needs getopt and friends from the host PATH.
   fakeroot = sh ''
     mkdir -p $out/bin
