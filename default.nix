@@ -236,11 +236,16 @@ let
     fi
   '';
 
+  # Several images in one docker archive: podman/docker load gets them all.
+  mergeImages = images: runBuilder "merge-docker-images" "merge" {
+    images = map (img: if builtins.isAttrs img && img.isExe or false then img.conf else img) images;
+  };
+
   buildLayeredImageWithNixDb = args: buildLayeredImage (args // { includeNixDB = true; });
   streamLayeredImageWithNixDb = args: streamLayeredImage (args // { includeNixDB = true; });
 
 in
 {
   inherit streamLayeredImage buildLayeredImage buildLayeredImageWithNixDb
-    streamLayeredImageWithNixDb fakeNss binSh usrBinEnv caCertificates shadowSetup;
+    streamLayeredImageWithNixDb fakeNss binSh usrBinEnv caCertificates shadowSetup mergeImages;
 }

@@ -2,7 +2,7 @@
 and chooses exit codes.
 
 Build commands (run by Nix, configured by ``.attrs.json``):
-  customise, customise-fakeroot, layers, files, script, archive
+  customise, customise-fakeroot, layers, files, merge, script, archive
 User commands:
   stream DESCRIPTION [--format docker|oci] [--compress none|gzip|zstd] [--output PATH]
 """
@@ -32,6 +32,11 @@ def _cmd_customise_fakeroot(args) -> None:
 def _cmd_files(args) -> None:
     from . import files, spec
     files.write_files(spec.load_attrs())
+
+
+def _cmd_merge(args) -> None:
+    from . import merge, spec
+    merge.merge_images(spec.load_attrs())
 
 
 def _cmd_layers(args) -> None:
@@ -84,6 +89,7 @@ def _parser() -> argparse.ArgumentParser:
         ("customise-fakeroot", _cmd_customise_fakeroot, argparse.SUPPRESS),
         ("layers", _cmd_layers, "build an image description (inside a Nix build)"),
         ("files", _cmd_files, "write a small tree of files (inside a Nix build)"),
+        ("merge", _cmd_merge, "merge image archives into one (inside a Nix build)"),
         ("script", _cmd_script, "write a stream executable (inside a Nix build)"),
         ("archive", _cmd_archive, "write an image archive into the store (inside a Nix build)"),
     ]:

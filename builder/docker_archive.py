@@ -18,11 +18,11 @@ from typing import List, Optional, Sequence, Tuple
 
 from . import tarstream
 from .errors import DigestMismatch, ImageFormatError
-from .image import Blob, Image, Layer, canonical_json, sha256_digest
+from .image import Blob, Image, Layer, canonical_json
 from .layerfile import FileRange, detect_encoding, layer_from_range
 from .sinks import CountSink, Sink
 
-__all__ = ["write_docker_archive", "read_docker_archive", "Tagged"]
+__all__ = ["write_docker_archive", "read_docker_archive", "read_docker_archive_all", "Tagged"]
 
 Tagged = Tuple[Image, List[str]]  # an image and the tags it is saved under
 
@@ -92,7 +92,8 @@ def _open_archive(path: str, workdir: Optional[str]) -> Tuple[str, tarfile.TarFi
             raise ImageFormatError(f"{path}: not an image archive ({e})") from None
     if workdir is None:
         raise ImageFormatError(f"{path}: a compressed archive needs a work directory to unpack into")
-    plain = os.path.join(workdir, "base.tar")
+    # Named after the archive: several bases may be unpacked side by side.
+    plain = os.path.join(workdir, os.path.basename(path).split(".")[0] + "-unpacked.tar")
     from .layerfile import decompress_file
     decompress_file(path, encoding, plain)
     try:
@@ -101,52 +102,80 @@ def _open_archive(path: str, workdir: Optional[str]) -> Tuple[str, tarfile.TarFi
         raise ImageFormatError(f"{path}: not an image archive ({e})") from None
 
 
+class _ArchiveReader:
+    """An open docker archive: its manifest, and images loaded by entry."""
+
+    def __init__(self, path: str, workdir: Optional[str], verify: bool):
+        self.path, self.verify = path, verify
+        self.plain, self.tar = _open_archive(path, workdir)
+        self.members = {m.name[2:] if m.name.startswith("./") else m.name: m
+                        for m in self.tar.getmembers()}
+        if "manifest.json" not in self.members:
+            raise ImageFormatError(f"{path}: not a docker image archive (no manifest.json)")
+        self.manifest = self._json("manifest.json")
+        if not isinstance(self.manifest, list) or not self.manifest:
+            raise ImageFormatError(f"{path}: manifest.json lists no image")
+        self._layers = {}  # member name -> Layer: a tar listed twice is read once
+
+    def _file(self, name: str) -> tarfile.TarInfo:
+        m = self.members.get(name)
+        while m is not None and m.issym():
+            m = self.members.get(os.path.normpath(os.path.join(os.path.dirname(name), m.linkname)))
+        if m is None or not m.isfile():
+            raise ImageFormatError(f"{self.path}: {name} is missing from the archive")
+        return m
+
+    def _json(self, name: str):
+        try:
+            return json.loads(self.tar.extractfile(self._file(name)).read())
+        except ValueError as e:
+            raise ImageFormatError(f"{self.path}: {name} is not JSON ({e})") from None
+
+    def load(self, entry: dict) -> Image:
+        config_bytes = self.tar.extractfile(self._file(entry["Config"])).read()
+        try:
+            diff_ids = json.loads(config_bytes).get("rootfs", {}).get("diff_ids", [])
+        except ValueError as e:
+            raise ImageFormatError(f"{self.path}: {entry['Config']} is not JSON ({e})") from None
+        if len(diff_ids) != len(entry["Layers"]):
+            raise ImageFormatError(f"{self.path}: {len(entry['Layers'])} layers but "
+                                   f"{len(diff_ids)} diff_ids in the config")
+        return Image(config_bytes, [self._layer(n, d) for n, d in zip(entry["Layers"], diff_ids)])
+
+    def _layer(self, name: str, diff_id: str) -> Layer:
+        key = (name, diff_id)
+        if key not in self._layers:
+            m = self._file(name)
+            rng = FileRange(self.plain, m.offset_data, m.size)
+            self._layers[key] = layer_from_range(rng, diff_id, verify=self.verify,
+                                                 what=f"{self.path}: layer {name}")
+        return self._layers[key]
+
+    def close(self) -> None:
+        self.tar.close()
+
+
 def read_docker_archive(path: str, workdir: Optional[str] = None, *, name: Optional[str] = None,
                         tag: Optional[str] = None, verify: bool = True) -> Image:
     """The image in a docker archive; ``name``/``tag`` pick one of several."""
-    plain, tar = _open_archive(path, workdir)
-    with tar:
-        members = {m.name.lstrip("./") if m.name.startswith("./") else m.name: m
-                   for m in tar.getmembers()}
+    reader = _ArchiveReader(path, workdir, verify)
+    try:
+        return reader.load(_pick(path, reader.manifest, name, tag))
+    finally:
+        reader.close()
 
-        def read_json(member_name: str):
-            m = members.get(member_name)
-            if m is None or not m.isfile():
-                raise ImageFormatError(f"{path}: no {member_name} in the archive")
-            try:
-                return json.loads(tar.extractfile(m).read())
-            except ValueError as e:
-                raise ImageFormatError(f"{path}: {member_name} is not JSON ({e})") from None
 
-        if "manifest.json" not in members:
-            raise ImageFormatError(f"{path}: not a docker image archive (no manifest.json)")
-        manifest = read_json("manifest.json")
-        entry = _pick(path, manifest, name, tag)
-        config_member = members.get(entry["Config"])
-        if config_member is None:
-            raise ImageFormatError(f"{path}: config {entry['Config']} is missing")
-        config_bytes = tar.extractfile(config_member).read()
-        config = json.loads(config_bytes)
-        diff_ids = config.get("rootfs", {}).get("diff_ids", [])
-        if len(diff_ids) != len(entry["Layers"]):
-            raise ImageFormatError(f"{path}: {len(entry['Layers'])} layers but "
-                                   f"{len(diff_ids)} diff_ids in the config")
-        layers = []
-        for layer_name, diff_id in zip(entry["Layers"], diff_ids):
-            m = members.get(layer_name)
-            while m is not None and m.issym():
-                m = members.get(os.path.normpath(os.path.join(os.path.dirname(layer_name), m.linkname)))
-            if m is None or not m.isfile():
-                raise ImageFormatError(f"{path}: layer {layer_name} is missing")
-            rng = FileRange(plain, m.offset_data, m.size)
-            layers.append(layer_from_range(rng, diff_id, verify=verify,
-                                           what=f"{path}: layer {layer_name}"))
-    return Image(config_bytes, layers)
+def read_docker_archive_all(path: str, workdir: Optional[str] = None,
+                            verify: bool = True) -> List[Tagged]:
+    """Every image of a docker archive, with the tags it lists."""
+    reader = _ArchiveReader(path, workdir, verify)
+    try:
+        return [(reader.load(e), list(e.get("RepoTags") or [])) for e in reader.manifest]
+    finally:
+        reader.close()
 
 
 def _pick(path: str, manifest, name: Optional[str], tag: Optional[str]) -> dict:
-    if not isinstance(manifest, list) or not manifest:
-        raise ImageFormatError(f"{path}: manifest.json lists no image")
     if name is None and tag is None:
         if len(manifest) > 1:
             raise ImageFormatError(f"{path}: holds {len(manifest)} images; "
