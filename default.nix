@@ -111,6 +111,29 @@ let
   # A small tree of files, symlinks and directories, written by the builder.
   writeTree = name: files: runBuilder name "files" { inherit files; };
 
+  # Explicit layers, as nix2container's buildLayer: each its own derivation,
+  # so an unchanged group of dependencies is never rebuilt nor re-hashed.
+  buildLayer =
+    { deps ? [ ]             # store paths whose closures go in
+    , copyToRoot ? null      # derivations whose contents go at /
+    , ignore ? null          # a store path to leave out
+    , layers ? [ ]           # buildLayer results whose paths are not repeated
+    , maxLayers ? 1          # split by popularity into at most this many layers
+    , perms ? [ ]            # [ { path; regex; mode; uid; gid; uname; gname; } ]
+    , reproducible ? true    # accepted for nix2container compatibility
+    , uid ? 0, gid ? 0, uname ? "root", gname ? "root", mtime ? "1970-01-01T00:00:01Z"
+    , metadata ? { }
+    }:
+    runBuilder "layer" "layer" {
+      inherit uid gid uname gname mtime perms;
+      maxLayers = if builtins.isInt maxLayers && maxLayers >= 1 then maxLayers
+        else throw "dockerTools.buildLayer: maxLayers must be an integer of at least 1, got ${toString maxLayers}";
+      copyToRoot = toList copyToRoot;
+      ignore = toList ignore;
+      parentLayers = layers;
+      exportReferencesGraph.closure = deps ++ toList copyToRoot;
+    };
+
   streamLayeredImage =
     { name
     , tag ? null
@@ -137,6 +160,7 @@ let
     , nixGid ? 0
     , passthru ? { }
     , meta ? { }
+    , layers ? [ ]
     , layeringPipeline ? null
     , debug ? false
     }:
@@ -152,7 +176,7 @@ let
       };
       conf = runBuilder "${baseName}-conf" "layers" {
         inherit imageName fromImageName fromImageTag config architecture variant created mtime
-          uid gid uname gname includeStorePaths;
+          uid gid uname gname includeStorePaths layers;
         tag = checkTag fn tag;
         fromImage = checkFromImage fn fromImage;
         maxLayers = checkMaxLayers fn maxLayers;
@@ -246,6 +270,6 @@ let
 
 in
 {
-  inherit streamLayeredImage buildLayeredImage buildLayeredImageWithNixDb
+  inherit streamLayeredImage buildLayeredImage buildLayer buildLayeredImageWithNixDb
     streamLayeredImageWithNixDb fakeNss binSh usrBinEnv caCertificates shadowSetup mergeImages;
 }

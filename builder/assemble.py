@@ -8,22 +8,23 @@ file reads release the GIL).
 
 from __future__ import annotations
 
+import json
 import os
 from concurrent.futures import ThreadPoolExecutor
 from typing import List, Optional
 
 from . import closure, config as image_config_mod
-from .description import (entry_of, find_description, read_description, store_layer,
-                          write_description)
+from .description import (entry_of, find_description, layer_from_entry, read_description,
+                          store_layer, write_description)
 from .docker_archive import read_docker_archive
 from .errors import SpecError
 from .image import Image, Layer, canonical_json
 from .layerfile import FileRange, layer_from_range, range_stats
 from .sinks import HashSink
 from .spec import Attrs, check_image_name, check_tag
-from .tarstream import Stamp, write_store_layer
+from .tarstream import Stamp
 
-__all__ = ["assemble", "hash_store_layers", "tag_from_out"]
+__all__ = ["assemble", "build_layer", "hash_store_layers", "measure", "tag_from_out"]
 
 
 def tag_from_out(out: str) -> str:
@@ -31,16 +32,66 @@ def tag_from_out(out: str) -> str:
     return os.path.basename(out).split("-", 1)[0]
 
 
+def measure(paths: List[str], stamp: Stamp, roots: List[str] = (), perms: List[dict] = ()) -> Layer:
+    """A store layer with its digest and size, from one pass over its files."""
+    probe = store_layer(paths, stamp, "", 0, roots, perms)
+    sink = HashSink()
+    probe.write_tar(sink)
+    return store_layer(paths, stamp, sink.digest, sink.size, roots, perms)
+
+
 def hash_store_layers(groups: List[List[str]], stamp: Stamp,
                       workers: Optional[int] = None) -> List[Layer]:
-    def one(paths: List[str]) -> Layer:
-        sink = HashSink()
-        write_store_layer(sink, paths, stamp)
-        return store_layer(paths, stamp, sink.digest, sink.size)
-    # Biggest layers first would balance better, but order of results must
-    # follow groups; map keeps it.
     with ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 1) as pool:
-        return list(pool.map(one, groups))
+        return list(pool.map(lambda paths: measure(paths, stamp), groups))
+
+
+LAYERS_FILE = "layers.json"
+
+
+def _read_layer_set(path: str) -> List[Layer]:
+    """The layers of a buildLayer output."""
+    try:
+        with open(os.path.join(path, LAYERS_FILE), "rb") as f:
+            doc = json.load(f)
+    except (OSError, ValueError) as e:
+        raise SpecError(f"layers: {path} is not a buildLayer output ({e})") from None
+    return [layer_from_entry(e) for e in doc["layers"]]
+
+
+def _explicit_layers(paths: List[str]) -> List[Layer]:
+    return [layer for p in paths for layer in _read_layer_set(p)]
+
+
+def build_layer(attrs: Attrs) -> None:
+    """buildLayer: one derivation holding the description of a few layers
+    a user groups by hand (dependencies apart from the app, say)."""
+    out = attrs.out
+    stamp = _stamp(attrs)
+    roots = attrs.list("copyToRoot")
+    graph = closure.Graph(attrs.list("closure"))
+    referenced = {r for refs in graph.refs.values() for r in refs}
+    # copyToRoot paths are relocated to /; they stay in the store only when
+    # something else in the closure refers to them.
+    relocated = [r for r in roots if r not in referenced]
+    skip = set(attrs.list("ignore")) | set(relocated) | set(_paths_in(_explicit_layers(attrs.list("parentLayers"))))
+    graph = graph.without(skip)
+    groups = closure.plan_layers(graph, attrs.int("maxLayers", 1)) if graph.refs else []
+    if roots and not groups:
+        groups = [[]]
+    perms = attrs.list("perms")
+    jobs = [(g, roots if i == len(groups) - 1 else ()) for i, g in enumerate(groups)]
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+        layers = list(pool.map(lambda job: measure(job[0], stamp, job[1], perms), jobs))
+    os.makedirs(out)
+    with open(os.path.join(out, LAYERS_FILE), "wb") as f:
+        f.write(canonical_json({"version": 1, "layers": [entry_of(layer) for layer in layers]}))
+
+
+def _stamp(attrs: Attrs) -> Stamp:
+    return Stamp(uid=attrs.int("uid", 0), gid=attrs.int("gid", 0), uname=attrs.str("uname", "root"),
+                 gname=attrs.str("gname", "root"),
+                 mtime=image_config_mod.epoch_of(attrs.data.get("mtime", 1)))
 
 
 def _base_image(attrs: Attrs, out: str) -> Optional[Image]:
@@ -80,20 +131,21 @@ def assemble(attrs: Attrs) -> None:
         raise SpecError(f"maxLayers = {max_layers}: must be at least 2 "
                         "(one for the customisation layer, one for store paths)")
     created = image_config_mod.resolve_created(attrs.str("created", "1970-01-01T00:00:01Z"))
-    stamp = Stamp(uid=attrs.int("uid", 0), gid=attrs.int("gid", 0), uname=attrs.str("uname", "root"),
-                  gname=attrs.str("gname", "root"),
-                  mtime=image_config_mod.epoch_of(attrs.data.get("mtime", 1)))
+    stamp = _stamp(attrs)
 
     base = _base_image(attrs, out)
     base_layers = base.layers if base else []
-    budget = max_layers - len(base_layers) - 1
-    graph = _store_graph(attrs).without(_paths_in(base_layers))
+    explicit = _explicit_layers(attrs.list("layers"))
+    budget = max_layers - len(base_layers) - len(explicit) - 1
+    graph = _store_graph(attrs).without(_paths_in(base_layers + explicit))
     if graph.refs and budget < 1:
-        raise SpecError(f"maxLayers = {max_layers}: the base image has {len(base_layers)} layers and "
-                        "the customisation layer needs one, so no layer is left for store paths")
+        raise SpecError(f"maxLayers = {max_layers}: the base image has {len(base_layers)} layers, "
+                        f"layers gives {len(explicit)} and the customisation layer needs one, "
+                        "so no layer is left for store paths")
     groups = closure.plan_layers(graph, budget)
-    new_layers = hash_store_layers(groups, stamp)
-    history = [{"created": created, "comment": "store paths: " + " ".join(g)} for g in groups]
+    new_layers = explicit + hash_store_layers(groups, stamp)
+    history = [{"created": created, "comment": "store paths: " + " ".join(layer.source["paths"])}
+               for layer in new_layers]
 
     custom = attrs.str("customisationLayer")
     if custom:

@@ -2,7 +2,7 @@
 and chooses exit codes.
 
 Build commands (run by Nix, configured by ``.attrs.json``):
-  customise, customise-fakeroot, layers, files, merge, script, archive
+  customise, customise-fakeroot, layers, layer, files, merge, script, archive
 User commands:
   stream DESCRIPTION [--format docker|oci] [--compress none|gzip|zstd] [--output PATH]
 """
@@ -32,6 +32,11 @@ def _cmd_customise_fakeroot(args) -> None:
 def _cmd_files(args) -> None:
     from . import files, spec
     files.write_files(spec.load_attrs())
+
+
+def _cmd_layer(args) -> None:
+    from . import assemble, spec
+    assemble.build_layer(spec.load_attrs())
 
 
 def _cmd_merge(args) -> None:
@@ -88,6 +93,7 @@ def _parser() -> argparse.ArgumentParser:
         ("customise", _cmd_customise, "build the customisation layer (inside a Nix build)"),
         ("customise-fakeroot", _cmd_customise_fakeroot, argparse.SUPPRESS),
         ("layers", _cmd_layers, "build an image description (inside a Nix build)"),
+        ("layer", _cmd_layer, "build the description of explicit layers (inside a Nix build)"),
         ("files", _cmd_files, "write a small tree of files (inside a Nix build)"),
         ("merge", _cmd_merge, "merge image archives into one (inside a Nix build)"),
         ("script", _cmd_script, "write a stream executable (inside a Nix build)"),

@@ -23,7 +23,8 @@ from typing import Dict, List, Optional
 from .errors import SpecError
 from .image import Image, Layer, canonical_json
 from .layerfile import FileRange, layer_from_range
-from .tarstream import Stamp, write_store_layer
+from .rootfs import parse_perms, write_layer
+from .tarstream import Stamp
 
 __all__ = ["VERSION", "store_source", "store_layer", "entry_of", "layer_from_entry", "write_description",
            "read_description", "find_description", "Description"]
@@ -31,16 +32,26 @@ __all__ = ["VERSION", "store_source", "store_layer", "entry_of", "layer_from_ent
 VERSION = 1
 
 
-def store_source(paths: List[str], stamp: Stamp) -> dict:
-    return {"kind": "store", "paths": sorted(paths),
-            "stamp": {"uid": stamp.uid, "gid": stamp.gid, "uname": stamp.uname,
-                      "gname": stamp.gname, "mtime": stamp.mtime}}
+def store_source(paths: List[str], stamp: Stamp, roots: List[str] = (),
+                 perms: List[dict] = ()) -> dict:
+    source = {"kind": "store", "paths": sorted(paths),
+              "stamp": {"uid": stamp.uid, "gid": stamp.gid, "uname": stamp.uname,
+                        "gname": stamp.gname, "mtime": stamp.mtime}}
+    if roots:
+        source["roots"] = list(roots)
+    if perms:
+        source["perms"] = list(perms)
+    return source
 
 
-def store_layer(paths: List[str], stamp: Stamp, diff_id: str, size: int) -> Layer:
+def store_layer(paths: List[str], stamp: Stamp, diff_id: str, size: int,
+                roots: List[str] = (), perms: List[dict] = ()) -> Layer:
+    """A layer of store paths (and copyToRoot trees): its bytes are made
+    again from the store each time they are asked for."""
     paths = sorted(paths)
-    return Layer(diff_id, size, lambda sink: write_store_layer(sink, paths, stamp),
-                 source=store_source(paths, stamp))
+    parsed = parse_perms(perms)
+    return Layer(diff_id, size, lambda sink: write_layer(sink, paths, stamp, roots, parsed),
+                 source=store_source(paths, stamp, roots, perms))
 
 
 def entry_of(layer: Layer) -> dict:
@@ -58,7 +69,8 @@ def layer_from_entry(entry: dict) -> Layer:
     source = entry["source"]
     known = {enc: tuple(v) for enc, v in entry.get("known", {}).items()}
     if source["kind"] == "store":
-        layer = store_layer(source["paths"], Stamp(**source["stamp"]), entry["diffId"], entry["size"])
+        layer = store_layer(source["paths"], Stamp(**source["stamp"]), entry["diffId"], entry["size"],
+                            source.get("roots", ()), source.get("perms", ()))
     elif source["kind"] == "file":
         rng = FileRange(source["path"], source["offset"], source["size"])
         stats = {"encoding": source["encoding"], "size": entry["size"],

@@ -1,0 +1,125 @@
+"""What goes where in a store layer: store paths at their own place,
+``copyToRoot`` trees merged at ``/``, ``perms`` applied on the way.
+
+Entry bytes are made by ``tarstream.write_entry``; this module only decides
+which entries a layer has, in which order and with which owner and mode.
+Several trees merged at ``/`` (two packages that both have ``bin/``) give
+each directory once: the first tree to have a name wins, as with lndir.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import stat
+from dataclasses import dataclass
+from typing import Iterable, List, Optional, Sequence
+
+from .errors import SpecError
+from .sinks import Sink
+from .tarstream import DIR, END_OF_ARCHIVE, Stamp, header, write_entry, write_tree
+
+__all__ = ["Perm", "parse_perms", "write_layer"]
+
+
+@dataclass(frozen=True)
+class Perm:
+    """nix2container's ``perms``: below ``path``, entries whose source path
+    matches ``regex`` get this mode/owner."""
+
+    path: str
+    regex: "re.Pattern"
+    mode: Optional[int]
+    uid: Optional[int]
+    gid: Optional[int]
+    uname: Optional[str]
+    gname: Optional[str]
+
+    def applies(self, source: str) -> bool:
+        return (source == self.path or source.startswith(self.path + "/")) and \
+            self.regex.match(source) is not None
+
+
+def parse_perms(items: Iterable[dict]) -> List[Perm]:
+    perms = []
+    for i, item in enumerate(items):
+        try:
+            mode = item.get("mode")
+            perms.append(Perm(
+                path=str(item["path"]).rstrip("/"),
+                regex=re.compile(item.get("regex", ".*")),
+                mode=int(mode, 8) if isinstance(mode, str) else mode,
+                uid=item.get("uid"), gid=item.get("gid"),
+                uname=item.get("uname"), gname=item.get("gname")))
+        except (KeyError, ValueError, re.error) as e:
+            raise SpecError(f"perms: entry {i}: {e}") from None
+    return perms
+
+
+def _adjusted(source: str, st: os.stat_result, stamp: Stamp, perms: Sequence[Perm]):
+    for perm in perms:
+        if perm.applies(source):
+            if perm.mode is not None:
+                fields = list(st)
+                fields[0] = stat.S_IFMT(st.st_mode) | perm.mode
+                st = os.stat_result(fields)
+            stamp = Stamp(uid=perm.uid if perm.uid is not None else stamp.uid,
+                          gid=perm.gid if perm.gid is not None else stamp.gid,
+                          uname=perm.uname if perm.uname is not None else stamp.uname,
+                          gname=perm.gname if perm.gname is not None else stamp.gname,
+                          mtime=stamp.mtime)
+    return st, stamp
+
+
+def _walk_merged(sink: Sink, sources: List[bytes], name: bytes, stamp: Stamp,
+                 perms: Sequence[Perm]) -> None:
+    """The children of several directories that share one place in the image."""
+    children = {}
+    for src in sources:
+        for child in sorted(os.listdir(src)):
+            children.setdefault(child, []).append(os.path.join(src, child))
+    for child in sorted(children):
+        paths = children[child]
+        child_name = name + child
+        st = os.lstat(paths[0])
+        if stat.S_ISDIR(st.st_mode):
+            dirs = [p for p in paths if os.path.isdir(p) and not os.path.islink(p)]
+            _write_one(sink, paths[0], child_name, st, stamp, perms)
+            _walk_merged(sink, dirs, child_name + b"/", stamp, perms)
+        else:
+            _write_one(sink, paths[0], child_name, st, stamp, perms)
+
+
+def _write_one(sink: Sink, path: bytes, name: bytes, st, stamp: Stamp, perms) -> None:
+    if perms:
+        st, stamp = _adjusted(os.fsdecode(path), st, stamp, perms)
+    write_entry(sink, path, name, st, stamp)
+
+
+def _write_store_path(sink: Sink, path: bytes, stamp: Stamp, perms: Sequence[Perm]) -> None:
+    if not perms:
+        write_tree(sink, path, path.lstrip(b"/"), stamp)
+        return
+    st = os.lstat(path)
+    _write_one(sink, path, path.lstrip(b"/"), st, stamp, perms)
+    if stat.S_ISDIR(st.st_mode):
+        _walk_merged(sink, [path], path.lstrip(b"/") + b"/", stamp, perms)
+
+
+def write_layer(sink: Sink, paths: Iterable[str], stamp: Stamp, roots: Sequence[str] = (),
+                perms: Sequence[Perm] = ()) -> None:
+    """A layer: ``roots`` merged at ``/``, then ``nix/``, ``nix/store/`` and
+    each store path whole."""
+    dirs = [os.fsencode(r) for r in roots if os.path.isdir(r)]
+    if dirs:
+        _walk_merged(sink, dirs, b"", stamp, perms)
+    paths = sorted(paths)
+    if paths:
+        store_dir = os.path.dirname(paths[0]).strip("/").split("/")
+        for i in range(len(store_dir)):
+            sink.write(header("/".join(store_dir[: i + 1]).encode() + b"/", DIR, 0o755,
+                              stamp.uid or 0, stamp.gid or 0, stamp.mtime or 0,
+                              uname=stamp.uname, gname=stamp.gname))
+    for p in paths:
+        _write_store_path(sink, os.fsencode(p), stamp, perms)
+    sink.write(END_OF_ARCHIVE)
