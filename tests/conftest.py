@@ -29,5 +29,8 @@ def session_tmp(tmp_path_factory):
 @pytest.fixture(scope="session", autouse=True)
 def _podman_cleanup():
     yield
-    # Images loaded by the tests are removed so repeated runs stay small.
-    subprocess.run(["podman", "image", "prune", "-a", "-f"], capture_output=True)
+    # Images this session loaded are removed so repeated runs stay small;
+    # other sessions' images are left alone.
+    from nixhelpers import LOADED
+    if LOADED:
+        subprocess.run(["podman", "rmi", "-f", *sorted(LOADED)], capture_output=True)

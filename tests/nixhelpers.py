@@ -134,9 +134,15 @@ def podman(*args, input: bytes = None, check=True) -> subprocess.CompletedProces
     return r
 
 
+LOADED = set()  # images this test session loaded, removed at its end
+
+
 def podman_load(data: bytes) -> None:
     # podman 4.3 does not unpack a gzip-compressed docker archive itself.
-    podman("load", "-q", input=decompress(data))
+    r = podman("load", "-q", input=decompress(data))
+    for line in r.stdout.decode().splitlines():
+        if line.startswith("Loaded image"):
+            LOADED.update(name.strip() for name in line.split(":", 1)[1].split(","))
 
 
 def podman_run(image: str, *cmd: str, user: Optional[str] = None) -> str:
