@@ -1,0 +1,584 @@
+"""OCI image layout (image-spec v1.1 ``image-layout.md``): sinks and a source.
+
+Sinks:
+- ``write_oci_archive``: one tar that every loader accepts, the shape Docker
+  25+ ``docker save`` writes: ``oci-layout`` and ``index.json`` for OCI
+  readers (containerd-backed docker, podman, skopeo), plus a docker-style
+  ``manifest.json`` naming the same ``blobs/sha256`` files for older docker.
+- ``write_oci_layout``: an OCI layout directory, usable as a blob cache:
+  blobs already present are kept, new ones appear atomically, index.json
+  is replaced last so a reader never sees a tag whose blobs are missing.
+
+Both accept single images and multi-platform groups: a group becomes an
+image index with one manifest per platform. Manifests are serialised once
+(``render``); the registry client pushes the very same bytes.
+
+Source: ``read_oci`` follows index.json (and nested indexes) to the
+manifest for one platform and verifies every blob it uses.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform as _platform
+import tarfile
+import tempfile
+from dataclasses import dataclass
+from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
+
+from . import image as model
+from . import tarstream
+from .errors import BuildError, DigestMismatch, ImageFormatError
+from .image import Blob, Image, canonical_json
+from .layerfile import FileRange, decompress_file, detect_encoding, layer_from_range, range_stats
+from .sinks import FdSink, Sink, TeeSink
+
+__all__ = ["Target", "Tagged", "Manifest", "Rendered", "render", "descriptor", "image_manifest",
+           "image_index", "write_oci_archive", "write_oci_layout", "init_layout", "store_blob",
+           "update_index", "read_oci", "host_platform", "parse_platform",
+           "platform_matches", "select_descriptor", "split_repo_tag", "REF_NAME", "IMAGE_NAME",
+           "MANIFEST_TYPES", "INDEX_TYPES"]
+
+# A target is one image, or several (one per platform) pushed as an index.
+Target = Union[Image, Sequence[Image]]
+Tagged = Tuple[Target, Sequence[str]]  # a target and its "name:tag" references
+
+REF_NAME = "org.opencontainers.image.ref.name"
+IMAGE_NAME = "io.containerd.image.name"
+LAYOUT_VERSION = {"imageLayoutVersion": "1.0.0"}
+MANIFEST_TYPES = (model.OCI_MANIFEST, model.DOCKER_MANIFEST)
+INDEX_TYPES = (model.OCI_INDEX, model.DOCKER_LIST)
+
+_FLAVOURS = {
+    "oci": {"manifest": model.OCI_MANIFEST, "index": model.OCI_INDEX,
+            "config": model.OCI_CONFIG, "layers": model.LAYER_MEDIA_TYPES},
+    "docker": {"manifest": model.DOCKER_MANIFEST, "index": model.DOCKER_LIST,
+               "config": model.DOCKER_CONFIG, "layers": model.DOCKER_LAYER},
+}
+_STAMP_MTIME = 1
+# Indexes inside indexes are allowed by the spec; a bound stops a cycle.
+_MAX_INDEX_DEPTH = 4
+
+
+# --- rendering: the exact manifest and index bytes -------------------------
+
+@dataclass(frozen=True)
+class Manifest:
+    """One image's manifest, serialised once, with the blobs it refers to."""
+
+    image: Image
+    blob: Blob
+    config: Blob
+    layers: List[Blob]
+
+
+@dataclass(frozen=True)
+class Rendered:
+    """A target ready to write: the blob a tag points at and all manifests below it."""
+
+    top: Blob
+    manifests: List[Manifest]
+
+    def blobs(self) -> List[Blob]:
+        """Every blob the target needs, each digest once, index last."""
+        seen: Dict[str, Blob] = {}
+        for m in self.manifests:
+            for blob in [m.config, *m.layers, m.blob]:
+                seen.setdefault(blob.digest, blob)
+        seen.setdefault(self.top.digest, self.top)
+        return list(seen.values())
+
+
+def descriptor(blob: Blob, **extra) -> dict:
+    return {"mediaType": blob.media_type, "digest": blob.digest, "size": blob.size, **extra}
+
+
+def image_manifest(image: Image, encoding: str = "gzip", flavour: str = "oci") -> Manifest:
+    types = _flavour(flavour)
+    config = Blob.from_bytes(types["config"], image.config_bytes)
+    layers = []
+    for layer in image.layers:
+        blob = layer.blob(encoding)
+        layers.append(Blob(types["layers"][encoding], blob.digest, blob.size, blob.write_to))
+    body = {"schemaVersion": 2, "mediaType": types["manifest"], "config": descriptor(config),
+            "layers": [descriptor(b) for b in layers]}
+    return Manifest(image, Blob.from_bytes(types["manifest"], canonical_json(body)), config, layers)
+
+
+def image_index(manifests: Sequence[Manifest], flavour: str = "oci") -> Blob:
+    """An index with one entry per platform; two images for one platform is an error
+    because a reader would silently take the first."""
+    seen = {}
+    for m in manifests:
+        key = _platform_text(m.image.platform)
+        if key in seen:
+            raise BuildError(f"two images for platform {key} in one index "
+                             f"({seen[key]} and {m.image.config_digest})")
+        seen[key] = m.image.config_digest
+    body = {"schemaVersion": 2, "mediaType": _flavour(flavour)["index"],
+            "manifests": [descriptor(m.blob, platform=m.image.platform) for m in manifests]}
+    return Blob.from_bytes(_flavour(flavour)["index"], canonical_json(body))
+
+
+def render(target: Target, encoding: str = "gzip", flavour: str = "oci") -> Rendered:
+    """A single Image gets a manifest; a list of Images (even of one) an index."""
+    if isinstance(target, Image):
+        m = image_manifest(target, encoding, flavour)
+        return Rendered(m.blob, [m])
+    manifests = [image_manifest(i, encoding, flavour) for i in target]
+    if not manifests:
+        raise BuildError("a multi-platform image needs at least one image")
+    return Rendered(image_index(manifests, flavour), manifests)
+
+
+def _flavour(flavour: str) -> dict:
+    try:
+        return _FLAVOURS[flavour]
+    except KeyError:
+        raise BuildError(f"unknown manifest format {flavour!r}: expected oci or docker") from None
+
+
+# --- references in index.json ----------------------------------------------
+
+def split_repo_tag(ref: str) -> Tuple[str, str]:
+    """``host:5000/a/b:tag`` -> (``host:5000/a/b``, ``tag``); no tag means latest."""
+    name, colon, tag = ref.rpartition(":")
+    if not colon or "/" in tag:
+        return ref, "latest"
+    return name, tag
+
+
+def _full_name(name: str) -> str:
+    # containerd stores fully qualified names (as `docker save` writes
+    # them): a bare "app" is docker.io/library/app to docker.
+    first, slash, _ = name.partition("/")
+    if slash and ("." in first or ":" in first or first == "localhost"):
+        return name
+    return "docker.io/" + (name if slash else "library/" + name)
+
+
+def _annotations(ref: str) -> dict:
+    name, tag = split_repo_tag(ref)
+    return {REF_NAME: tag, IMAGE_NAME: f"{_full_name(name)}:{tag}"}
+
+
+def _index_entries(rendered: Sequence[Tuple[Rendered, Sequence[str]]]) -> List[dict]:
+    entries = []
+    for r, refs in rendered:
+        if not refs:
+            entries.append(descriptor(r.top))
+        entries.extend(descriptor(r.top, annotations=_annotations(ref)) for ref in refs)
+    return entries
+
+
+def _index_json(entries: List[dict]) -> bytes:
+    return canonical_json({"schemaVersion": 2, "mediaType": model.OCI_INDEX, "manifests": entries})
+
+
+def _docker_manifest(rendered: Sequence[Tuple[Rendered, Sequence[str]]]) -> bytes:
+    """manifest.json for loaders that predate OCI. Only one platform of a
+    group can carry the tags (a tag names one image there): the first."""
+    entries = []
+    for r, refs in rendered:
+        for i, m in enumerate(r.manifests):
+            entries.append({"Config": _blob_path(m.config.digest),
+                            "RepoTags": list(refs) if i == 0 else [],
+                            "Layers": [_blob_path(b.digest) for b in m.layers]})
+    return canonical_json(entries)
+
+
+def _blob_path(digest: str) -> str:
+    algorithm, _, hexpart = digest.partition(":")
+    return f"blobs/{algorithm}/{hexpart}"
+
+
+# --- the archive sink --------------------------------------------------------
+
+class _Counting(Sink):
+    """Passes bytes on and counts them: a tar member must be exactly its header's size."""
+
+    def __init__(self, inner: Sink):
+        self.inner = inner
+        self.size = 0
+
+    def write(self, data) -> None:
+        self.size += len(data)
+        self.inner.write(data)
+
+    def copy_file(self, fd: int, size: int) -> None:
+        self.size += size
+        self.inner.copy_file(fd, size)
+
+
+def _tar_dir(sink: Sink, name: str) -> None:
+    sink.write(tarstream.header(name.encode(), tarstream.DIR, 0o755, 0, 0, _STAMP_MTIME))
+
+
+def _tar_file(sink: Sink, name: str, blob: Blob) -> None:
+    sink.write(tarstream.header(name.encode(), tarstream.REG, 0o644, 0, 0, _STAMP_MTIME, blob.size))
+    counter = _Counting(sink)
+    blob.write_to(counter)
+    if counter.size != blob.size:
+        raise DigestMismatch(f"{name}: size", str(blob.size), str(counter.size))
+    sink.write(tarstream.padding(blob.size))
+
+
+def write_oci_archive(sink: Sink, images: Sequence[Tagged], encoding: str = "none") -> None:
+    """The archive for ``images``: each a target and its "name:tag" references.
+
+    Metadata comes first, so every digest is known before a layer byte is
+    written. Only sizes are checked while streaming: digests were fixed when
+    the layers were made, and hashing again would double the work.
+    """
+    rendered = [(render(target, encoding), refs) for target, refs in images]
+    _tar_file(sink, "oci-layout", Blob.from_bytes("", canonical_json(LAYOUT_VERSION)))
+    _tar_file(sink, "index.json", Blob.from_bytes("", _index_json(_index_entries(rendered))))
+    _tar_file(sink, "manifest.json", Blob.from_bytes("", _docker_manifest(rendered)))
+    _tar_dir(sink, "blobs/")
+    _tar_dir(sink, "blobs/sha256/")
+    written = set()
+    for r, _ in rendered:
+        for blob in r.blobs():
+            if blob.digest not in written:
+                written.add(blob.digest)
+                _tar_file(sink, _blob_path(blob.digest), blob)
+    sink.write(tarstream.END_OF_ARCHIVE)
+    sink.flush()
+
+
+# --- the directory sink ------------------------------------------------------
+
+def _write_temp(path: str, write: Callable[[Sink], None]) -> Tuple[TeeSink, str]:
+    """Write into a temporary file beside ``path``, hashing on the way. The
+    caller renames it into place once checked, so an interrupted write never
+    leaves a partial file under the final name."""
+    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".tmp-")
+    try:
+        tee = TeeSink(FdSink(fd))
+        write(tee)
+        tee.flush()
+        os.fchmod(fd, 0o644)
+        os.close(fd)
+        fd = -1
+        return tee, tmp
+    except BaseException:
+        if fd >= 0:
+            os.close(fd)
+        os.unlink(tmp)
+        raise
+
+
+def store_blob(directory: str, blob: Blob) -> bool:
+    """Put ``blob`` under the layout's blobs/; False when it was already there."""
+    path = os.path.join(directory, _blob_path(blob.digest))
+    try:
+        if os.stat(path).st_size == blob.size:
+            return False
+    except FileNotFoundError:
+        pass
+    tee, tmp = _write_temp(path, blob.write_to)
+    # Unlike the archive, a wrong blob here would be trusted by every later
+    # write that skips it, so its digest is checked before it gets its name.
+    if tee.digest != blob.digest or tee.size != blob.size:
+        os.unlink(tmp)
+        raise DigestMismatch(path, f"{blob.digest} ({blob.size} bytes)",
+                             f"{tee.digest} ({tee.size} bytes)")
+    os.replace(tmp, path)
+    return True
+
+
+def _replace_file(path: str, data: bytes) -> None:
+    _, tmp = _write_temp(path, lambda sink: sink.write(data))
+    os.replace(tmp, path)
+
+
+def _existing_entries(directory: str) -> List[dict]:
+    path = os.path.join(directory, "index.json")
+    if not os.path.exists(path):
+        return []
+    try:
+        return list(json.loads(_read_file(path)).get("manifests") or [])
+    except (ValueError, AttributeError) as e:
+        raise ImageFormatError(f"{path}: not an OCI index ({e})") from None
+
+
+def init_layout(directory: str) -> None:
+    """Make ``directory`` an OCI layout (or check that it is one)."""
+    os.makedirs(os.path.join(directory, "blobs", "sha256"), exist_ok=True)
+    layout_path = os.path.join(directory, "oci-layout")
+    if os.path.exists(layout_path):
+        _check_layout_version(directory, _read_file(layout_path))
+    else:
+        _replace_file(layout_path, canonical_json(LAYOUT_VERSION))
+
+
+def update_index(directory: str, entries: List[dict]) -> None:
+    """Add ``entries`` to index.json; an existing entry with the same ref.name
+    is replaced, as ``skopeo copy ... oci:DIR:tag`` does, others are kept.
+    Call it after the blobs are stored: a reader never sees a dangling tag."""
+    refs = {(e.get("annotations") or {}).get(REF_NAME) for e in entries} - {None}
+    kept = [e for e in _existing_entries(directory)
+            if (e.get("annotations") or {}).get(REF_NAME) not in refs]
+    _replace_file(os.path.join(directory, "index.json"), _index_json(kept + entries))
+
+
+def write_oci_layout(directory: str, images: Sequence[Tagged], encoding: str = "gzip") -> List[str]:
+    """Add ``images`` to the OCI layout at ``directory`` (created if needed).
+    Returns the digests of the blobs actually written."""
+    init_layout(directory)
+    rendered = [(render(target, encoding), refs) for target, refs in images]
+    written = []
+    for r, _ in rendered:
+        for blob in r.blobs():
+            if store_blob(directory, blob):
+                written.append(blob.digest)
+    update_index(directory, _index_entries(rendered))
+    return written
+
+
+def _read_file(path: str) -> bytes:
+    with open(path, "rb") as f:
+        return f.read()
+
+
+# --- platforms ---------------------------------------------------------------
+
+# uname machine -> (GOARCH, variant), the names image configs use.
+_MACHINES = {"x86_64": ("amd64", ""), "amd64": ("amd64", ""), "aarch64": ("arm64", ""),
+             "arm64": ("arm64", ""), "armv7l": ("arm", "v7"), "armv6l": ("arm", "v6"),
+             "i386": ("386", ""), "i686": ("386", ""), "ppc64le": ("ppc64le", ""),
+             "s390x": ("s390x", ""), "riscv64": ("riscv64", ""), "loongarch64": ("loong64", "")}
+
+
+def host_platform(machine: Optional[str] = None) -> dict:
+    arch, variant = _MACHINES.get(machine or _platform.machine(), (machine or _platform.machine(), ""))
+    p = {"architecture": arch, "os": "linux"}
+    if variant:
+        p["variant"] = variant
+    return p
+
+
+def parse_platform(text: str) -> dict:
+    """``linux/arm64/v8`` (as docker --platform writes it) -> a platform dict."""
+    parts = text.split("/")
+    if not 2 <= len(parts) <= 3 or not all(parts):
+        raise BuildError(f"platform {text!r}: expected OS/ARCH or OS/ARCH/VARIANT, e.g. linux/arm64")
+    p = {"os": parts[0], "architecture": parts[1]}
+    if len(parts) == 3:
+        p["variant"] = parts[2]
+    return p
+
+
+def platform_matches(have: Optional[dict], want: dict) -> bool:
+    """Empty or missing fields on either side match anything (image-spec index.md)."""
+    have = have or {}
+    return all(not want.get(k) or not have.get(k) or want[k] == have[k]
+               for k in ("architecture", "os", "variant"))
+
+
+def _platform_text(p: Optional[dict]) -> str:
+    p = p or {}
+    return "/".join(x for x in (p.get("os") or "*", p.get("architecture") or "*", p.get("variant")) if x)
+
+
+def select_descriptor(entries: Sequence[dict], want: dict, what: str,
+                      prefer: Optional[dict] = None) -> dict:
+    """The first entry for platform ``want`` (the spec's rule for several
+    matches). ``prefer`` breaks ties when ``want`` leaves the architecture open."""
+    matches = [e for e in entries if platform_matches(e.get("platform"), want)]
+    if prefer and len(matches) > 1:
+        preferred = [e for e in matches if platform_matches(e.get("platform"), prefer)]
+        matches = preferred or matches
+        if not preferred:
+            raise ImageFormatError(f"{what}: no image for {_platform_text(prefer)}; it has "
+                                   + ", ".join(_platform_text(e.get("platform")) for e in entries)
+                                   + " (choose an architecture)")
+    if not matches:
+        have = ", ".join(_platform_text(e.get("platform")) for e in entries) or "nothing"
+        raise ImageFormatError(f"{what}: no image for platform {_platform_text(want)}; it has {have}")
+    return matches[0]
+
+
+# --- the source --------------------------------------------------------------
+
+class _Blobs:
+    """Blob files of a layout directory or of a plain tar, as file ranges."""
+
+    def __init__(self, path: str, plain: str, members: Optional[Dict[str, tarfile.TarInfo]]):
+        self.path = path
+        self.plain = plain
+        self.members = members
+
+    def range(self, name: str) -> Optional[FileRange]:
+        if self.members is None:
+            full = os.path.join(self.path, name)
+            return FileRange(full, 0, os.path.getsize(full)) if os.path.isfile(full) else None
+        m = self.members.get(name)
+        if m is None:
+            return None
+        if not m.isfile():
+            raise ImageFormatError(f"{self.path}: {name} is not a regular file in the archive")
+        return FileRange(self.plain, m.offset_data, m.size)
+
+    def read(self, name: str) -> bytes:
+        rng = self.range(name)
+        if rng is None:
+            raise ImageFormatError(f"{self.path}: no {name}")
+        return b"".join(rng.chunks())
+
+    def blob(self, desc: dict, what: str) -> bytes:
+        """A JSON blob's bytes, checked against its descriptor."""
+        digest = _checked_digest(desc, self.path)
+        data = self.read(_blob_path(digest))
+        got = model.sha256_digest(data)
+        if got != digest:
+            raise DigestMismatch(f"{self.path}: {what}", digest, got)
+        if "size" in desc and desc["size"] != len(data):
+            raise DigestMismatch(f"{self.path}: {what} size", str(desc["size"]), str(len(data)))
+        return data
+
+
+def _checked_digest(desc: dict, where: str) -> str:
+    digest = desc.get("digest") if isinstance(desc, dict) else None
+    if not isinstance(digest, str) or not digest.startswith("sha256:") or len(digest) != 71 \
+            or not all(c in "0123456789abcdef" for c in digest[7:]):
+        raise ImageFormatError(f"{where}: unsupported or malformed digest {digest!r} "
+                               "(only lower-case sha256 is read)")
+    return digest
+
+
+def _open_blobs(path: str, workdir: Optional[str]) -> Tuple[_Blobs, Optional[tarfile.TarFile]]:
+    if os.path.isdir(path):
+        return _Blobs(path, path, None), None
+    if not os.path.exists(path):
+        raise ImageFormatError(f"{path}: no such OCI layout or archive")
+    plain = path
+    encoding = detect_encoding(path, 0)
+    if encoding != "none":
+        if workdir is None:
+            raise ImageFormatError(f"{path}: a compressed archive needs a work directory to unpack into")
+        plain = os.path.join(workdir, "oci-archive.tar")
+        decompress_file(path, encoding, plain)
+    try:
+        tar = tarfile.open(plain, "r:")
+    except tarfile.TarError as e:
+        raise ImageFormatError(f"{path}: not an OCI archive ({e})") from None
+    members = {m.name[2:] if m.name.startswith("./") else m.name: m for m in tar.getmembers()}
+    return _Blobs(path, plain, members), tar
+
+
+def _check_layout_version(path: str, data: bytes) -> None:
+    try:
+        version = json.loads(data).get("imageLayoutVersion")
+    except (ValueError, AttributeError):
+        version = None
+    if version != LAYOUT_VERSION["imageLayoutVersion"]:
+        raise ImageFormatError(f"{path}: oci-layout says version {version!r}; 1.0.0 is read")
+
+
+def _json(data: bytes, what: str) -> dict:
+    try:
+        value = json.loads(data)
+    except ValueError as e:
+        raise ImageFormatError(f"{what}: not JSON ({e})") from None
+    if not isinstance(value, dict):
+        raise ImageFormatError(f"{what}: not a JSON object")
+    return value
+
+
+def _by_ref(entries: List[dict], ref: str, path: str) -> List[dict]:
+    found = [e for e in entries
+             if ref in ((e.get("annotations") or {}).get(REF_NAME),
+                        (e.get("annotations") or {}).get(IMAGE_NAME))]
+    if not found:
+        refs = sorted({(e.get("annotations") or {}).get(REF_NAME) or "(untagged)" for e in entries})
+        raise ImageFormatError(f"{path}: no image with reference {ref!r}; it has {', '.join(refs) or 'none'}")
+    return found
+
+
+def _top_entries(blobs: _Blobs, ref: Optional[str]) -> List[dict]:
+    _check_layout_version(blobs.path, blobs.read("oci-layout"))
+    entries = _json(blobs.read("index.json"), f"{blobs.path}: index.json").get("manifests")
+    if not isinstance(entries, list) or not entries:
+        raise ImageFormatError(f"{blobs.path}: index.json lists no image")
+    if ref is not None:
+        return _by_ref(entries, ref, blobs.path)
+    if len({e.get("digest") for e in entries}) > 1 and not any(e.get("platform") for e in entries):
+        refs = sorted({(e.get("annotations") or {}).get(REF_NAME) or "(untagged)" for e in entries})
+        raise ImageFormatError(f"{blobs.path}: holds {len(entries)} images ({', '.join(refs)}); "
+                               "say which with a reference")
+    return entries
+
+
+def _resolve_manifest(blobs: _Blobs, entries: List[dict], want: dict,
+                      prefer: Optional[dict]) -> dict:
+    """Descend through indexes to one image manifest for the platform."""
+    for _ in range(_MAX_INDEX_DEPTH):
+        desc = select_descriptor(entries, want, blobs.path, prefer)
+        media_type = desc.get("mediaType")
+        data = blobs.blob(desc, f"manifest {desc.get('digest')}")
+        doc = _json(data, f"{blobs.path}: {desc.get('digest')}")
+        media_type = doc.get("mediaType") or media_type
+        if media_type in INDEX_TYPES or (media_type is None and "manifests" in doc):
+            entries = doc.get("manifests") or []
+            continue
+        if media_type in MANIFEST_TYPES or (media_type is None and "config" in doc):
+            return doc
+        raise ImageFormatError(f"{blobs.path}: {desc.get('digest')} has unsupported "
+                               f"media type {media_type!r}")
+    raise ImageFormatError(f"{blobs.path}: indexes nested more than {_MAX_INDEX_DEPTH} deep")
+
+
+def _layer(blobs: _Blobs, desc: dict, diff_id: str):
+    digest = _checked_digest(desc, blobs.path)
+    what = f"{blobs.path}: layer {digest}"
+    rng = blobs.range(_blob_path(digest))
+    if rng is None:
+        where = f" (a foreign layer, only at {desc['urls']})" if desc.get("urls") else ""
+        raise ImageFormatError(f"{what}: blob missing{where}")
+    stats = range_stats(rng, what)
+    if stats["storedDigest"] != digest:
+        raise DigestMismatch(what, digest, stats["storedDigest"])
+    if stats["diffId"] != diff_id:
+        raise DigestMismatch(f"{what}: diff_id", diff_id, stats["diffId"])
+    return layer_from_range(rng, diff_id, verify=False, what=what, stats=stats)
+
+
+def read_oci(path: str, *, architecture: Optional[str] = None, os_: str = "linux",
+             variant: Optional[str] = None, ref: Optional[str] = None,
+             workdir: Optional[str] = None, machine: Optional[str] = None) -> Image:
+    """The image in an OCI layout directory or archive at ``path``.
+
+    ``ref`` picks an index.json entry by its ref.name (or full name) annotation.
+    Without ``architecture``, the host's is preferred among several platforms
+    (``machine`` stands in for the host's uname in tests); a single
+    candidate is taken whatever it is. Layers inside a plain archive are
+    streamed from it by offset, never copied.
+    """
+    blobs, tar = _open_blobs(path, workdir)
+    try:
+        want = {"architecture": architecture or "", "os": os_ or "", "variant": variant or ""}
+        prefer = None if architecture else host_platform(machine)
+        manifest = _resolve_manifest(blobs, _top_entries(blobs, ref), want, prefer)
+        config_bytes = blobs.blob(manifest.get("config") or {}, "config")
+        config = _json(config_bytes, f"{path}: config")
+        _check_config_platform(path, config, want)
+        diff_ids = (config.get("rootfs") or {}).get("diff_ids") or []
+        descs = manifest.get("layers") or []
+        if len(descs) != len(diff_ids):
+            raise ImageFormatError(f"{path}: {len(descs)} layers but {len(diff_ids)} diff_ids in the config")
+        layers = [_layer(blobs, d, diff_id) for d, diff_id in zip(descs, diff_ids)]
+    finally:
+        if tar is not None:
+            tar.close()
+    return Image(config_bytes, layers)
+
+
+def _check_config_platform(path: str, config: dict, want: dict) -> None:
+    # An index may lack platform fields; the config is the final word on what
+    # the image is, so an explicit request is checked against it too.
+    have = {k: config.get(k, "") for k in ("architecture", "os", "variant")}
+    if not platform_matches(have, want):
+        raise ImageFormatError(f"{path}: the image is for {_platform_text(have)}, "
+                               f"not {_platform_text(want)}")
