@@ -11,16 +11,15 @@ from __future__ import annotations
 import json
 import os
 from concurrent.futures import ThreadPoolExecutor
-from typing import List, Optional
+from typing import List, Optional, Sequence
 
 from . import closure, config as image_config_mod
-from .description import (entry_of, find_description, layer_from_entry, read_description,
-                          store_layer, write_description)
-from .docker_archive import read_docker_archive
+from .description import entry_of, layer_from_entry, store_layer, write_description
+from .sources import load_image
 from .errors import SpecError
 from .image import Image, Layer, canonical_json
+from .known import encodings_of, fill_known, measure_tar
 from .layerfile import FileRange, layer_from_range, range_stats
-from .sinks import HashSink
 from .spec import Attrs, check_image_name, check_tag
 from .tarstream import Stamp
 
@@ -32,18 +31,21 @@ def tag_from_out(out: str) -> str:
     return os.path.basename(out).split("-", 1)[0]
 
 
-def measure(paths: List[str], stamp: Stamp, roots: List[str] = (), perms: List[dict] = ()) -> Layer:
-    """A store layer with its digest and size, from one pass over its files."""
+def measure(paths: List[str], stamp: Stamp, roots: List[str] = (), perms: List[dict] = (),
+            encodings: Sequence[str] = ()) -> Layer:
+    """A store layer with its digest and size, from one pass over its files;
+    with ``encodings``, the digests of its compressed forms from the same pass."""
     probe = store_layer(paths, stamp, "", 0, roots, perms)
-    sink = HashSink()
-    probe.write_tar(sink)
-    return store_layer(paths, stamp, sink.digest, sink.size, roots, perms)
+    diff_id, size, compressed = measure_tar(probe.write_tar, encodings)
+    layer = store_layer(paths, stamp, diff_id, size, roots, perms)
+    layer.known.update(compressed)
+    return layer
 
 
 def hash_store_layers(groups: List[List[str]], stamp: Stamp,
-                      workers: Optional[int] = None) -> List[Layer]:
+                      workers: Optional[int] = None, encodings: Sequence[str] = ()) -> List[Layer]:
     with ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 1) as pool:
-        return list(pool.map(lambda paths: measure(paths, stamp), groups))
+        return list(pool.map(lambda paths: measure(paths, stamp, encodings=encodings), groups))
 
 
 LAYERS_FILE = "layers.json"
@@ -80,9 +82,10 @@ def build_layer(attrs: Attrs) -> None:
     if roots and not groups:
         groups = [[]]
     perms = attrs.list("perms")
+    encodings = encodings_of(attrs.str("layerCompression"))
     jobs = [(g, roots if i == len(groups) - 1 else ()) for i, g in enumerate(groups)]
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
-        layers = list(pool.map(lambda job: measure(job[0], stamp, job[1], perms), jobs))
+        layers = list(pool.map(lambda job: measure(job[0], stamp, job[1], perms, encodings), jobs))
     os.makedirs(out)
     with open(os.path.join(out, LAYERS_FILE), "wb") as f:
         f.write(canonical_json({"version": 1, "layers": [entry_of(layer) for layer in layers]}))
@@ -98,14 +101,9 @@ def _base_image(attrs: Attrs, out: str) -> Optional[Image]:
     from_image = attrs.str("fromImage")
     if not from_image:
         return None
-    if not os.path.exists(from_image):
-        raise SpecError(f"fromImage: {from_image} does not exist")
-    described = find_description(from_image)
-    if described:
-        # One of ours: reuse its layers as described, nothing is copied.
-        return read_description(described).image
-    return read_docker_archive(from_image, workdir=out, name=attrs.str("fromImageName"),
-                               tag=attrs.str("fromImageTag"))
+    return load_image(from_image, workdir=out, name=attrs.str("fromImageName"),
+                      tag=attrs.str("fromImageTag"), architecture=attrs.str("architecture"),
+                      variant=attrs.str("variant"))
 
 
 def _paths_in(layers: List[Layer]) -> List[str]:
@@ -132,6 +130,8 @@ def assemble(attrs: Attrs) -> None:
                         "(one for the customisation layer, one for store paths)")
     created = image_config_mod.resolve_created(attrs.str("created", "1970-01-01T00:00:01Z"))
     stamp = _stamp(attrs)
+    # Compressed digests wanted by the stream: computed here, once.
+    encodings = encodings_of(attrs.str("layerCompression"))
 
     base = _base_image(attrs, out)
     base_layers = base.layers if base else []
@@ -143,7 +143,7 @@ def assemble(attrs: Attrs) -> None:
                         f"layers gives {len(explicit)} and the customisation layer needs one, "
                         "so no layer is left for store paths")
     groups = closure.plan_layers(graph, budget)
-    new_layers = explicit + hash_store_layers(groups, stamp)
+    new_layers = explicit + hash_store_layers(groups, stamp, encodings=encodings)
     history = [{"created": created, "comment": "store paths: " + " ".join(layer.source["paths"])}
                for layer in new_layers]
 
@@ -156,10 +156,12 @@ def assemble(attrs: Attrs) -> None:
         history.append({"created": created, "comment": "customisation layer"})
 
     layers = base_layers + new_layers
+    fill_known(layers, encodings)
     config = image_config_mod.image_config(
         base=base.config if base else None, run_config=attrs.dict("config"),
         diff_ids=[layer.diff_id for layer in layers], history=history, created=created,
         architecture=attrs.str("architecture", required=True), os=attrs.str("os", "linux"),
         variant=attrs.str("variant"))
     write_description(out, config_bytes=canonical_json(config),
-                      entries=[entry_of(layer) for layer in layers], repo_tag=f"{name}:{tag}")
+                      entries=[entry_of(layer) for layer in layers], repo_tag=f"{name}:{tag}",
+                      extra={"layerCompression": encodings[0]} if encodings else None)

@@ -43,7 +43,7 @@ def test_missing_store_path_in_contents(tmp_path):
 
 
 @pytest.mark.parametrize("base, message", [
-    ("pkgs.hello", "a directory, not an image archive"),
+    ("pkgs.hello", "a directory, but neither an OCI layout nor an image of this project"),
     ("fixtures.bareFile", "not an image archive"),
 ])
 def test_from_image_not_an_archive(base, message, tmp_path):
