@@ -210,3 +210,10 @@ def write_store_layer(sink: Sink, paths: Iterable[str], stamp: Stamp) -> None:
         raw = os.fsencode(p)
         write_tree(sink, raw, raw.lstrip(b"/"), stamp)
     sink.write(END_OF_ARCHIVE)
+
+
+def write_entry(sink: Sink, path: bytes, name: bytes, st: os.stat_result, stamp: Stamp,
+                hardlinks: Optional[dict] = None) -> None:
+    """One entry for a path already lstat'ed. Changesets and flattened trees
+    choose their entries, and each entry's owner, themselves."""
+    _entry(sink, path, name, st, stamp, hardlinks)
