@@ -74,6 +74,15 @@ let
   checkCompressor = fn: c:
     if builtins.elem c [ "gz" "zstd" "none" ] then c
     else throw "dockerTools.${fn}: compressor \"${toString c}\" is unknown: use \"gz\", \"zstd\" or \"none\"";
+  checkFormat = fn: f:
+    if builtins.elem f [ "docker" "oci" ] then f
+    else throw "dockerTools.${fn}: format \"${toString f}\" is unknown: use \"docker\" or \"oci\"";
+  checkLayerCompression = fn: c:
+    if builtins.elem c [ "none" "gzip" "zstd" ] then c
+    else throw "dockerTools.${fn}: layerCompression \"${toString c}\" is unknown: use \"none\", \"gzip\" or \"zstd\" (zstd needs Python 3.14)";
+  # Only a non-default value becomes an attribute: existing images keep their
+  # derivations, hence their tags.
+  ifCompressed = fn: c: if checkLayerCompression fn c == "none" then { } else { layerCompression = c; };
   isStorePath = x: builtins.match "${builtins.storeDir}/[^/]+.*" (toString x) != null;
   checkContents = fn: contents: builtins.genList (i:
     let x = builtins.elemAt contents i; in
@@ -87,6 +96,12 @@ let
     else throw "dockerTools.${fn}: fromImage must be an image archive (a derivation or store path), got ${builtins.typeOf img}";
 
   withPassthru = drv: passthru: meta: drv // passthru // { inherit passthru meta; };
+
+  # Like nix2container's: $out/bin/copy-to-registry [[docker://]HOST/NAME:TAG] [--insecure]
+  # pushes the image (to its own name and tag without an argument).
+  copyToRegistryOf = description: withPassthru
+    (runBuilder "copy-to-registry" "push-script" { inherit python src description; })
+    { } { mainProgram = "copy-to-registry"; };
 
   # --- the customisation layer and the image description ------------------
   customisationLayer = { baseName, contents, config, extraCommands, fakeRootCommands
@@ -123,8 +138,9 @@ let
     , reproducible ? true    # accepted for nix2container compatibility
     , uid ? 0, gid ? 0, uname ? "root", gname ? "root", mtime ? "1970-01-01T00:00:01Z"
     , metadata ? { }
+    , layerCompression ? "none"  # also record the digests of the layers' gzip/zstd forms
     }:
-    runBuilder "layer" "layer" {
+    runBuilder "layer" "layer" ({
       inherit uid gid uname gname mtime perms;
       maxLayers = if builtins.isInt maxLayers && maxLayers >= 1 then maxLayers
         else throw "dockerTools.buildLayer: maxLayers must be an integer of at least 1, got ${toString maxLayers}";
@@ -132,7 +148,7 @@ let
       ignore = toList ignore;
       parentLayers = layers;
       exportReferencesGraph.closure = deps ++ toList copyToRoot;
-    };
+    } // ifCompressed "buildLayer" layerCompression);
 
   streamLayeredImage =
     { name
@@ -163,6 +179,7 @@ let
     , layers ? [ ]
     , layeringPipeline ? null
     , debug ? false
+    , layerCompression ? "none"  # "gzip"/"zstd": compressed-layer digests computed at build time
     }:
     let
       fn = "streamLayeredImage";
@@ -174,7 +191,7 @@ let
         contents = contentsList;
         config = checkConfig fn config;
       };
-      conf = runBuilder "${baseName}-conf" "layers" {
+      conf = runBuilder "${baseName}-conf" "layers" ({
         inherit imageName fromImageName fromImageTag config architecture variant created mtime
           uid gid uname gname includeStorePaths layers;
         tag = checkTag fn tag;
@@ -184,27 +201,121 @@ let
         customisationLayer = custom;
         excludePaths = [ custom ];
         exportReferencesGraph.closure = [ custom ] ++ (if includeStorePaths then contentsList else [ ]);
-      };
+      } // ifCompressed fn layerCompression);
       imageTag = if tag != null then tag else hashPart conf;
       stream = runBuilder "stream-${baseName}" "script" {
         inherit python src;
         description = conf;
       };
     in
-    withPassthru stream ({ inherit imageName imageTag conf; isExe = true; } // passthru) meta;
+    withPassthru stream ({
+      inherit imageName imageTag conf;
+      isExe = true;
+      copyToRegistry = copyToRegistryOf conf;
+    } // passthru) meta;
 
-  buildLayeredImage = args@{ name, compressor ? "gz", ... }:
+  buildLayeredImage = args@{ name
+    , format ? "docker"            # "oci": an OCI archive (index.json, blobs/, manifest.json)
+    , layerCompression ? "none"    # layers inside the archive: "none", "gzip" or "zstd"
+      # the whole archive; compressed layers are not compressed again
+    , compressor ? (if layerCompression == "none" then "gz" else "none")
+    , ... }:
     let
       fn = "buildLayeredImage";
-      stream = streamLayeredImage (builtins.removeAttrs args [ "compressor" ]);
+      stream = streamLayeredImage (builtins.removeAttrs args [ "compressor" "format" ]);
       suffix = { gz = ".tar.gz"; zstd = ".tar.zst"; none = ".tar"; }.${checkCompressor fn compressor};
-      archive = runBuilder "${baseNameOf (toLower name)}${suffix}" "archive" {
+      archive = runBuilder "${baseNameOf (toLower name)}${suffix}" "archive" ({
         inherit compressor;
         description = stream.conf;
+      } // (if checkFormat fn format == "docker" then { } else { inherit format; })
+        // ifCompressed fn layerCompression);
+    in
+    withPassthru archive ({ inherit (stream) imageName imageTag conf copyToRegistry; }
+      // (args.passthru or { })) (args.meta or { });
+
+  # One new layer on an optional base, as nixpkgs' buildImage. runAsRoot runs
+  # as root in the merged root filesystem with no virtual machine (fakeroot
+  # and proot); the layer is then the difference from the base, whiteouts
+  # included.
+  buildImage = args@{ name
+    , tag ? null
+    , fromImage ? null
+    , fromImageName ? null
+    , fromImageTag ? null
+    , copyToRoot ? null
+    , contents ? null              # older name of copyToRoot
+    , keepContentsDirlinks ? false
+    , config ? null
+    , architecture ? hostPlatform.architecture
+    , variant ? variantOf architecture
+    , runAsRoot ? null
+    , extraCommands ? ""
+    , uid ? 0
+    , gid ? 0
+    , created ? "1970-01-01T00:00:01Z"
+    , compressor ? "gz"
+    , includeNixDB ? false
+    , diskSize ? 1024              # accepted and ignored: no virtual machine here
+    , buildVMMemorySize ? 512      # accepted and ignored
+    , passthru ? { }
+    , meta ? { }
+    }:
+    let
+      fn = "buildImage";
+      imageName = checkName fn name;
+      baseName = baseNameOf imageName;
+      roots = checkContents fn (toList (if copyToRoot != null then copyToRoot else contents));
+      runConfig = checkConfig fn (if config == null then { } else config);
+      # Its output names the store paths the config mentions: their closure
+      # goes into the layer (the file itself does not).
+      configRefs = writeTree "${baseName}-config-refs" [
+        { path = "config.json"; text = builtins.toJSON runConfig; }
+      ];
+      script = if runAsRoot == null then "" else runAsRoot;
+      layer = runBuilder "${baseName}-layer" "image-layer" ({
+        inherit keepContentsDirlinks extraCommands uid gid includeNixDB fromImageName fromImageTag
+          architecture;
+        copyToRoot = roots;
+        fromImage = checkFromImage fn fromImage;
+        runAsRoot = script;
+        mtime = "1970-01-01T00:00:01Z";
+        bash = "${pkgs.bash}/bin/bash";
+        tools = [ pkgs.coreutils pkgs.bash ];
+        excludePaths = [ configRefs ];
+        exportReferencesGraph.closure = roots ++ [ configRefs ];
+      } // (if script != "" then {
+        fakeroot = "${pkgs.fakeroot}/bin/fakeroot";
+        proot = "${pkgs.proot}/bin/proot";
+        inherit python;
+      } else { }));
+      conf = runBuilder "${baseName}-conf" "layers" {
+        inherit imageName fromImageName fromImageTag architecture variant created;
+        config = runConfig;
+        tag = checkTag fn tag;
+        fromImage = checkFromImage fn fromImage;
+        os = "linux";
+        maxLayers = 1000000;
+        includeStorePaths = false;
+        customisationLayer = layer;
+      };
+      imageTag = if tag != null then tag else hashPart conf;
+      suffix = { gz = ".tar.gz"; zstd = ".tar.zst"; none = ".tar"; }.${checkCompressor fn compressor};
+      archive = runBuilder "${baseName}${suffix}" "archive" {
+        inherit compressor;
+        description = conf;
       };
     in
-    withPassthru archive ({ inherit (stream) imageName imageTag conf; } // (args.passthru or { }))
-      (args.meta or { });
+    withPassthru archive ({ inherit imageName imageTag conf layer; } // passthru) meta;
+
+  buildImageWithNixDb = args: buildImage (args // { includeNixDB = true; });
+
+  # The merged root filesystem of an image, as one tarball.
+  exportImage = { fromImage, fromImageName ? null, fromImageTag ? null, diskSize ? 1024
+                , name ? "${baseNameOf (toString fromImage.name or "image")}-export.tar" }:
+    runBuilder name "export" {
+      inherit fromImageName fromImageTag;
+      fromImage = checkFromImage "exportImage" fromImage;
+    };
 
   # --- helpers for contents -------------------------------------------------
   # /etc/passwd and /etc/group with root and nobody; fakeNss.override { extraPasswdLines = [ ... ]; }
@@ -265,11 +376,111 @@ let
     images = map (img: if builtins.isAttrs img && img.isExe or false then img.conf else img) images;
   };
 
+  # --- registries and platforms ----------------------------------------------
+  # An image fetched by digest into a docker archive, as nixpkgs' pullImage:
+  # a fixed-output derivation (flat sha256 of the archive). The builder
+  # fetches it itself; `python3 -m builder prefetch REF` prints imageDigest
+  # and hash. A digest naming a multi-platform index resolves to os/arch/variant.
+  pullImage =
+    { imageName                  # e.g. "nixos/nix", "registry.example.com:5000/team/app"
+    , imageDigest                # "sha256:..." of the manifest or of the index
+    , hash ? null                # SRI hash of the archive, "sha256-..."
+    , sha256 ? null              # the older spelling
+    , os ? "linux"
+    , arch ? hostPlatform.architecture
+    , variant ? null
+    , finalImageName ? imageName # the name:tag the archive carries
+    , finalImageTag ? "latest"
+    , tlsVerify ? true           # false: plain http
+    , name ? builtins.replaceStrings [ "/" ":" ] [ "-" "-" ]
+        "docker-image-${finalImageName}-${finalImageTag}.tar"
+    }:
+    let
+      fn = "pullImage";
+      outputHash =
+        if hash != null && sha256 != null then throw "dockerTools.${fn}: give hash or sha256, not both"
+        else if hash != null then hash
+        else if sha256 != null then sha256
+        else throw "dockerTools.${fn}: hash is missing (python3 -m builder prefetch ${imageName} prints it)";
+      digest =
+        if builtins.isString imageDigest && builtins.match "sha256:[0-9a-f]{64}" imageDigest != null
+        then imageDigest
+        else throw "dockerTools.${fn}: imageDigest \"${toString imageDigest}\" is not a sha256 digest (sha256:<64 hex digits>)";
+    in
+    runBuilder name "pull-image" ({
+      inherit os arch variant tlsVerify outputHash;
+      imageDigest = digest;
+      imageName = finalImageName;
+      imageTag = finalImageTag;
+      outputHashMode = "flat";
+      sourceURL = "docker://${imageName}@${digest}";
+      destNameTag = "${checkName fn finalImageName}:${checkTag fn finalImageTag}";
+    } // (if hash == null then { outputHashAlgo = "sha256"; } else { })
+      // (if tlsVerify && pkgs ? cacert
+          then { sslCertFile = "${pkgs.cacert}/etc/ssl/certs/ca-bundle.crt"; } else { }));
+
+  # One tag, one image per platform: an OCI image index. `images` are
+  # images of this project (streamLayeredImage/buildLayeredImage results)
+  # or docker archives (pullImage), each built for its architecture.
+  checkImages = fn: images:
+    if builtins.isList images && images != [ ] then map (img:
+      if builtins.isAttrs img && img ? conf then img.conf
+      else checkFromImage fn img) images
+    else throw "dockerTools.${fn}: images must be a non-empty list of images, one per platform";
+
+  streamMultiArchImage =
+    { name
+    , tag ? null                 # null: the hash part of the description's store path
+    , images
+    , layerCompression ? "none"  # "gzip"/"zstd": compressed-layer digests computed at build time
+    , passthru ? { }
+    , meta ? { }
+    }:
+    let
+      fn = "streamMultiArchImage";
+      imageName = checkName fn name;
+      baseName = baseNameOf imageName;
+      conf = runBuilder "${baseName}-multiarch-conf" "multiarch" ({
+        inherit imageName;
+        tag = checkTag fn tag;
+        images = checkImages fn images;
+      } // ifCompressed fn layerCompression);
+      stream = runBuilder "stream-${baseName}" "script" {
+        inherit python src;
+        description = conf;
+      };
+    in
+    withPassthru stream ({
+      inherit imageName conf;
+      imageTag = if tag != null then tag else hashPart conf;
+      isExe = true;
+      copyToRegistry = copyToRegistryOf conf;
+    } // passthru) meta;
+
+  buildMultiArchImage = args@{ name
+    , layerCompression ? "none"
+    , compressor ? "none"        # the whole archive: "none", "gz" or "zstd"
+    , ... }:
+    let
+      fn = "buildMultiArchImage";
+      stream = streamMultiArchImage (builtins.removeAttrs args [ "compressor" ]);
+      suffix = { gz = ".tar.gz"; zstd = ".tar.zst"; none = ".tar"; }.${checkCompressor fn compressor};
+      archive = runBuilder "${baseNameOf (toLower name)}-oci${suffix}" "archive" ({
+        inherit compressor;
+        format = "oci";
+        description = stream.conf;
+      } // ifCompressed fn layerCompression);
+    in
+    withPassthru archive ({ inherit (stream) imageName imageTag conf copyToRegistry; stream = stream; }
+      // (args.passthru or { })) (args.meta or { });
+
   buildLayeredImageWithNixDb = args: buildLayeredImage (args // { includeNixDB = true; });
   streamLayeredImageWithNixDb = args: streamLayeredImage (args // { includeNixDB = true; });
 
 in
 {
   inherit streamLayeredImage buildLayeredImage buildLayer buildLayeredImageWithNixDb
+    buildImage buildImageWithNixDb exportImage
     streamLayeredImageWithNixDb fakeNss binSh usrBinEnv caCertificates shadowSetup mergeImages;
+  inherit pullImage streamMultiArchImage buildMultiArchImage;
 }

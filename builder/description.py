@@ -85,10 +85,13 @@ def layer_from_entry(entry: dict) -> Layer:
 class Description:
     """A loaded description: the image plus the tag it is saved under."""
 
-    def __init__(self, image: Image, repo_tag: str, entries: List[dict]):
+    def __init__(self, image: Image, repo_tag: str, entries: List[dict],
+                 layer_compression: str = "none"):
         self.image = image
         self.repo_tag = repo_tag
         self.entries = entries
+        # The encoding whose digests the build recorded: the stream's default.
+        self.layer_compression = layer_compression
 
 
 def write_description(out_dir: str, *, config_bytes: bytes, entries: List[dict],
@@ -134,4 +137,5 @@ def read_description(path: str) -> Description:
     if doc.get("version") != VERSION:
         raise SpecError(f"{path}: description version {doc.get('version')!r}, this builder reads {VERSION}")
     layers = [layer_from_entry(e) for e in doc["layers"]]
-    return Description(Image(config_bytes, layers), doc["repoTag"], doc["layers"])
+    return Description(Image(config_bytes, layers), doc["repoTag"], doc["layers"],
+                       doc.get("layerCompression", "none"))

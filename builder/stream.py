@@ -7,26 +7,64 @@ docker_archive._member); tests hash the whole output against the digests.
 
 from __future__ import annotations
 
+import os
 from typing import Optional
 
-from .description import read_description
 from .docker_archive import write_docker_archive
 from .errors import BuildError
+from .known import encodings_of
+from .multiarch import load_target, note_unknown_digests
 from .output import open_output
 
-__all__ = ["stream"]
+__all__ = ["stream", "FORMATS"]
+
+FORMATS = ("docker", "oci", "oci-dir")
 
 
-def stream(description: str, *, output: Optional[str] = None, fmt: str = "docker",
-           layer_compression: str = "none", archive_compression: str = "none") -> None:
-    desc = read_description(description)
-    images = [(desc.image, [desc.repo_tag])]
-    if fmt == "docker":
+def _is_directory(output: Optional[str]) -> bool:
+    return bool(output) and output != "-" and (output.endswith("/") or os.path.isdir(output))
+
+
+def stream(description: str, *, output: Optional[str] = None, fmt: Optional[str] = None,
+           layer_compression: Optional[str] = None, archive_compression: str = "none") -> None:
+    """Write the image(s) behind ``description`` (a description, a
+    multi-platform description or a stream executable).
+
+    ``fmt``: "docker" (the default for one image), "oci" (one archive with
+    index.json and manifest.json; the default for several platforms) or
+    "oci-dir" (an OCI layout directory at ``output``, also chosen when
+    ``output`` is a directory or ends in /). ``layer_compression`` None
+    means the one whose digests the build recorded (layerCompression).
+    """
+    loaded = load_target(description)
+    encoding = layer_compression or loaded.layer_compression
+    encodings_of(encoding, "--compress")
+    to_directory = _is_directory(output)
+    if fmt is None:
+        fmt = "oci-dir" if to_directory else "oci" if loaded.multi else "docker"
+    elif fmt == "oci" and to_directory:
+        fmt = "oci-dir"
+    if fmt not in FORMATS:
+        raise BuildError(f"unknown format {fmt!r}: expected docker, oci or oci-dir")
+    if fmt == "docker" and loaded.multi:
+        raise BuildError(f"{loaded.repo_tag} is a multi-platform image; a docker archive holds one "
+                         "image per tag: use --format oci (or oci-dir)")
+    if fmt == "docker" and to_directory:
+        raise BuildError(f"--output {output}: a directory; a docker archive is a file "
+                         "(--format oci-dir writes an OCI layout directory)")
+    note_unknown_digests(loaded, encoding)
+    images = [(loaded.target, [loaded.repo_tag])]
+    if fmt == "oci-dir":
+        if not output or output == "-":
+            raise BuildError("--format oci-dir writes a directory: give --output DIR")
+        if archive_compression != "none":
+            raise BuildError("an OCI layout directory is not compressed as a whole")
+        from .oci_layout import write_oci_layout
+        write_oci_layout(output, images, encoding)
+    elif fmt == "docker":
         with open_output(output, archive_compression) as sink:
-            write_docker_archive(sink, images, layer_compression)
-    elif fmt == "oci":
+            write_docker_archive(sink, images, encoding)
+    else:
         from .oci_layout import write_oci_archive
         with open_output(output, archive_compression) as sink:
-            write_oci_archive(sink, images, layer_compression)
-    else:
-        raise BuildError(f"unknown format {fmt!r}: expected docker or oci")
+            write_oci_archive(sink, images, encoding)

@@ -127,6 +127,110 @@ def read_archive(data: bytes) -> Archive:
     return Archive(manifest, configs, layers, data)
 
 
+@dataclass
+class OciImage:
+    manifest_digest: str
+    manifest: dict
+    platform: Optional[dict]        # from the index entry that led here
+    config: dict
+    layers: List[bytes]             # uncompressed tar bytes, in order
+
+
+@dataclass
+class OciArchive:
+    index: dict                     # index.json
+    blobs: Dict[str, bytes]         # digest -> bytes, every one checked
+    images: List[OciImage]          # every image manifest reached from index.json
+    raw: bytes
+
+    def ref_names(self) -> List[str]:
+        return [(d.get("annotations") or {}).get("org.opencontainers.image.ref.name")
+                for d in self.index["manifests"]]
+
+    @property
+    def image(self) -> OciImage:
+        assert len(self.images) == 1, f"{len(self.images)} images"
+        return self.images[0]
+
+
+_LAYER_ENCODING = {"application/vnd.oci.image.layer.v1.tar": b"",
+                   "application/vnd.oci.image.layer.v1.tar+gzip": b"\x1f\x8b",
+                   "application/vnd.oci.image.layer.v1.tar+zstd": b"\x28\xb5\x2f\xfd"}
+
+
+def check_oci_blobs(files: Dict[str, bytes], raw: bytes = b"") -> OciArchive:
+    """Check an OCI layout given as {path: bytes}: every blob hashes to its
+    name, every descriptor's digest and size match, every layer decompresses
+    to its diff_id, and manifest.json (when present) names existing blobs."""
+    assert json.loads(files["oci-layout"]) == {"imageLayoutVersion": "1.0.0"}
+    blobs = {}
+    for name, content in files.items():
+        if name.startswith("blobs/"):
+            _, algorithm, hexpart = name.split("/")
+            assert algorithm == "sha256" and _sha(content) == "sha256:" + hexpart, \
+                f"{name}: bytes do not hash to their name"
+            blobs["sha256:" + hexpart] = content
+
+    def blob(desc: dict) -> bytes:
+        assert desc["digest"] in blobs, f"{desc['digest']} missing"
+        data = blobs[desc["digest"]]
+        assert len(data) == desc["size"], f"{desc['digest']}: size {len(data)} != {desc['size']}"
+        return data
+
+    images = []
+
+    def walk(entries: List[dict]) -> None:
+        for desc in entries:
+            doc = json.loads(blob(desc))
+            media_type = doc.get("mediaType") or desc["mediaType"]
+            assert media_type == desc["mediaType"]
+            if "manifests" in doc:
+                walk(doc["manifests"])
+                continue
+            config = json.loads(blob(doc["config"]))
+            diff_ids = config["rootfs"]["diff_ids"]
+            assert len(diff_ids) == len(doc["layers"])
+            layers = []
+            for d, diff_id in zip(doc["layers"], diff_ids):
+                stored = blob(d)
+                magic = _LAYER_ENCODING.get(d["mediaType"])
+                assert magic is not None, d["mediaType"]
+                assert stored.startswith(magic) and (magic or stored[:2] != b"\x1f\x8b")
+                plain = decompress(stored)
+                assert _sha(plain) == diff_id, f"{d['digest']}: bytes do not hash to the diff_id"
+                layers.append(plain)
+            if desc.get("platform"):
+                for key in ("architecture", "os", "variant"):
+                    assert desc["platform"].get(key) == config.get(key), key
+            images.append(OciImage(desc["digest"], doc, desc.get("platform"), config, layers))
+
+    index = json.loads(files["index.json"])
+    walk(index["manifests"])
+    for entry in json.loads(files.get("manifest.json", b"[]")):
+        for name in [entry["Config"], *entry["Layers"]]:
+            assert name in files, f"manifest.json names {name}, not in the archive"
+    return OciArchive(index, blobs, images, raw)
+
+
+def read_oci_archive(data: bytes) -> OciArchive:
+    """Parse an OCI archive and check every digest it claims."""
+    data = decompress(data)
+    tar = tarfile.open(fileobj=io.BytesIO(data))
+    files = {m.name: tar.extractfile(m).read() for m in tar.getmembers() if m.isfile()}
+    return check_oci_blobs(files, data)
+
+
+def read_oci_dir(path: str) -> OciArchive:
+    """An OCI layout directory, checked like an archive."""
+    files = {}
+    for root, _, names in os.walk(path):
+        for name in names:
+            full = os.path.join(root, name)
+            with open(full, "rb") as f:
+                files[os.path.relpath(full, path)] = f.read()
+    return check_oci_blobs(files)
+
+
 def podman(*args, input: bytes = None, check=True) -> subprocess.CompletedProcess:
     r = subprocess.run(["podman", *args], input=input, capture_output=True)
     if check and r.returncode != 0:
