@@ -1,0 +1,172 @@
+"""Build time: the one new layer of ``buildImage`` (``python3 builder image-layer``).
+
+Without ``runAsRoot`` the layer is what nixpkgs makes: copyToRoot's trees
+copied at ``/``, ``extraCommands`` run there, the closure's store paths, all
+owned by ``uid``/``gid``.
+
+With ``runAsRoot`` there is no virtual machine: inside one fakeroot session
+the base's layers are applied to ``lower/``, copied to ``upper/``, the
+contents are added, the script runs as root with ``upper/`` as ``/``
+(proot), and the layer is the changeset from ``lower/`` to ``upper/``: new
+and changed files and whiteouts for what was deleted (``whiteout.py``).
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import subprocess
+import sys
+from typing import Dict, List
+
+from . import nixdb, whiteout
+from .config import epoch_of
+from .customise import _chroot_prefix, _command_env, _run
+from .errors import BuildError
+from .sinks import FdSink
+from .sources import load_image
+from .spec import Attrs, load_attrs
+from .tarstream import END_OF_ARCHIVE, Stamp, write_tree
+
+__all__ = ["build_image_layer"]
+
+_WORK = "work"
+
+
+def _copy_contents(attrs: Attrs, upper: str) -> Dict[str, int]:
+    """copyToRoot's trees copied (not linked) at /. Directories are made
+    writable so the commands can add to them; returns their real modes."""
+    keep = ["--keep-directory-symlink"] if attrs.bool("keepContentsDirlinks") else []
+    for path in attrs.list("copyToRoot"):
+        if not os.path.lexists(path):
+            raise BuildError(f"copyToRoot: {path} does not exist")
+        src = path + "/." if os.path.isdir(path) else path
+        dest = upper if os.path.isdir(path) else os.path.join(upper, os.path.basename(path).split("-", 1)[-1])
+        _cp(attrs, ["-R", "--no-dereference", "--preserve=mode,links", *keep, src, dest])
+    os.chmod(upper, 0o755)
+    modes = {}
+    for dirpath, dirnames, _ in os.walk(upper):
+        for d in dirnames:
+            full = os.path.join(dirpath, d)
+            mode = os.lstat(full).st_mode
+            if not stat.S_ISLNK(mode) and not mode & 0o200:
+                modes[full] = stat.S_IMODE(mode)
+                os.chmod(full, stat.S_IMODE(mode) | 0o200)
+    return modes
+
+
+def _restore_modes(modes: Dict[str, int]) -> None:
+    """Give back the modes _copy_contents lifted, unless a command set its own."""
+    for path, mode in modes.items():
+        try:
+            st = os.lstat(path)
+        except FileNotFoundError:
+            continue
+        if stat.S_ISDIR(st.st_mode) and stat.S_IMODE(st.st_mode) == mode | 0o200:
+            os.chmod(path, mode)
+
+
+def _cp(attrs: Attrs, args: List[str]) -> None:
+    r = subprocess.run(["cp", *args], capture_output=True, text=True, env=_command_env(attrs))
+    if r.returncode != 0:
+        raise BuildError(f"copying contents failed: {r.stderr.strip()}")
+
+
+def _apply_base(attrs: Attrs, lower: str, work: str) -> None:
+    base = load_image(attrs.str("fromImage"), workdir=work, name=attrs.str("fromImageName"),
+                      tag=attrs.str("fromImageTag"), architecture=attrs.str("architecture"))
+    files = []
+    for i, layer in enumerate(base.layers):
+        path = os.path.join(work, f"base-{i}.tar")
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            sink = FdSink(fd)
+            layer.write_tar(sink)
+            sink.flush()
+        finally:
+            os.close(fd)
+        files.append(path)
+    whiteout.apply_layers(lower, files)
+    for path in files:
+        os.unlink(path)
+
+
+def _store_paths(attrs: Attrs) -> List[str]:
+    skip = set(attrs.list("excludePaths"))
+    return sorted(node["path"] for node in attrs.list("closure") if node["path"] not in skip)
+
+
+def _add_nix_db(attrs: Attrs, upper: str) -> None:
+    skip = set(attrs.list("excludePaths"))
+    nixdb.write_nix_db(upper, [n for n in attrs.list("closure") if n["path"] not in skip])
+    nixdb.gcroots(upper, attrs.list("copyToRoot"))
+
+
+def _write_layer(attrs: Attrs, lower: str, upper: str, diff: bool) -> None:
+    mtime = epoch_of(attrs.data.get("mtime", 1))
+    if _store_paths(attrs):
+        # /nix/store in the layer, even when the base has none.
+        os.makedirs(os.path.join(upper, "nix", "store"), mode=0o755, exist_ok=True)
+    fd = os.open(os.path.join(attrs.out, "layer.tar"), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o444)
+    try:
+        sink = FdSink(fd)
+        if diff:
+            # Owners as the commands left them (fakeroot's, seen by lstat).
+            whiteout.write_changeset(sink, lower, upper, Stamp(uid=None, gid=None, mtime=mtime),
+                                     end=False)
+        else:
+            owner = Stamp(uid=attrs.int("uid", 0), gid=attrs.int("gid", 0), mtime=mtime)
+            write_tree(sink, os.fsencode(upper), b"", owner, hardlinks={}, include_root=False)
+        store_stamp = Stamp(uid=attrs.int("uid", 0), gid=attrs.int("gid", 0), mtime=mtime)
+        for p in _store_paths(attrs):
+            if lower and os.path.lexists(os.path.join(lower, p.lstrip("/"))):
+                continue  # the base has it already
+            # Store files: hardlinks written as files, whatever the store's optimisation.
+            write_tree(sink, os.fsencode(p), os.fsencode(p).lstrip(b"/"), store_stamp)
+        sink.write(END_OF_ARCHIVE)
+        sink.flush()
+    finally:
+        os.close(fd)
+
+
+def build_image_layer(attrs: Attrs) -> None:
+    out = attrs.out
+    os.makedirs(out)
+    with open(os.path.join(out, "config.json"), "w") as f:
+        f.write(attrs.str("configJSON", "{}"))
+    if attrs.str("runAsRoot", "").strip():
+        # Everything from applying the base to packing happens in one
+        # fakeroot session, so owners are kept all the way.
+        argv = [attrs.str("fakeroot", required=True), "--", sys.executable or attrs.str("python"),
+                "-I", "-B", os.path.dirname(os.path.abspath(__file__)), "image-layer-fakeroot"]
+        if subprocess.run(argv).returncode != 0:
+            raise BuildError("", already_reported=True)
+        return
+    work = os.path.abspath(_WORK)
+    upper = os.path.join(work, "upper")
+    os.makedirs(upper)
+    modes = _copy_contents(attrs, upper)
+    if attrs.bool("includeNixDB"):
+        _add_nix_db(attrs, upper)
+    _run("extraCommands", attrs.str("extraCommands", ""), upper, _command_env(attrs))
+    _restore_modes(modes)
+    _write_layer(attrs, "", upper, diff=False)
+
+
+def build_image_layer_fakeroot() -> None:
+    attrs = load_attrs()
+    work = os.path.abspath(_WORK)
+    lower, upper = os.path.join(work, "lower"), os.path.join(work, "upper")
+    os.makedirs(lower)
+    if attrs.str("fromImage"):
+        _apply_base(attrs, lower, work)
+    # cp -a keeps owners (faked), modes, times and hardlinks of the base.
+    _cp(attrs, ["-a", lower, upper])
+    modes = _copy_contents(attrs, upper)
+    if attrs.bool("includeNixDB"):
+        _add_nix_db(attrs, upper)
+    env = _command_env(attrs)
+    _run("runAsRoot", attrs.str("runAsRoot", ""), upper, env, _chroot_prefix(attrs, upper))
+    _run("extraCommands", attrs.str("extraCommands", ""), upper, env)
+    _restore_modes(modes)
+    _write_layer(attrs, lower, upper, diff=True)
