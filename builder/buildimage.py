@@ -102,7 +102,54 @@ def _add_nix_db(attrs: Attrs, upper: str) -> None:
     nixdb.gcroots(upper, attrs.list("copyToRoot"))
 
 
-def _write_layer(attrs: Attrs, lower: str, upper: str, diff: bool) -> None:
+_MARK = "user.dockertools.lower"
+
+
+def _mark_dirs(root: str) -> bool:
+    """Tag every directory before the commands run, so that one deleted and
+    made again is known afterwards (inode numbers are reused at once, an
+    extended attribute is not). False where the file system has none."""
+    try:
+        for dirpath, dirnames, _ in os.walk(root):
+            for d in dirnames:
+                full = os.path.join(dirpath, d)
+                if not os.path.islink(full):
+                    os.setxattr(full, _MARK, b"1", follow_symlinks=False)
+    except OSError:
+        return False
+    return True
+
+
+def _replaced_dirs(root: str, lower: str) -> List[bytes]:
+    """Directories of the base that the commands deleted and made again:
+    they get an opaque marker instead of a whiteout per child."""
+    replaced = []
+    broot = os.fsencode(root)
+    for dirpath, dirnames, _ in os.walk(broot):
+        for d in dirnames:
+            full = os.path.join(dirpath, d)
+            rel = os.path.relpath(full, broot)
+            if os.path.islink(full) or not os.path.isdir(os.path.join(os.fsencode(lower), rel)):
+                continue
+            try:
+                os.getxattr(full, _MARK, follow_symlinks=False)
+            except OSError:
+                replaced.append(rel)
+    return sorted(replaced)
+
+
+def _clear_marks(root: str) -> None:
+    for dirpath, dirnames, _ in os.walk(root):
+        for d in dirnames:
+            full = os.path.join(dirpath, d)
+            try:
+                os.removexattr(full, _MARK, follow_symlinks=False)
+            except OSError:
+                pass
+
+
+def _write_layer(attrs: Attrs, lower: str, upper: str, diff: bool,
+                 replaced: List[bytes] = ()) -> None:
     mtime = epoch_of(attrs.data.get("mtime", 1))
     if _store_paths(attrs):
         # /nix/store in the layer, even when the base has none.
@@ -113,7 +160,7 @@ def _write_layer(attrs: Attrs, lower: str, upper: str, diff: bool) -> None:
         if diff:
             # Owners as the commands left them (fakeroot's, seen by lstat).
             whiteout.write_changeset(sink, lower, upper, Stamp(uid=None, gid=None, mtime=mtime),
-                                     end=False)
+                                     end=False, replaced=replaced)
         else:
             owner = Stamp(uid=attrs.int("uid", 0), gid=attrs.int("gid", 0), mtime=mtime)
             write_tree(sink, os.fsencode(upper), b"", owner, hardlinks={}, include_root=False)
@@ -166,7 +213,11 @@ def build_image_layer_fakeroot() -> None:
     if attrs.bool("includeNixDB"):
         _add_nix_db(attrs, upper)
     env = _command_env(attrs)
+    marked = _mark_dirs(upper)
     _run("runAsRoot", attrs.str("runAsRoot", ""), upper, env, _chroot_prefix(attrs, upper))
     _run("extraCommands", attrs.str("extraCommands", ""), upper, env)
+    replaced = _replaced_dirs(upper, lower) if marked else []
+    if marked:
+        _clear_marks(upper)
     _restore_modes(modes)
-    _write_layer(attrs, lower, upper, diff=True)
+    _write_layer(attrs, lower, upper, diff=True, replaced=replaced)

@@ -41,7 +41,7 @@ import shutil
 import stat
 import tarfile
 import tempfile
-from typing import BinaryIO, Dict, Iterator, List, Mapping, NamedTuple, Optional, Sequence, Tuple, Union
+from typing import BinaryIO, Dict, Iterable, Iterator, List, Mapping, NamedTuple, Optional, Sequence, Tuple, Union
 
 from . import paths, tarstream
 from .errors import BuildError, ImageFormatError, UnsafePathError
@@ -424,8 +424,9 @@ class Change(NamedTuple):
 
     ``kind``: ``"add"`` (new path), ``"modify"`` (type, metadata, content,
     target or hardlink group differ), ``"delete"`` (written as
-    ``.wh.<name>``), ``"context"`` (unchanged, written anyway: a parent
-    directory of a change, or another name of a changed hardlinked file).
+    ``.wh.<name>``), ``"opaque"`` (``path`` is the ``.wh..wh..opq`` marker
+    of a replaced directory), ``"context"`` (unchanged, written anyway: a
+    parent directory of a change, or another name of a changed hardlinked file).
     """
 
     path: bytes
@@ -450,13 +451,14 @@ def _layer_order(change: Change) -> tuple:
     # whiteouts first (layer.md: never let a whiteout follow what it could
     # be taken to delete).
     parts = change.path.split(b"/")
-    last = 0 if change.kind == "delete" else 1
+    last = 0 if change.kind in ("delete", "opaque") else 1
     return tuple((1, p) for p in parts[:-1]) + ((last, parts[-1]),)
 
 
 def compute_changeset(lower_dir, upper_dir, stamp: Stamp = KEEP, hardlinks: bool = True, *,
                       lower_owners: Optional[Mapping[bytes, Tuple[int, int]]] = None,
-                      upper_owners: Optional[Mapping[bytes, Tuple[int, int]]] = None) -> List[Change]:
+                      upper_owners: Optional[Mapping[bytes, Tuple[int, int]]] = None,
+                      replaced: Iterable[bytes] = ()) -> List[Change]:
     """The entries of the layer that turns ``lower_dir`` into ``upper_dir``.
 
     A path counts as changed when the entry written for it would differ:
@@ -464,15 +466,25 @@ def compute_changeset(lower_dir, upper_dir, stamp: Stamp = KEEP, hardlinks: bool
     come from ``os.lstat`` (fakeroot's, when run under it) unless the path
     is in ``*_owners`` (as returned by ``apply_layers``). Regular files of
     equal size are compared byte for byte: an mtime proves nothing.
+
+    ``replaced``: directories that were deleted and made again (the caller
+    saw their identity change). Each gets an opaque marker that hides all
+    the lower layers had there, and everything now inside it is written.
     """
     return _changes(_Snapshot(lower_dir, lower_owners, stamp),
-                    _Snapshot(upper_dir, upper_owners, stamp), hardlinks)
+                    _Snapshot(upper_dir, upper_owners, stamp), hardlinks, replaced)
 
 
-def _changes(lower: _Snapshot, upper: _Snapshot, hardlinks: bool) -> List[Change]:
+def _under(rel: bytes, dirs) -> bool:
+    return any(parent in dirs for parent in _ancestors(rel) if parent)
+
+
+def _changes(lower: _Snapshot, upper: _Snapshot, hardlinks: bool,
+             replaced: Iterable[bytes] = ()) -> List[Change]:
+    opaque = {d for d in replaced if upper.is_dir(d) and lower.is_dir(d)}
     kinds: Dict[bytes, str] = {}
     for rel in upper.stats:
-        if rel not in lower.stats:
+        if rel not in lower.stats or (opaque and _under(rel, opaque)):
             kinds[rel] = "add"
         elif _differs(lower, upper, rel, hardlinks):
             kinds[rel] = "modify"
@@ -487,7 +499,10 @@ def _changes(lower: _Snapshot, upper: _Snapshot, hardlinks: bool) -> List[Change
     # that became a non-directory goes with it, with no whiteout at all
     # (that would add and white out one path in one layer).
     deleted = [rel for rel in lower.stats
-               if rel not in upper.stats and upper.is_dir(paths.split_name(rel)[0])]
+               if rel not in upper.stats and upper.is_dir(paths.split_name(rel)[0])
+               and not (opaque and _under(rel, opaque))]
+    for d in opaque:
+        kinds.setdefault(d, "context")
     for rel in list(kinds) + deleted:
         for parent in _ancestors(rel):
             if parent:
@@ -495,6 +510,7 @@ def _changes(lower: _Snapshot, upper: _Snapshot, hardlinks: bool) -> List[Change
     _refuse_whiteout_names(kinds)
     changes = [Change(rel, kind) for rel, kind in kinds.items()]
     changes += [Change(rel, "delete") for rel in deleted]
+    changes += [Change(opaque_name(d), "opaque") for d in opaque]
     return sorted(changes, key=_layer_order)
 
 
@@ -509,17 +525,17 @@ def _refuse_whiteout_names(written) -> None:
 def write_changeset(sink: Sink, lower_dir, upper_dir, stamp: Stamp = KEEP, hardlinks: bool = True, *,
                     lower_owners: Optional[Mapping[bytes, Tuple[int, int]]] = None,
                     upper_owners: Optional[Mapping[bytes, Tuple[int, int]]] = None,
-                    end: bool = True) -> List[Change]:
+                    end: bool = True, replaced: Iterable[bytes] = ()) -> List[Change]:
     """Write the changeset layer; returns its changes. A whole tar (with
     ``end=False`` the end blocks are left to a caller that appends more
     entries, which must not repeat a path); the caller flushes. Whiteouts
     are empty regular files, mode 0600, owned by the stamp's owner (0 when
     it keeps owners), mtime the stamp's (or 0)."""
     upper = _Snapshot(upper_dir, upper_owners, stamp)
-    changes = _changes(_Snapshot(lower_dir, lower_owners, stamp), upper, hardlinks)
+    changes = _changes(_Snapshot(lower_dir, lower_owners, stamp), upper, hardlinks, replaced)
     links: Optional[dict] = {} if hardlinks else None
     for change in changes:
-        if change.kind == "delete":
+        if change.kind in ("delete", "opaque"):
             sink.write(tarstream.header(change.entry_name, tarstream.REG, 0o600, stamp.uid or 0,
                                         stamp.gid or 0, stamp.mtime or 0,
                                         uname=stamp.uname, gname=stamp.gname))
