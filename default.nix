@@ -305,7 +305,8 @@ let
         description = conf;
       };
     in
-    withPassthru archive ({ inherit imageName imageTag conf layer; } // passthru) meta;
+    withPassthru archive ({ inherit imageName imageTag conf layer; copyToRegistry = copyToRegistryOf conf; }
+      // passthru) meta;
 
   buildImageWithNixDb = args: buildImage (args // { includeNixDB = true; });
 

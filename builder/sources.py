@@ -53,6 +53,8 @@ def load_image(path: str, *, workdir: Optional[str] = None, name: Optional[str] 
             return read_oci(path, architecture=architecture, variant=variant, ref=tag, workdir=workdir)
         raise ImageFormatError(f"{path}: a directory, but neither an OCI layout nor an image of this project")
     names = _tar_names(path, workdir)
-    if names is not None and "oci-layout" in names and "manifest.json" not in names:
+    # An OCI index knows platforms, so it is read whenever the archive has one,
+    # unless a name is asked for (only manifest.json's RepoTags carry it).
+    if names is not None and "oci-layout" in names and ("manifest.json" not in names or name is None):
         return read_oci(path, architecture=architecture, variant=variant, ref=tag, workdir=workdir)
     return read_docker_archive(path, workdir, name=name, tag=tag)

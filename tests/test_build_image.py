@@ -232,3 +232,15 @@ def test_export_image_is_merged_root_and_deterministic(tmp_path):
     drv = subprocess.run(["nix-store", "-qd", out], capture_output=True, text=True).stdout.strip()
     r = subprocess.run(["nix-store", "--realise", "--check", drv], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
+
+
+@pytest.mark.parametrize("architecture", ["amd64", "arm64"])
+def test_multi_platform_base_picked_by_architecture(architecture, tmp_path):
+    archive = read_archive(run_stream(nix_build(f"""let
+        one = arch: dockerTools.streamLayeredImage {{ name = "mp"; tag = arch; architecture = arch;
+          contents = [ pkgs.busybox ]; config.Labels.arch = arch; }};
+        index = dockerTools.buildMultiArchImage {{ name = "mp"; tag = "all"; images = [ (one "amd64") (one "arm64") ]; }};
+      in dockerTools.streamLayeredImage {{ name = "mp-child"; tag = "t"; fromImage = index;
+        architecture = "{architecture}"; contents = [ pkgs.hello ]; }}""", tmp_path)))
+    assert archive.config["config"]["Labels"] == {"arch": architecture}
+    assert archive.config["architecture"] == architecture

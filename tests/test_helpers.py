@@ -108,3 +108,18 @@ def test_nix_owner_for_non_root_nix(tmp_path):
     tree = archive.file_tree()
     for path in ("nix", "nix/store", "nix/var/nix/db", "nix/var/nix/db/db.sqlite"):
         assert (tree[path].uid, tree[path].gid) == (1000, 100), path
+
+
+def test_build_image_with_nix_db_verifies(tmp_path):
+    out = nix_build("""dockerTools.buildImageWithNixDb { name = "bi-nixdb"; tag = "t";
+      copyToRoot = [ pkgs.hello ]; }""", tmp_path)
+    archive = read_archive(open(out, "rb").read())
+    root = tmp_path / "root"
+    _unpack(archive, root)
+    r = subprocess.run(["nix-store", "--store", str(root), "--verify", "--check-contents"],
+                       capture_output=True, text=True)
+    assert r.returncode == 0 and "error" not in r.stderr.lower(), r.stderr
+    hello = [n for n in os.listdir(root / "nix/store") if n.endswith("-hello-2.12")][0]
+    r = subprocess.run(["nix-store", "--store", str(root), "-qR", f"/nix/store/{hello}"],
+                       capture_output=True, text=True)
+    assert sorted(p.split("-", 1)[1] for p in r.stdout.split()) == ["busybox-static", "hello-2.12"]
