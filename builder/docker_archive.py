@@ -17,42 +17,15 @@ import tarfile
 from typing import List, Optional, Sequence, Tuple
 
 from . import tarstream
-from .errors import DigestMismatch, ImageFormatError
+from .errors import ImageFormatError
 from .image import Blob, Image, Layer, canonical_json
 from .layerfile import FileRange, detect_encoding, layer_from_range
-from .sinks import CountSink, Sink
+from .members import write_dir, write_member
+from .sinks import Sink
 
 __all__ = ["write_docker_archive", "read_docker_archive", "read_docker_archive_all", "Tagged"]
 
 Tagged = Tuple[Image, List[str]]  # an image and the tags it is saved under
-
-_OUTER_STAMP = tarstream.Stamp(uid=0, gid=0, mtime=1)
-
-
-def _member(sink: Sink, name: str, blob: Blob) -> None:
-    sink.write(tarstream.header(name.encode(), tarstream.REG, 0o644, 0, 0, 1, blob.size))
-    counter = _Counting(sink)
-    blob.write_to(counter)
-    if counter.size != blob.size:
-        raise DigestMismatch(f"{name}: size", str(blob.size), str(counter.size))
-    sink.write(tarstream.padding(blob.size))
-
-
-class _Counting(Sink):
-    """Passes bytes through and counts them: a cheap guard on every member."""
-
-    def __init__(self, inner: Sink):
-        self.inner = inner
-        self.size = 0
-
-    def write(self, data) -> None:
-        self.size += len(data)
-        self.inner.write(data)
-
-    def copy_file(self, fd: int, size: int) -> None:
-        self.size += size
-        self.inner.copy_file(fd, size)
-
 
 def write_docker_archive(sink: Sink, images: Sequence[Tagged], encoding: str = "none") -> None:
     manifest = []
@@ -67,13 +40,11 @@ def write_docker_archive(sink: Sink, images: Sequence[Tagged], encoding: str = "
             members.setdefault(name, blob)
             layer_names.append(name)
         manifest.append({"Config": config_name, "RepoTags": list(tags), "Layers": layer_names})
-    _member(sink, "manifest.json", Blob.from_bytes("", canonical_json(manifest)))
+    write_member(sink, "manifest.json", Blob.from_bytes("", canonical_json(manifest)))
     for name, blob in members.items():
-        if name.endswith(".tar") or "/" in name:
-            # Directory entry for the layer, as docker save writes it.
-            sink.write(tarstream.header(name.split("/")[0].encode() + b"/", tarstream.DIR,
-                                        0o755, 0, 0, 1))
-        _member(sink, name, blob)
+        if "/" in name:
+            write_dir(sink, name.split("/")[0])  # the layer's directory, as docker save writes it
+        write_member(sink, name, blob)
     sink.write(tarstream.END_OF_ARCHIVE)
     sink.flush()
 

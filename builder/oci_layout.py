@@ -31,6 +31,7 @@ from . import image as model
 from . import tarstream
 from .errors import BuildError, DigestMismatch, ImageFormatError
 from .image import Blob, Image, canonical_json
+from .members import write_dir, write_member
 from .layerfile import FileRange, decompress_file, detect_encoding, layer_from_range, range_stats
 from .sinks import FdSink, Sink, TeeSink
 
@@ -56,7 +57,6 @@ _FLAVOURS = {
     "docker": {"manifest": model.DOCKER_MANIFEST, "index": model.DOCKER_LIST,
                "config": model.DOCKER_CONFIG, "layers": model.DOCKER_LAYER},
 }
-_STAMP_MTIME = 1
 # Indexes inside indexes are allowed by the spec; a bound stops a cycle.
 _MAX_INDEX_DEPTH = 4
 
@@ -195,35 +195,6 @@ def _blob_path(digest: str) -> str:
 
 # --- the archive sink --------------------------------------------------------
 
-class _Counting(Sink):
-    """Passes bytes on and counts them: a tar member must be exactly its header's size."""
-
-    def __init__(self, inner: Sink):
-        self.inner = inner
-        self.size = 0
-
-    def write(self, data) -> None:
-        self.size += len(data)
-        self.inner.write(data)
-
-    def copy_file(self, fd: int, size: int) -> None:
-        self.size += size
-        self.inner.copy_file(fd, size)
-
-
-def _tar_dir(sink: Sink, name: str) -> None:
-    sink.write(tarstream.header(name.encode(), tarstream.DIR, 0o755, 0, 0, _STAMP_MTIME))
-
-
-def _tar_file(sink: Sink, name: str, blob: Blob) -> None:
-    sink.write(tarstream.header(name.encode(), tarstream.REG, 0o644, 0, 0, _STAMP_MTIME, blob.size))
-    counter = _Counting(sink)
-    blob.write_to(counter)
-    if counter.size != blob.size:
-        raise DigestMismatch(f"{name}: size", str(blob.size), str(counter.size))
-    sink.write(tarstream.padding(blob.size))
-
-
 def write_oci_archive(sink: Sink, images: Sequence[Tagged], encoding: str = "none") -> None:
     """The archive for ``images``: each a target and its "name:tag" references.
 
@@ -232,17 +203,17 @@ def write_oci_archive(sink: Sink, images: Sequence[Tagged], encoding: str = "non
     the layers were made, and hashing again would double the work.
     """
     rendered = [(render(target, encoding), refs) for target, refs in images]
-    _tar_file(sink, "oci-layout", Blob.from_bytes("", canonical_json(LAYOUT_VERSION)))
-    _tar_file(sink, "index.json", Blob.from_bytes("", _index_json(_index_entries(rendered))))
-    _tar_file(sink, "manifest.json", Blob.from_bytes("", _docker_manifest(rendered)))
-    _tar_dir(sink, "blobs/")
-    _tar_dir(sink, "blobs/sha256/")
+    write_member(sink, "oci-layout", Blob.from_bytes("", canonical_json(LAYOUT_VERSION)))
+    write_member(sink, "index.json", Blob.from_bytes("", _index_json(_index_entries(rendered))))
+    write_member(sink, "manifest.json", Blob.from_bytes("", _docker_manifest(rendered)))
+    write_dir(sink, "blobs/")
+    write_dir(sink, "blobs/sha256/")
     written = set()
     for r, _ in rendered:
         for blob in r.blobs():
             if blob.digest not in written:
                 written.add(blob.digest)
-                _tar_file(sink, _blob_path(blob.digest), blob)
+                write_member(sink, _blob_path(blob.digest), blob)
     sink.write(tarstream.END_OF_ARCHIVE)
     sink.flush()
 
