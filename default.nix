@@ -55,18 +55,19 @@ let
 
   # --- argument checks: at evaluation time, one clear message each ---------
   namePattern = "(([a-zA-Z0-9.-]+(:[0-9]+)?)/)?[a-z0-9]+(([._]|__|-+)[a-z0-9]+)*(/[a-z0-9]+(([._]|__|-+)[a-z0-9]+)*)*";
-  checkName = fn: name:
+  checkNameArg = fn: arg: name:
     let lowered = toLower name; in
-    if !builtins.isString name then throw "dockerTools.${fn}: name must be a string"
+    if !builtins.isString name then throw "dockerTools.${fn}: ${arg} must be a string, got ${describe name}"
     else if builtins.match namePattern lowered == null
-    then throw "dockerTools.${fn}: name \"${name}\" is not a valid image name (letters, digits, . _ - separators, / between components, an optional registry host first)"
+    then throw "dockerTools.${fn}: ${arg} \"${name}\" is not a valid image name (letters, digits, . _ - separators, / between components, an optional registry host first)"
     else lowered;
+  checkName = fn: checkNameArg fn "name";
   checkTag = fn: tag:
     if tag == null || (builtins.isString tag && builtins.match "[A-Za-z0-9_][A-Za-z0-9._-]{0,127}" tag != null) then tag
     else throw "dockerTools.${fn}: tag \"${toString tag}\" is not a valid tag (letters, digits, _ . -, at most 128 characters)";
   checkConfig = fn: config:
     if builtins.isAttrs config then config
-    else throw "dockerTools.${fn}: config must be an attribute set (like { Cmd = [ ... ]; }), got a ${builtins.typeOf config}";
+    else throw "dockerTools.${fn}: config must be an attribute set (like { Cmd = [ ... ]; }), got ${describe config}";
   checkMaxLayers = fn: n:
     if !builtins.isInt n || n < 2
     then throw "dockerTools.${fn}: maxLayers must be an integer of at least 2 (one layer for the customisation layer, one for store paths), got ${toString n}"
@@ -84,16 +85,32 @@ let
   # derivations, hence their tags.
   ifCompressed = fn: c: if checkLayerCompression fn c == "none" then { } else { layerCompression = c; };
   isStorePath = x: builtins.match "${builtins.storeDir}/[^/]+.*" (toString x) != null;
-  checkContents = fn: contents: builtins.genList (i:
+  checkPaths = fn: arg: contents: builtins.genList (i:
     let x = builtins.elemAt contents i; in
     if builtins.isPath x then x
     else if (builtins.isAttrs x && x ? outPath) || (builtins.isString x && isStorePath x) then x
-    else throw "dockerTools.${fn}: contents element ${toString i} (${if builtins.isString x then x else builtins.typeOf x}) is not a store path or derivation")
+    else throw "dockerTools.${fn}: ${arg} element ${toString i} (${if builtins.isString x then x else builtins.typeOf x}) is not a store path or derivation")
     (builtins.length contents);
-  checkFromImage = fn: img:
+  checkContents = fn: checkPaths fn "contents";
+  checkImageArg = fn: arg: img:
     if img == null || builtins.isPath img || (builtins.isAttrs img && img ? outPath)
        || (builtins.isString img && isStorePath img) then img
-    else throw "dockerTools.${fn}: fromImage must be an image archive (a derivation or store path), got ${builtins.typeOf img}";
+    else throw "dockerTools.${fn}: ${arg} must be an image archive (a derivation or store path), got ${
+      if builtins.isString img then "\"${img}\"" else builtins.typeOf img}";
+  checkFromImage = fn: checkImageArg fn "fromImage";
+
+  # Type checks: one line naming the function, the argument and what it got.
+  describe = v: let t = builtins.typeOf v; in
+    if t == "string" then "the string \"${v}\""
+    else if t == "int" || t == "float" then "the number ${toString v}"
+    else if t == "bool" then (if v then "true" else "false")
+    else if t == "set" then (if v ? outPath then "a derivation" else "an attribute set")
+    else if t == "lambda" then "a function" else "a ${t}";
+  typeNames = { string = "a string"; int = "an integer"; bool = "true or false";
+                set = "an attribute set"; list = "a list"; null = "null"; };
+  checkType = fn: arg: kinds: v:
+    if builtins.elem (builtins.typeOf v) kinds then v
+    else throw "dockerTools.${fn}: ${arg} must be ${builtins.concatStringsSep " or " (map (k: typeNames.${k}) kinds)}, got ${describe v}";
 
   withPassthru = drv: passthru: meta: drv // passthru // { inherit passthru meta; };
 
@@ -140,14 +157,21 @@ let
     , metadata ? { }
     , layerCompression ? "none"  # also record the digests of the layers' gzip/zstd forms
     }:
+    let chk = checkType "buildLayer"; in
     runBuilder "layer" "layer" ({
-      inherit uid gid uname gname mtime perms;
+      uid = chk "uid" [ "int" ] uid;
+      gid = chk "gid" [ "int" ] gid;
+      uname = chk "uname" [ "string" ] uname;
+      gname = chk "gname" [ "string" ] gname;
+      mtime = chk "mtime" [ "string" "int" ] mtime;
+      perms = map (p: chk "perms element" [ "set" ] p) (chk "perms" [ "list" ] perms);
       maxLayers = if builtins.isInt maxLayers && maxLayers >= 1 then maxLayers
         else throw "dockerTools.buildLayer: maxLayers must be an integer of at least 1, got ${toString maxLayers}";
-      copyToRoot = toList copyToRoot;
+      copyToRoot = checkPaths "buildLayer" "copyToRoot" (toList copyToRoot);
       ignore = toList ignore;
-      parentLayers = layers;
-      exportReferencesGraph.closure = deps ++ toList copyToRoot;
+      parentLayers = chk "layers" [ "list" ] layers;
+      exportReferencesGraph.closure = checkPaths "buildLayer" "deps" (chk "deps" [ "list" ] deps)
+        ++ toList copyToRoot;
     } // ifCompressed "buildLayer" layerCompression);
 
   streamLayeredImage =
@@ -177,30 +201,52 @@ let
     , passthru ? { }
     , meta ? { }
     , layers ? [ ]
-    , layeringPipeline ? null
-    , debug ? false
+    , layeringPipeline ? null    # nixpkgs' custom layering steps: not implemented, a warning says so
+    , debug ? false              # nixpkgs prints its layering; accepted and ignored
     , layerCompression ? "none"  # "gzip"/"zstd": compressed-layer digests computed at build time
     }:
     let
       fn = "streamLayeredImage";
-      imageName = checkName fn name;
+      chk = checkType fn;
+      imageName = builtins.seq (if layeringPipeline == null then null else builtins.trace
+        "warning: dockerTools.${fn}: layeringPipeline is not supported here and is ignored: the closure is split into layers by popularity (maxLayers)"
+        null) (checkName fn name);
       baseName = baseNameOf imageName;
       contentsList = checkContents fn (toList contents);
       custom = customisationLayer {
-        inherit baseName extraCommands fakeRootCommands enableFakechroot mtime includeNixDB nixUid nixGid;
+        inherit baseName;
+        extraCommands = chk "extraCommands" [ "string" ] extraCommands;
+        fakeRootCommands = chk "fakeRootCommands" [ "string" ] fakeRootCommands;
+        enableFakechroot = chk "enableFakechroot" [ "bool" ] enableFakechroot;
+        mtime = chk "mtime" [ "string" "int" ] mtime;
+        includeNixDB = chk "includeNixDB" [ "bool" ] includeNixDB;
+        nixUid = chk "nixUid" [ "int" ] nixUid;
+        nixGid = chk "nixGid" [ "int" ] nixGid;
         contents = contentsList;
-        config = checkConfig fn config;
+        config = runConfig;
       };
+      runConfig = if config == null then { } else checkConfig fn config;  # null: as buildImage takes it
       conf = runBuilder "${baseName}-conf" "layers" ({
-        inherit imageName fromImageName fromImageTag config architecture variant created mtime
-          uid gid uname gname includeStorePaths layers;
+        inherit imageName created mtime;
+        config = runConfig;
+        fromImageName = chk "fromImageName" [ "null" "string" ] fromImageName;
+        fromImageTag = chk "fromImageTag" [ "null" "string" ] fromImageTag;
+        architecture = chk "architecture" [ "string" ] architecture;
+        variant = chk "variant" [ "null" "string" ] variant;
+        uid = chk "uid" [ "int" ] uid;
+        gid = chk "gid" [ "int" ] gid;
+        uname = chk "uname" [ "string" ] uname;
+        gname = chk "gname" [ "string" ] gname;
+        includeStorePaths = chk "includeStorePaths" [ "bool" ] includeStorePaths;
+        layers = chk "layers" [ "list" ] layers;
         tag = checkTag fn tag;
         fromImage = checkFromImage fn fromImage;
         maxLayers = checkMaxLayers fn maxLayers;
         os = "linux";
         customisationLayer = custom;
         excludePaths = [ custom ];
-        exportReferencesGraph.closure = [ custom ] ++ (if includeStorePaths then contentsList else [ ]);
+        exportReferencesGraph.closure = [ custom ]
+          ++ (if chk "includeStorePaths" [ "bool" ] includeStorePaths then contentsList else [ ]);
       } // ifCompressed fn layerCompression);
       imageTag = if tag != null then tag else hashPart conf;
       stream = runBuilder "stream-${baseName}" "script" {
@@ -212,7 +258,7 @@ let
       inherit imageName imageTag conf;
       isExe = true;
       copyToRegistry = copyToRegistryOf conf;
-    } // passthru) meta;
+    } // chk "passthru" [ "set" ] passthru) (chk "meta" [ "set" ] meta);
 
   buildLayeredImage = args@{ name
     , format ? "docker"            # "oci": an OCI archive (index.json, blobs/, manifest.json)
@@ -224,13 +270,13 @@ let
       fn = "buildLayeredImage";
       stream = streamLayeredImage (builtins.removeAttrs args [ "compressor" "format" ]);
       suffix = { gz = ".tar.gz"; zstd = ".tar.zst"; none = ".tar"; }.${checkCompressor fn compressor};
-      archive = runBuilder "${baseNameOf (toLower name)}${suffix}" "archive" ({
+      archive = runBuilder "${baseNameOf stream.imageName}${suffix}" "archive" ({
         inherit compressor;
         description = stream.conf;
       } // (if checkFormat fn format == "docker" then { } else { inherit format; })
         // ifCompressed fn layerCompression);
     in
-    withPassthru archive ({ inherit (stream) imageName imageTag conf copyToRegistry; }
+    withPassthru archive ({ inherit (stream) imageName imageTag conf copyToRegistry; inherit stream; }
       // (args.passthru or { })) (args.meta or { });
 
   # One new layer on an optional base, as nixpkgs' buildImage. runAsRoot runs
@@ -262,19 +308,27 @@ let
     }:
     let
       fn = "buildImage";
+      chk = checkType fn;
       imageName = checkName fn name;
       baseName = baseNameOf imageName;
-      roots = checkContents fn (toList (if copyToRoot != null then copyToRoot else contents));
+      roots = if copyToRoot != null then checkPaths fn "copyToRoot" (toList copyToRoot)
+              else checkContents fn (toList contents);
       runConfig = checkConfig fn (if config == null then { } else config);
       # Its output names the store paths the config mentions: their closure
       # goes into the layer (the file itself does not).
       configRefs = writeTree "${baseName}-config-refs" [
         { path = "config.json"; text = builtins.toJSON runConfig; }
       ];
-      script = if runAsRoot == null then "" else runAsRoot;
+      script = if runAsRoot == null then "" else chk "runAsRoot" [ "null" "string" ] runAsRoot;
       layer = runBuilder "${baseName}-layer" "image-layer" ({
-        inherit keepContentsDirlinks extraCommands uid gid includeNixDB fromImageName fromImageTag
-          architecture;
+        keepContentsDirlinks = chk "keepContentsDirlinks" [ "bool" ] keepContentsDirlinks;
+        extraCommands = chk "extraCommands" [ "string" ] extraCommands;
+        uid = chk "uid" [ "int" ] uid;
+        gid = chk "gid" [ "int" ] gid;
+        includeNixDB = chk "includeNixDB" [ "bool" ] includeNixDB;
+        fromImageName = chk "fromImageName" [ "null" "string" ] fromImageName;
+        fromImageTag = chk "fromImageTag" [ "null" "string" ] fromImageTag;
+        architecture = chk "architecture" [ "string" ] architecture;
         copyToRoot = roots;
         fromImage = checkFromImage fn fromImage;
         runAsRoot = script;
@@ -289,7 +343,9 @@ let
         inherit python;
       } else { }));
       conf = runBuilder "${baseName}-conf" "layers" {
-        inherit imageName fromImageName fromImageTag architecture variant created;
+        inherit imageName fromImageName fromImageTag architecture;
+        variant = chk "variant" [ "null" "string" ] variant;
+        created = chk "created" [ "string" ] created;
         config = runConfig;
         tag = checkTag fn tag;
         fromImage = checkFromImage fn fromImage;
@@ -305,17 +361,21 @@ let
         description = conf;
       };
     in
-    withPassthru archive ({ inherit imageName imageTag conf layer; copyToRegistry = copyToRegistryOf conf; }
-      // passthru) meta;
+    withPassthru archive ({ inherit imageName imageTag conf layer; buildArgs = args;
+                            copyToRegistry = copyToRegistryOf conf; }
+      // chk "passthru" [ "set" ] passthru) (chk "meta" [ "set" ] meta);
 
   buildImageWithNixDb = args: buildImage (args // { includeNixDB = true; });
 
   # The merged root filesystem of an image, as one tarball.
   exportImage = { fromImage, fromImageName ? null, fromImageTag ? null, diskSize ? 1024
                 , name ? "${baseNameOf (toString fromImage.name or "image")}-export.tar" }:
+    let chk = checkType "exportImage"; in
     runBuilder name "export" {
-      inherit fromImageName fromImageTag;
-      fromImage = checkFromImage "exportImage" fromImage;
+      fromImageName = chk "fromImageName" [ "null" "string" ] fromImageName;
+      fromImageTag = chk "fromImageTag" [ "null" "string" ] fromImageTag;
+      fromImage = if fromImage == null then throw "dockerTools.exportImage: fromImage is null: give the image to export"
+        else checkFromImage "exportImage" fromImage;
     };
 
   # --- helpers for contents -------------------------------------------------
@@ -374,7 +434,12 @@ let
 
   # Several images in one docker archive: podman/docker load gets them all.
   mergeImages = images: runBuilder "merge-docker-images" "merge" {
-    images = map (img: if builtins.isAttrs img && img.isExe or false then img.conf else img) images;
+    images = map (img: if builtins.isAttrs img && img.isExe or false then img.conf
+                       else if img == null then throw "dockerTools.mergeImages: an element of the list is null"
+                       else checkImageArg "mergeImages" "each element" img)
+      (if builtins.isList images && images != [ ] then images
+       else throw "dockerTools.mergeImages: takes a non-empty list of images, got ${
+         if images == [ ] then "[ ]" else describe images}");
   };
 
   # --- registries and platforms ----------------------------------------------
@@ -393,31 +458,52 @@ let
     , finalImageName ? imageName # the name:tag the archive carries
     , finalImageTag ? "latest"
     , tlsVerify ? true           # false: plain http
-    , name ? builtins.replaceStrings [ "/" ":" ] [ "-" "-" ]
-        "docker-image-${finalImageName}-${finalImageTag}.tar"
+    , name ? null                # default: docker-image-<finalImageName>-<finalImageTag>.tar
+    , outputHash ? null          # as nixpkgs' withNormalizedHash: outputHash and outputHashAlgo
+    , outputHashAlgo ? null      #   may be given instead of hash
     }:
     let
       fn = "pullImage";
-      outputHash =
-        if hash != null && sha256 != null then throw "dockerTools.${fn}: give hash or sha256, not both"
-        else if hash != null then hash
-        else if sha256 != null then sha256
-        else throw "dockerTools.${fn}: hash is missing (python3 -m builder prefetch ${imageName} prints it)";
+      chk = checkType fn;
+      sourceName =
+        let n = chk "imageName" [ "string" ] imageName; in
+        if builtins.match "(.*/)?[^/]*[:@][^/]*" n != null
+        then throw "dockerTools.${fn}: imageName \"${n}\" carries a tag or digest: give the name alone (imageDigest picks the image, finalImageTag names the result)"
+        else builtins.seq (checkNameArg fn "imageName" n) n;
+      finalName = chk "finalImageName" [ "string" ] finalImageName;
+      finalTag = chk "finalImageTag" [ "string" ] finalImageTag;
+      drvName = builtins.seq sourceName (if name != null then name
+        else builtins.replaceStrings [ "/" ":" ] [ "-" "-" ] "docker-image-${finalName}-${finalTag}.tar");
+      given = builtins.filter (x: x != null) [ hash sha256 outputHash ];
+      fetchHash =
+        if builtins.length given > 1 then throw "dockerTools.${fn}: give one of hash, sha256 or outputHash, not several"
+        else if given == [ ] then throw "dockerTools.${fn}: hash is missing (python3 -m builder prefetch ${sourceName} prints it; hash = \"\" makes Nix print it after fetching)"
+        else chk "hash" [ "string" ] (builtins.head given);
+      # An SRI hash names its algorithm; a bare sha256 (or "", to be told the hash) needs it said.
+      hashAlgo = if outputHashAlgo != null then { outputHashAlgo = outputHashAlgo; }
+        else if hash == null || hash == "" then { outputHashAlgo = "sha256"; } else { };
       digest =
         if builtins.isString imageDigest && builtins.match "sha256:[0-9a-f]{64}" imageDigest != null
         then imageDigest
         else throw "dockerTools.${fn}: imageDigest \"${toString imageDigest}\" is not a sha256 digest (sha256:<64 hex digits>)";
     in
-    runBuilder name "pull-image" ({
-      inherit os arch variant tlsVerify outputHash;
+    runBuilder drvName "pull-image" ({
+      os = chk "os" [ "string" ] os;
+      arch = chk "arch" [ "string" ] arch;
+      variant = chk "variant" [ "null" "string" ] variant;
+      tlsVerify = chk "tlsVerify" [ "bool" ] tlsVerify;
+      outputHash = fetchHash;
       imageDigest = digest;
-      imageName = finalImageName;
-      imageTag = finalImageTag;
+      imageName = finalName;
+      imageTag = finalTag;
       outputHashMode = "flat";
-      sourceURL = "docker://${imageName}@${digest}";
-      destNameTag = "${checkName fn finalImageName}:${checkTag fn finalImageTag}";
-    } // (if hash == null then { outputHashAlgo = "sha256"; } else { })
-      // (if tlsVerify && pkgs ? cacert
+      # As nixpkgs' fetchers: a proxy set where nix-build runs is used (CONNECT).
+      impureEnvVars = [ "http_proxy" "https_proxy" "ftp_proxy" "all_proxy" "no_proxy"
+                        "HTTP_PROXY" "HTTPS_PROXY" "FTP_PROXY" "ALL_PROXY" "NO_PROXY" ];
+      sourceURL = "docker://${sourceName}@${digest}";
+      destNameTag = "${checkNameArg fn "finalImageName" finalName}:${checkTag fn finalTag}";
+    } // hashAlgo
+      // (if chk "tlsVerify" [ "bool" ] tlsVerify && pkgs ? cacert
           then { sslCertFile = "${pkgs.cacert}/etc/ssl/certs/ca-bundle.crt"; } else { }));
 
   # One tag, one image per platform: an OCI image index. `images` are
@@ -426,7 +512,7 @@ let
   checkImages = fn: images:
     if builtins.isList images && images != [ ] then map (img:
       if builtins.isAttrs img && img ? conf then img.conf
-      else checkFromImage fn img) images
+      else checkImageArg fn "each element of images" img) images
     else throw "dockerTools.${fn}: images must be a non-empty list of images, one per platform";
 
   streamMultiArchImage =
@@ -456,7 +542,7 @@ let
       imageTag = if tag != null then tag else hashPart conf;
       isExe = true;
       copyToRegistry = copyToRegistryOf conf;
-    } // passthru) meta;
+    } // checkType fn "passthru" [ "set" ] passthru) (checkType fn "meta" [ "set" ] meta);
 
   buildMultiArchImage = args@{ name
     , layerCompression ? "none"
@@ -466,7 +552,7 @@ let
       fn = "buildMultiArchImage";
       stream = streamMultiArchImage (builtins.removeAttrs args [ "compressor" ]);
       suffix = { gz = ".tar.gz"; zstd = ".tar.zst"; none = ".tar"; }.${checkCompressor fn compressor};
-      archive = runBuilder "${baseNameOf (toLower name)}-oci${suffix}" "archive" ({
+      archive = runBuilder "${baseNameOf stream.imageName}-oci${suffix}" "archive" ({
         inherit compressor;
         format = "oci";
         description = stream.conf;
@@ -478,10 +564,149 @@ let
   buildLayeredImageWithNixDb = args: buildLayeredImage (args // { includeNixDB = true; });
   streamLayeredImageWithNixDb = args: streamLayeredImage (args // { includeNixDB = true; });
 
+  # --- nix-shell images --------------------------------------------------------
+  # As nixpkgs': the build environment of `drv` in an image, so that
+  # `podman run -it IMAGE` is a nix-shell for it and `buildDerivation` inside
+  # builds it. The environment is what Nix gives a builder: drv's attributes
+  # as strings, /build as home and temporary directory, a build user.
+  streamNixShellImage =
+    { drv
+    , name ? null                # default: drv.name + "-env"
+    , tag ? null
+    , uid ? 1000
+    , gid ? 1000
+    , homeDirectory ? "/build"
+    , shell ? "${pkgs.bashInteractive or pkgs.bash}/bin/bash"
+    , command ? null             # shell commands run instead of an interactive shell
+    , run ? null                 # likewise, as nix-shell --run
+    }:
+    let
+      fn = "streamNixShellImage";
+      chk = checkType fn;
+      drvAttrs =
+        if !(builtins.isAttrs drv && drv ? drvAttrs)
+        then throw "dockerTools.${fn}: drv must be a derivation, got ${describe drv}"
+        else if drv.drvAttrs.__structuredAttrs or false
+        then throw "dockerTools.${fn}: ${drv.name} uses __structuredAttrs, which this does not support"
+        else if command != null && run != null
+        then throw "dockerTools.${fn}: give command or run, not both"
+        else drv.drvAttrs;
+      esc = s: "'" + builtins.replaceStrings [ "'" ] [ "'\\''" ] s + "'";
+      # Nix's conversion of derivation attributes to environment variables.
+      valueToString = v:
+        if builtins.isPath v then "${v}"
+        else if builtins.isList v then builtins.concatStringsSep " " (map valueToString v)
+        else toString v;
+      builderBin = writeTree "build-derivation" [{
+        path = "bin/buildDerivation"; mode = 365; # 0555
+        text = "#!${shell}\nexec ${esc (valueToString drvAttrs.builder)} ${
+          builtins.concatStringsSep " " (map (a: esc (valueToString a)) (drvAttrs.args or [ ]))}\n";
+      }];
+      staticPath = "${dirOf shell}:${builderBin}/bin";
+      rcfile = writeTree "nix-shell-rc" [{
+        path = "rc";
+        text = ''
+          unset PATH
+          dontAddDisableDepTrack=1
+          [ -e "$stdenv/setup" ] && source "$stdenv/setup"
+          PATH=${staticPath}:"$PATH"
+          SHELL=${esc shell}
+          BASH=${esc shell}
+          set +e
+          [ -n "$PS1" ] && [ -z "$NIX_SHELL_PRESERVE_PROMPT" ] && PS1='\n\[\033[1;32m\][nix-shell:\w]\$\[\033[0m\] '
+          if [ "$(type -t runHook 2>/dev/null)" = function ]; then
+            runHook shellHook
+          fi
+          unset NIX_ENFORCE_PURITY
+          shopt -u nullglob 2>/dev/null
+          shopt -s execfail 2>/dev/null
+          ${if command != null || run != null then ''
+            ${if command != null then chk "command" [ "string" ] command else ""}
+            ${if run != null then chk "run" [ "string" ] run else ""}
+            exit
+          '' else ""}
+        '';
+      }];
+      passAsFile = drvAttrs.passAsFile or [ ];
+      drvEnv = builtins.listToAttrs (map (n:
+        let str = valueToString drvAttrs.${n}; in
+        if builtins.elem n passAsFile
+        then { name = "${n}Path"; value = "${writeTree "shell-passAsFile-${n}" [ { path = "attr"; text = str; } ]}/attr"; }
+        else { name = n; value = str; })
+        (builtins.filter (n: n != "args") (builtins.attrNames drvAttrs)))
+        # Outputs are where the build would put them; they need not exist.
+        // builtins.listToAttrs (map (o: { name = o; value = builtins.unsafeDiscardStringContext drv.${o}.outPath; })
+          (drv.outputs or drvAttrs.outputs or [ "out" ]));
+      buildDir = "/build";
+      envVars = {
+        PATH = staticPath;
+        HOME = homeDirectory;
+        NIX_STORE = builtins.storeDir;
+        NIX_BUILD_CORES = "1";
+      } // (if pkgs ? cacert then {
+        SSL_CERT_FILE = "${pkgs.cacert}/etc/ssl/certs/ca-bundle.crt";
+        NIX_SSL_CERT_FILE = "${pkgs.cacert}/etc/ssl/certs/ca-bundle.crt";
+      } else { }) // drvEnv // {
+        NIX_BUILD_TOP = buildDir;
+        TMPDIR = buildDir; TEMPDIR = buildDir; TMP = buildDir; TEMP = buildDir;
+        PWD = buildDir;
+        TERM = "xterm-256color";
+      };
+      ids = "${toString (chk "uid" [ "int" ] uid)}:${toString (chk "gid" [ "int" ] gid)}";
+    in
+    streamLayeredImage {
+      inherit tag;
+      name = if name != null then name else builtins.seq drvAttrs (drv.name + "-env");
+      contents = [
+        binSh
+        usrBinEnv
+        (makeFakeNss {
+          extraPasswdLines = [ "nixbld:x:${ids}:Build user:${homeDirectory}:/noshell" ];
+          extraGroupLines = [ "nixbld:!:${toString gid}:" ];
+        })
+      ];
+      # A single-user Nix: the build user owns the store, and the build directory.
+      fakeRootCommands = ''
+        mkdir -p ./nix/store ./nix/var/nix ./etc/nix .${buildDir}
+        chown -R ${ids} ./nix ./etc/nix .${buildDir}
+      '';
+      config = {
+        User = ids;
+        Cmd = if run == null then [ shell "--rcfile" "${rcfile}/rc" ] else [ shell "${rcfile}/rc" ];
+        WorkingDir = buildDir;
+        Env = map (n: "${n}=${envVars.${n}}") (builtins.attrNames (builtins.seq drvAttrs envVars));
+      };
+    };
+
+  buildNixShellImage = args@{ drv, compressor ? "gz", ... }:
+    let
+      fn = "buildNixShellImage";
+      stream = streamNixShellImage (builtins.removeAttrs args [ "compressor" ]);
+      suffix = { gz = ".tar.gz"; zstd = ".tar.zst"; none = ".tar"; }.${checkCompressor fn compressor};
+      archive = runBuilder "${baseNameOf stream.imageName}${suffix}" "archive" {
+        inherit compressor;
+        description = stream.conf;
+      };
+    in
+    withPassthru archive { inherit (stream) imageName imageTag conf copyToRegistry; inherit stream; } { };
+
+  # As nixpkgs' lib.makeOverridable: image.override { tag = "v2"; } (or a
+  # function of the old arguments) is the same call with changed arguments.
+  overridable = f: args:
+    let result = f args; in
+    result // {
+      override = changes: overridable f (args // (if builtins.isFunction changes then changes args else changes));
+    };
+
 in
 {
-  inherit streamLayeredImage buildLayeredImage buildLayer buildLayeredImageWithNixDb
-    buildImage buildImageWithNixDb exportImage
-    streamLayeredImageWithNixDb fakeNss binSh usrBinEnv caCertificates shadowSetup mergeImages;
+  streamLayeredImage = overridable streamLayeredImage;
+  buildLayeredImage = overridable buildLayeredImage;
+  buildImage = overridable buildImage;
+  buildLayeredImageWithNixDb = overridable buildLayeredImageWithNixDb;
+  streamLayeredImageWithNixDb = overridable streamLayeredImageWithNixDb;
+  buildImageWithNixDb = overridable buildImageWithNixDb;
+  inherit buildLayer exportImage fakeNss binSh usrBinEnv caCertificates shadowSetup mergeImages;
   inherit pullImage streamMultiArchImage buildMultiArchImage;
+  inherit streamNixShellImage buildNixShellImage;
 }

@@ -20,6 +20,7 @@ from .errors import SpecError
 from .image import Image, Layer, canonical_json
 from .known import encodings_of, fill_known, measure_tar
 from .layerfile import FileRange, layer_from_range, range_stats
+from .rootfs import parse_perms
 from .spec import Attrs, check_image_name, check_tag
 from .tarstream import Stamp
 
@@ -56,8 +57,12 @@ def _read_layer_set(path: str) -> List[Layer]:
     try:
         with open(os.path.join(path, LAYERS_FILE), "rb") as f:
             doc = json.load(f)
+    except FileNotFoundError:
+        raise SpecError(f"layers: {path} is not a buildLayer result (it has no {LAYERS_FILE})") from None
     except (OSError, ValueError) as e:
-        raise SpecError(f"layers: {path} is not a buildLayer output ({e})") from None
+        raise SpecError(f"layers: {path} is not a buildLayer result ({e})") from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("layers"), list):
+        raise SpecError(f"layers: {path}/{LAYERS_FILE} lists no layers")
     return [layer_from_entry(e) for e in doc["layers"]]
 
 
@@ -82,6 +87,7 @@ def build_layer(attrs: Attrs) -> None:
     if roots and not groups:
         groups = [[]]
     perms = attrs.list("perms")
+    parse_perms(perms)  # a mistake in perms fails even when no layer is left to apply it to
     encodings = encodings_of(attrs.str("layerCompression"))
     jobs = [(g, roots if i == len(groups) - 1 else ()) for i, g in enumerate(groups)]
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:

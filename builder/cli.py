@@ -14,6 +14,7 @@ User commands:
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import sys
 from typing import List, Optional
@@ -142,8 +143,15 @@ def _cmd_pull_image(args) -> None:
     pull_image.pull_image(spec.load_attrs())
 
 
+class _Parser(argparse.ArgumentParser):
+    """Usage mistakes as one ``error:`` line, like every other error."""
+
+    def error(self, message: str):
+        self.exit(2, f"error: {message} (--help lists the options)\n")
+
+
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="builder", description="Build Docker/OCI images from Nix store paths.")
+    p = _Parser(prog="builder", description="Build Docker/OCI images from Nix store paths.")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, fn, help_text in [
         ("customise", _cmd_customise, "build the customisation layer (inside a Nix build)"),
@@ -210,4 +218,11 @@ def main(argv: Optional[List[str]] = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+    except OSError as e:
+        # A full disk is the machine's state, not a bug: one line, no traceback.
+        if e.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"error: {where}{e.strerror} (while writing the output)", file=sys.stderr)
+        return 1
     return 0

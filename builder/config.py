@@ -9,9 +9,10 @@ and a workdir keeps them; nixpkgs kept only Env.
 from __future__ import annotations
 
 import datetime
+import json
 from typing import List, Optional
 
-from .errors import SpecError
+from .errors import ImageFormatError, SpecError
 
 __all__ = ["merge_run_config", "image_config", "resolve_created"]
 
@@ -24,10 +25,51 @@ def _merge_env(base: List[str], ours: List[str]) -> List[str]:
     return list(merged.values())
 
 
+_STRING_LISTS = ("Cmd", "Entrypoint", "Shell", "OnBuild")
+_STRINGS = {"User": '"1000:1000"', "WorkingDir": '"/app"', "StopSignal": '"SIGTERM"'}
+_SETS = {"ExposedPorts": '{ "80/tcp" = { }; }', "Volumes": '{ "/data" = { }; }',
+         "Healthcheck": '{ Test = [ "CMD" "true" ]; }'}
+
+
+def _shown(value) -> str:
+    text = json.dumps(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _check_run_config(ours: dict) -> dict:
+    """Keys docker and podman read with a fixed type: a wrong one would
+    build an image that fails to load, so it fails here, by name."""
+    checked = dict(ours)
+    for key in _STRING_LISTS:
+        value = ours.get(key)
+        if isinstance(value, str):
+            # docker reads a string here as a one-element list; podman rejects it.
+            checked[key] = [value]
+        elif value is not None and (not isinstance(value, list)
+                                    or not all(isinstance(v, str) for v in value)):
+            raise SpecError(f'config.{key} must be a list of strings, like [ "/bin/hello" "--flag" ], '
+                            f"got {_shown(value)}")
+    for key, example in _STRINGS.items():
+        value = ours.get(key)
+        if value is not None and not isinstance(value, str):
+            raise SpecError(f"config.{key} must be a string, like {example}, got {_shown(value)}")
+    for key, example in _SETS.items():
+        value = ours.get(key)
+        if value is not None and not isinstance(value, dict):
+            raise SpecError(f"config.{key} must be an attribute set, like {example}, got {_shown(value)}")
+    labels = ours.get("Labels")
+    if labels is not None and (not isinstance(labels, dict)
+                               or not all(isinstance(v, str) for v in labels.values())):
+        raise SpecError(f'config.Labels must be an attribute set of strings, like {{ "org.example" = "x"; }}, '
+                        f"got {_shown(labels)}")
+    return checked
+
+
 def merge_run_config(base: Optional[dict], ours: dict) -> dict:
     """The ``config`` object of the new image."""
     if not isinstance(ours, dict):
         raise SpecError("config must be an attribute set")
+    ours = _check_run_config(ours)
     result = dict(base or {})
     for key, value in ours.items():
         if key == "Env":
@@ -57,6 +99,11 @@ def image_config(*, base: Optional[dict], run_config: dict, diff_ids: List[str],
                  history: List[dict], created: str, architecture: str, os: str,
                  variant: Optional[str]) -> dict:
     """The whole config document. Base diff_ids and history come first."""
+    if base is not None and not isinstance(base, dict):
+        raise ImageFormatError("the base image's config is not a JSON object")
+    for key, kind, name in (("config", dict, "an object"), ("history", list, "a list")):
+        if (base or {}).get(key) is not None and not isinstance(base[key], kind):
+            raise ImageFormatError(f"the base image's config: {key!r} is not {name}")
     config = {
         "architecture": architecture,
         "os": os,
@@ -79,8 +126,11 @@ def epoch_of(value, what: str = "mtime", now: Optional[float] = None) -> int:
         return int(now if now is not None else time.time())
     if isinstance(value, str):
         try:
-            parsed = datetime.datetime.strptime(value.replace("Z", "+00:00"), "%Y-%m-%dT%H:%M:%S%z")
-            return int(parsed.timestamp())
+            parsed = datetime.datetime.fromisoformat(value.replace("Z", "+00:00"))
         except ValueError:
             pass
+        else:
+            if parsed.tzinfo is None:  # no offset: UTC, not the build machine's zone
+                parsed = parsed.replace(tzinfo=datetime.timezone.utc)
+            return int(parsed.timestamp())
     raise SpecError(f"{what}: {value!r} is neither \"now\", a number of seconds, nor a time like 1970-01-01T00:00:01Z")

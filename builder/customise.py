@@ -60,6 +60,8 @@ def _run(what: str, script: str, cwd: str, env: dict, argv_prefix: List[str] = (
         return
     argv = list(argv_prefix) + [env["BASH"], "-e", "-c", script]
     result = subprocess.run(argv, cwd=cwd, env=env)
+    if result.returncode < 0:
+        raise BuildError(f"{what} was killed by signal {-result.returncode}")
     if result.returncode != 0:
         raise BuildError(f"{what} failed with exit code {result.returncode}")
 
@@ -94,6 +96,10 @@ def pack(root: str, out_tar: str, mtime: int, keep_owners: bool) -> None:
         write_tree(sink, os.fsencode(root), b"", stamp, hardlinks={}, include_root=False)
         sink.write(END_OF_ARCHIVE)
         sink.flush()
+    except PermissionError as e:
+        where = os.path.relpath(os.fsdecode(e.filename or root), root)
+        raise BuildError(f"cannot read /{where} to pack the layer ({e.strerror}): the commands left it "
+                         "unreadable to the build user (chmod 000?)") from None
     finally:
         os.close(fd)
 

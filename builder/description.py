@@ -134,8 +134,13 @@ def read_description(path: str) -> Description:
             config_bytes = f.read()
     except (OSError, ValueError) as e:
         raise SpecError(f"{path}: not an image description ({e})") from None
+    if not isinstance(doc, dict):
+        raise SpecError(f"{path}: not an image description (image.json is not a JSON object)")
     if doc.get("version") != VERSION:
         raise SpecError(f"{path}: description version {doc.get('version')!r}, this builder reads {VERSION}")
-    layers = [layer_from_entry(e) for e in doc["layers"]]
-    return Description(Image(config_bytes, layers), doc["repoTag"], doc["layers"],
-                       doc.get("layerCompression", "none"))
+    try:
+        layers = [layer_from_entry(e) for e in doc["layers"]]
+        return Description(Image(config_bytes, layers), doc["repoTag"], doc["layers"],
+                           doc.get("layerCompression", "none"))
+    except (KeyError, TypeError, AttributeError) as e:
+        raise SpecError(f"{path}: a damaged image description ({type(e).__name__}: {e})") from None

@@ -79,13 +79,23 @@ class _ArchiveReader:
     def __init__(self, path: str, workdir: Optional[str], verify: bool):
         self.path, self.verify = path, verify
         self.plain, self.tar = _open_archive(path, workdir)
-        self.members = {m.name[2:] if m.name.startswith("./") else m.name: m
-                        for m in self.tar.getmembers()}
+        try:
+            members = self.tar.getmembers()
+        except tarfile.TarError as e:
+            raise ImageFormatError(f"{path}: not a complete image archive ({e})") from None
+        self.members = {m.name[2:] if m.name.startswith("./") else m.name: m for m in members}
         if "manifest.json" not in self.members:
             raise ImageFormatError(f"{path}: not a docker image archive (no manifest.json)")
         self.manifest = self._json("manifest.json")
         if not isinstance(self.manifest, list) or not self.manifest:
             raise ImageFormatError(f"{path}: manifest.json lists no image")
+        for i, entry in enumerate(self.manifest):
+            if not (isinstance(entry, dict) and isinstance(entry.get("Config"), str)
+                    and isinstance(entry.get("Layers"), list)
+                    and all(isinstance(n, str) for n in entry["Layers"])
+                    and isinstance(entry.get("RepoTags") or [], list)):
+                raise ImageFormatError(f"{path}: manifest.json entry {i} is not "
+                                       '{"Config": FILE, "Layers": [FILE, ...], "RepoTags": [...]}')
         self._layers = {}  # member name -> Layer: a tar listed twice is read once
 
     def _file(self, name: str) -> tarfile.TarInfo:
@@ -105,9 +115,14 @@ class _ArchiveReader:
     def load(self, entry: dict) -> Image:
         config_bytes = self.tar.extractfile(self._file(entry["Config"])).read()
         try:
-            diff_ids = json.loads(config_bytes).get("rootfs", {}).get("diff_ids", [])
+            config = json.loads(config_bytes)
         except ValueError as e:
             raise ImageFormatError(f"{self.path}: {entry['Config']} is not JSON ({e})") from None
+        rootfs = config.get("rootfs") or {} if isinstance(config, dict) else None
+        diff_ids = rootfs.get("diff_ids") or [] if isinstance(rootfs, dict) else None
+        if not isinstance(diff_ids, list) or not all(isinstance(d, str) for d in diff_ids):
+            raise ImageFormatError(f"{self.path}: {entry['Config']} is not an image config "
+                                   "(no rootfs.diff_ids list)")
         if len(diff_ids) != len(entry["Layers"]):
             raise ImageFormatError(f"{self.path}: {len(entry['Layers'])} layers but "
                                    f"{len(diff_ids)} diff_ids in the config")

@@ -62,7 +62,7 @@ def _zstd():
     try:
         from compression import zstd
     except ImportError:
-        raise BuildError("a zstd-compressed layer needs a Python with compression.zstd (3.14+)") from None
+        raise BuildError("reading zstd needs a Python with compression.zstd (3.14+)") from None
     return zstd
 
 
@@ -82,10 +82,16 @@ def decompress_file(path: str, encoding: str, dest: str) -> None:
         except (OSError, EOFError, zlib.error) as e:
             raise ImageFormatError(f"{path}: broken gzip data ({e})") from None
         return
-    d = _decompressor(encoding)
-    with open(dest, "wb") as out:
-        for chunk in FileRange(path, 0, os.path.getsize(path)).chunks():
-            out.write(d.decompress(chunk))
+    try:
+        d = _decompressor(encoding)
+    except BuildError as e:
+        raise ImageFormatError(f"{path}: {encoding}-compressed, and {e}") from None
+    try:
+        with open(dest, "wb") as out:
+            for chunk in FileRange(path, 0, os.path.getsize(path)).chunks():
+                out.write(d.decompress(chunk))
+    except (EOFError, ValueError, _zstd().ZstdError) as e:
+        raise ImageFormatError(f"{path}: broken {encoding} data ({e})") from None
 
 
 def _decompress_chunks(chunks, encoding: str, sink: Sink, what: str) -> None:

@@ -269,14 +269,21 @@ def _existing_entries(directory: str) -> List[dict]:
     if not os.path.exists(path):
         return []
     try:
-        return list(json.loads(_read_file(path)).get("manifests") or [])
-    except (ValueError, AttributeError) as e:
+        entries = list(json.loads(_read_file(path)).get("manifests") or [])
+    except (ValueError, AttributeError, TypeError) as e:
         raise ImageFormatError(f"{path}: not an OCI index ({e})") from None
+    _check_descriptors(entries, path)
+    return entries
 
 
 def init_layout(directory: str) -> None:
     """Make ``directory`` an OCI layout (or check that it is one)."""
-    os.makedirs(os.path.join(directory, "blobs", "sha256"), exist_ok=True)
+    if os.path.lexists(directory) and not os.path.isdir(directory):
+        raise BuildError(f"{directory}: not a directory; an OCI layout is one")
+    try:
+        os.makedirs(os.path.join(directory, "blobs", "sha256"), exist_ok=True)
+    except OSError as e:
+        raise BuildError(f"cannot make an OCI layout at {directory}: {e.strerror}") from None
     layout_path = os.path.join(directory, "oci-layout")
     if os.path.exists(layout_path):
         _check_layout_version(directory, _read_file(layout_path))
@@ -468,11 +475,21 @@ def _by_ref(entries: List[dict], ref: str, path: str) -> List[dict]:
     return found
 
 
+def _check_descriptors(entries, where: str) -> None:
+    if not isinstance(entries, list) or not all(
+            isinstance(e, dict) and isinstance(e.get("digest"), str)
+            and isinstance(e.get("platform") or {}, dict) and isinstance(e.get("annotations") or {}, dict)
+            for e in entries):
+        raise ImageFormatError(f"{where}: manifests is not a list of descriptors "
+                               '({"digest": "sha256:...", ...})')
+
+
 def _top_entries(blobs: _Blobs, ref: Optional[str]) -> List[dict]:
     _check_layout_version(blobs.path, blobs.read("oci-layout"))
     entries = _json(blobs.read("index.json"), f"{blobs.path}: index.json").get("manifests")
     if not isinstance(entries, list) or not entries:
         raise ImageFormatError(f"{blobs.path}: index.json lists no image")
+    _check_descriptors(entries, f"{blobs.path}: index.json")
     if ref is not None:
         return _by_ref(entries, ref, blobs.path)
     if len({e.get("digest") for e in entries}) > 1 and not any(e.get("platform") for e in entries):
@@ -493,6 +510,7 @@ def _resolve_manifest(blobs: _Blobs, entries: List[dict], want: dict,
         media_type = doc.get("mediaType") or media_type
         if media_type in INDEX_TYPES or (media_type is None and "manifests" in doc):
             entries = doc.get("manifests") or []
+            _check_descriptors(entries, f"{blobs.path}: {desc.get('digest')}")
             continue
         if media_type in MANIFEST_TYPES or (media_type is None and "config" in doc):
             return doc

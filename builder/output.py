@@ -7,7 +7,9 @@ end, so a failed build never leaves something that looks finished.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
+import stat
 import sys
 from typing import Iterator, Optional
 
@@ -18,14 +20,52 @@ from .sinks import FdSink, Sink
 __all__ = ["open_output"]
 
 
+# Write errors that are the output's fault, not a bug: reported in one line.
+_OUTPUT_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS)
+
+
+@contextlib.contextmanager
+def _reported(what: str) -> Iterator[None]:
+    try:
+        yield
+    except OSError as e:
+        if e.errno not in _OUTPUT_ERRORS or e.filename is not None:
+            raise
+        raise BuildError(f"cannot write {what}: {e.strerror}") from None
+
+
+def _is_special(path: str) -> bool:
+    """A device, FIFO or socket (/dev/null, a named pipe): written in place,
+    never replaced by a file."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return False
+    return not stat.S_ISREG(mode) and not stat.S_ISDIR(mode)
+
+
 @contextlib.contextmanager
 def _target(path: Optional[str]) -> Iterator[int]:
     if path is None or path == "-":
+        if sys.stdout is None:
+            raise BuildError("stdout is closed: pipe the image (| podman load) or give --output FILE")
         fd = sys.stdout.fileno()
         if os.isatty(fd):
             raise BuildError("refusing to write an image archive to a terminal: "
                              "pipe it (| podman load) or give --output FILE")
-        yield fd
+        with _reported("to stdout"):
+            yield fd
+        return
+    if _is_special(path):
+        try:
+            fd = os.open(path, os.O_WRONLY)
+        except OSError as e:
+            raise BuildError(f"cannot write {path}: {e.strerror}") from None
+        try:
+            with _reported(path):
+                yield fd
+        finally:
+            os.close(fd)
         return
     tmp = f"{path}.tmp-{os.getpid()}"
     try:
@@ -33,8 +73,9 @@ def _target(path: Optional[str]) -> Iterator[int]:
     except OSError as e:
         raise BuildError(f"cannot write {path}: {e.strerror}") from None
     try:
-        yield fd
-        os.fsync(fd)
+        with _reported(path):
+            yield fd
+            os.fsync(fd)
     except BaseException:
         os.close(fd)
         os.unlink(tmp)

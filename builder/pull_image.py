@@ -124,6 +124,7 @@ def prefetch(ref: str, *, os_: str = "linux", arch: Optional[str] = None,
     pullImage will write for them."""
     out = out or sys.stdout
     name, tag, digest = split_name(ref)
+    _platform(os_, arch or host_platform()["architecture"], variant)  # before any network
     digest = digest or _resolve_digest(name, tag or "latest", insecure)
     final_name = final_image_name or name
     final_tag = final_image_tag or tag or "latest"

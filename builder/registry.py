@@ -36,7 +36,7 @@ from .sinks import Sink
 from .spec import check_image_name, check_tag
 
 __all__ = ["Reference", "parse_reference", "Credentials", "find_credentials", "parse_challenge",
-           "HttpOpener", "RegistryClient", "PushResult", "push", "pull", "MANIFEST_ACCEPT"]
+           "Proxy", "proxy_for", "HttpOpener", "RegistryClient", "PushResult", "push", "pull", "MANIFEST_ACCEPT"]
 
 MANIFEST_ACCEPT = ", ".join([OCI_MANIFEST, OCI_INDEX, DOCKER_MANIFEST, DOCKER_LIST])
 DEFAULT_CHUNK = 64 << 20
@@ -265,16 +265,61 @@ class _Response:
         return self.raw.isclosed() and not self.abandoned
 
 
+@dataclass(frozen=True)
+class Proxy:
+    host: str
+    port: int
+    authorization: Optional[str]  # a Proxy-Authorization header value
+
+
+def proxy_for(scheme: str, netloc: str, environ) -> Optional[Proxy]:
+    """The HTTP proxy ``https_proxy``/``http_proxy``/``all_proxy`` name for
+    ``scheme://netloc``, unless ``no_proxy`` exempts it (as curl and skopeo
+    read them; lower-case names win)."""
+    env = {}
+    for key in sorted(environ, key=lambda k: k.islower()):  # upper-case first, lower-case wins
+        if key.lower() in ("http_proxy", "https_proxy", "all_proxy", "no_proxy") and environ[key]:
+            env[key.lower()] = environ[key]
+    host = (urllib.parse.urlsplit("//" + netloc).hostname or "").lower()
+    for entry in env.get("no_proxy", "").split(","):
+        entry = entry.strip().lower()
+        if entry == "*":
+            return None
+        if entry.count(":") == 1:
+            entry = entry.rsplit(":", 1)[0]  # host:port
+        entry = entry.lstrip("*").lstrip(".")
+        if entry and (host == entry or host.endswith("." + entry)):
+            return None
+    url = env.get(f"{scheme}_proxy") or env.get("all_proxy")
+    if not url:
+        return None
+    parts = urllib.parse.urlsplit(url if "://" in url else "http://" + url)
+    # An https:// proxy URL is taken as Python's urllib takes it: plain HTTP
+    # to the proxy, TLS through the tunnel.
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        if not env.get(f"{scheme}_proxy"):
+            return None  # all_proxy=socks5://... is for other programs
+        raise RegistryError(f"{scheme}_proxy {url!r}: only HTTP proxies are supported")
+    auth = None
+    if parts.username is not None:
+        pair = f"{urllib.parse.unquote(parts.username)}:{urllib.parse.unquote(parts.password or '')}"
+        auth = "Basic " + base64.b64encode(pair.encode()).decode()
+    return Proxy(parts.hostname, parts.port or 80, auth)
+
+
 class HttpOpener:
     """``opener(method, url, headers, body) -> response`` over http.client,
     one kept-alive connection per host. ``body`` is bytes or a Blob, whose
     writer streams straight onto the socket. Network failures come out as
     ConnectionError, TimeoutError or http.client.HTTPException; anything a
-    blob writer raises comes out unchanged."""
+    blob writer raises comes out unchanged. A proxy named in ``environ``
+    (https_proxy, http_proxy, all_proxy, no_proxy) is reached with CONNECT."""
 
-    def __init__(self, timeout: float = 300.0, context: Optional[ssl.SSLContext] = None):
+    def __init__(self, timeout: float = 300.0, context: Optional[ssl.SSLContext] = None,
+                 environ=None):
         self.timeout = timeout
         self.context = context
+        self.environ = os.environ if environ is None else environ
         self.pool: Dict[Tuple[str, str], http.client.HTTPConnection] = {}
         self.last: Dict[Tuple[str, str], _Response] = {}
 
@@ -282,13 +327,18 @@ class HttpOpener:
         key = (scheme, netloc)
         conn = self.pool.get(key)
         if conn is None:
-            if scheme == "https":
-                conn = http.client.HTTPSConnection(netloc, timeout=self.timeout,
-                                                   context=self.context or ssl.create_default_context())
-            elif scheme == "http":
-                conn = http.client.HTTPConnection(netloc, timeout=self.timeout)
-            else:
+            if scheme not in ("http", "https"):
                 raise RegistryError(f"unsupported URL scheme {scheme!r}")
+            proxy = proxy_for(scheme, netloc, self.environ)
+            target = (proxy.host, proxy.port) if proxy else (netloc, None)
+            if scheme == "https":
+                conn = http.client.HTTPSConnection(*target, timeout=self.timeout,
+                                                   context=self.context or ssl.create_default_context())
+            else:
+                conn = http.client.HTTPConnection(*target, timeout=self.timeout)
+            if proxy:
+                conn.set_tunnel(netloc, headers={"Proxy-Authorization": proxy.authorization}
+                                if proxy.authorization else None)
             self.pool[key] = conn
         last = self.last.pop(key, None)
         if last is not None and not last.finished:

@@ -43,16 +43,43 @@ class Perm:
 def parse_perms(items: Iterable[dict]) -> List[Perm]:
     perms = []
     for i, item in enumerate(items):
+        where = f"perms: entry {i}"
+        if not isinstance(item, dict):
+            raise SpecError(f"{where}: expected {{ path; regex; mode; uid; gid; uname; gname; }}, "
+                            f"got {type(item).__name__} {item!r:.80}")
+        unknown = set(item) - {"path", "regex", "mode", "uid", "gid", "uname", "gname"}
+        if unknown:
+            raise SpecError(f"{where}: unknown attribute(s) {', '.join(sorted(unknown))} "
+                            "(known: path, regex, mode, uid, gid, uname, gname)")
+        if not isinstance(item.get("path"), str):
+            raise SpecError(f"{where}: path (a store path or derivation) is missing")
+        regex = item.get("regex", ".*")
+        if not isinstance(regex, str):
+            raise SpecError(f"{where}: regex must be a string, got {regex!r:.80}")
         try:
-            mode = item.get("mode")
-            perms.append(Perm(
-                path=str(item["path"]).rstrip("/"),
-                regex=re.compile(item.get("regex", ".*")),
-                mode=int(mode, 8) if isinstance(mode, str) else mode,
-                uid=item.get("uid"), gid=item.get("gid"),
-                uname=item.get("uname"), gname=item.get("gname")))
-        except (KeyError, ValueError, re.error) as e:
-            raise SpecError(f"perms: entry {i}: {e}") from None
+            compiled = re.compile(regex)
+        except re.error as e:
+            raise SpecError(f"{where}: regex {regex!r} is not a valid regular expression ({e})") from None
+        mode = item.get("mode")
+        if isinstance(mode, str):
+            try:
+                mode = int(mode, 8)
+            except ValueError:
+                raise SpecError(f'{where}: mode {mode!r} is not an octal mode like "0644"') from None
+        if mode is not None and (isinstance(mode, bool) or not isinstance(mode, int)
+                                 or not 0 <= mode <= 0o7777):
+            raise SpecError(f'{where}: mode {item.get("mode")!r} is not a mode like "0644" (at most 7777 octal)')
+        for key in ("uid", "gid"):
+            v = item.get(key)
+            if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 0):
+                raise SpecError(f"{where}: {key} must be a non-negative integer, got {v!r:.80}")
+        for key in ("uname", "gname"):
+            v = item.get(key)
+            if v is not None and not isinstance(v, str):
+                raise SpecError(f"{where}: {key} must be a string, got {v!r:.80}")
+        perms.append(Perm(path=item["path"].rstrip("/"), regex=compiled, mode=mode,
+                          uid=item.get("uid"), gid=item.get("gid"),
+                          uname=item.get("uname"), gname=item.get("gname")))
     return perms
 
 
@@ -110,6 +137,10 @@ def write_layer(sink: Sink, paths: Iterable[str], stamp: Stamp, roots: Sequence[
                 perms: Sequence[Perm] = ()) -> None:
     """A layer: ``roots`` merged at ``/``, then ``nix/``, ``nix/store/`` and
     each store path whole."""
+    for p in list(roots) + list(paths):
+        if not os.path.lexists(p):
+            raise SpecError(f"{p} is missing: the image names it, but it is not in the store "
+                            "(garbage-collected? build the image again)")
     dirs = [os.fsencode(r) for r in roots if os.path.isdir(r)]
     if dirs:
         _walk_merged(sink, dirs, b"", stamp, perms)

@@ -45,6 +45,8 @@ def load_image(path: str, *, workdir: Optional[str] = None, name: Optional[str] 
                variant: Optional[str] = None) -> Image:
     if not os.path.lexists(path):
         raise ImageFormatError(f"{path}: no such image")
+    if not os.path.exists(path):
+        raise ImageFormatError(f"{path}: a symlink to {os.readlink(path)}, which does not exist")
     described = find_description(path)
     if described:
         return read_description(described).image
