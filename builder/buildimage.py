@@ -172,6 +172,12 @@ def _write_layer(attrs: Attrs, lower: str, upper: str, diff: bool,
             write_tree(sink, os.fsencode(p), os.fsencode(p).lstrip(b"/"), store_stamp)
         sink.write(END_OF_ARCHIVE)
         sink.flush()
+    except PermissionError as e:
+        where = os.fsdecode(e.filename or upper)
+        if where.startswith(upper + "/"):
+            where = where[len(upper):]
+        raise BuildError(f"cannot read {where} to pack the layer ({e.strerror}): the commands left it "
+                         "unreadable to the build user (chmod 000?)") from None
     finally:
         os.close(fd)
 
