@@ -11,12 +11,23 @@ from __future__ import annotations
 
 import hashlib
 import os
+import stat
+
+try:
+    import fcntl
+except ImportError:  # not on POSIX
+    fcntl = None
 
 __all__ = ["Sink", "FdSink", "HashSink", "CountSink", "TeeSink"]
 
 # Small writes are gathered into one buffer: a pipe write per tar header
-# would cost a system call per file.
-_BUFFER_LIMIT = 1 << 20
+# would cost a system call per file. Not much more than that, though: a big
+# write into a pipe waits for the reader to drain all of it, while smaller
+# ones let both sides run at once.
+_BUFFER_LIMIT = 64 << 10
+# An output pipe is grown to this (Linux; the unprivileged maximum by
+# default), so the reader falls behind less often.
+_PIPE_SIZE = 1 << 20
 # Below this a file is read and buffered; above it, handed to sendfile.
 _SENDFILE_MIN = 64 << 10
 _READ_CHUNK = 1 << 20
@@ -38,8 +49,46 @@ class Sink:
             self.write(chunk)
             remaining -= len(chunk)
 
+    def write_framed(self, head: bytes, fd: int, size: int, tail: bytes) -> None:
+        """``head``, then ``size`` bytes read from ``fd``, then ``tail``: one
+        call per tar member, which sinks may serve with fewer steps."""
+        self.write(head)
+        self.copy_file(fd, size)
+        self.write(tail)
+
     def flush(self) -> None:
         pass
+
+
+def _read_exactly(fd: int, size: int, data: bytes = b"") -> bytes:
+    """``size`` bytes from ``fd``; ``data``: what a first read already gave."""
+    if not data:
+        data = os.read(fd, size)
+    if len(data) == size:
+        return data
+    parts = [data]
+    got = len(data)
+    while got < size:
+        more = os.read(fd, size - got)
+        if not more:
+            raise OSError(f"file shrank while reading: {size - got} bytes missing")
+        parts.append(more)
+        got += len(more)
+    return b"".join(parts)
+
+
+def _grow_pipe(fd: int) -> None:
+    """Give an output pipe a bigger buffer; anything else is left alone."""
+    setsize = getattr(fcntl, "F_SETPIPE_SZ", None) if fcntl else None
+    if setsize is None:
+        return
+    try:
+        if not stat.S_ISFIFO(os.fstat(fd).st_mode):
+            return
+        if fcntl.fcntl(fd, fcntl.F_GETPIPE_SZ) < _PIPE_SIZE:
+            fcntl.fcntl(fd, setsize, _PIPE_SIZE)
+    except OSError:
+        pass  # over the user's pipe quota, or not allowed: the default works
 
 
 class FdSink(Sink):
@@ -49,6 +98,7 @@ class FdSink(Sink):
         self.fd = fd
         self.buffer = bytearray()
         self.written = 0
+        _grow_pipe(fd)
 
     def write(self, data) -> None:
         self.buffer += data
@@ -63,15 +113,22 @@ class FdSink(Sink):
         self.written += len(self.buffer)
         self.buffer.clear()
 
+    def write_framed(self, head: bytes, fd: int, size: int, tail: bytes) -> None:
+        if size >= _SENDFILE_MIN:
+            Sink.write_framed(self, head, fd, size, tail)
+            return
+        buffer = self.buffer
+        buffer += head
+        if size:
+            data = os.read(fd, size)
+            buffer += data if len(data) == size else _read_exactly(fd, size, data)
+        buffer += tail
+        if len(buffer) >= _BUFFER_LIMIT:
+            self.flush()
+
     def copy_file(self, fd: int, size: int) -> None:
         if size < _SENDFILE_MIN:
-            data = os.read(fd, size)
-            while len(data) < size:
-                more = os.read(fd, size - len(data))
-                if not more:
-                    raise OSError(f"file shrank while reading: {size - len(data)} bytes missing")
-                data += more
-            self.write(data)
+            self.write(_read_exactly(fd, size))
             return
         self.flush()
         offset = os.lseek(fd, 0, os.SEEK_CUR)
@@ -81,6 +138,7 @@ class FdSink(Sink):
                 sent = os.sendfile(self.fd, fd, offset, remaining)
             except OSError:
                 # Some outputs (old kernels, certain pipes) refuse sendfile.
+                self.written += size - remaining
                 os.lseek(fd, offset, os.SEEK_SET)
                 Sink.copy_file(self, fd, remaining)
                 self.flush()
