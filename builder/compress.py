@@ -22,8 +22,9 @@ The result is one ordinary gzip member: ``gzip -d``, ``pigz -d``, Python's
 ``GZIP_BLOCK_SIZE`` or the zlib version can change the bytes (and the
 digests of compressed layers); ``gzip_format()`` names all three.
 
-At most ``2 × threads`` blocks are in flight, so memory stays bounded
-(a few MiB) however big the input.
+At most ``2 × threads`` blocks are in flight (each under 1 MiB with zlib's
+state), so memory is bounded however big the input; a stream that fits in
+one block never starts a thread.
 """
 
 from __future__ import annotations
@@ -51,6 +52,7 @@ ZSTD_LEVEL = 3
 _WINDOW = 32 << 10          # deflate's window: the most a dictionary can give
 _MEM_LEVEL = 8              # zlib's default
 _READ_CHUNK = 1 << 20
+_INFLIGHT_PER_THREAD = 2    # blocks queued or being compressed, per thread
 
 
 def gzip_format() -> str:
@@ -60,10 +62,16 @@ def gzip_format() -> str:
 
 
 def default_threads() -> int:
+    """The CPUs this process may use, and no more than ``NIX_BUILD_CORES``
+    inside a Nix build that sets it (0 there means all)."""
     try:
-        return len(os.sched_getaffinity(0)) or 1
+        n = len(os.sched_getaffinity(0))
     except (AttributeError, OSError):
-        return os.cpu_count() or 1
+        n = os.cpu_count() or 1
+    cores = os.environ.get("NIX_BUILD_CORES", "")
+    if cores.isdigit() and int(cores) > 0:
+        n = min(n, int(cores))
+    return max(1, n)
 
 
 # --- CRC-32 of a concatenation ------------------------------------------------
@@ -178,7 +186,7 @@ class _GzipSink(Sink):
         # Bounded: wait for the oldest block when the queue is full; write out
         # whatever else is already done.
         inflight = self.inflight
-        if len(inflight) >= 2 * self.threads:
+        if len(inflight) >= _INFLIGHT_PER_THREAD * self.threads:
             self._emit(*inflight.popleft().result())
         while inflight and inflight[0].done():
             self._emit(*inflight.popleft().result())
