@@ -112,6 +112,10 @@ let
     if builtins.elem (builtins.typeOf v) kinds then v
     else throw "dockerTools.${fn}: ${arg} must be ${builtins.concatStringsSep " or " (map (k: typeNames.${k}) kinds)}, got ${describe v}";
 
+  # A whole archive compressed with zstd: Pythons before 3.14 have no zstd
+  # module, so the builder runs pkgs.zstd (single-threaded, deterministic).
+  zstdFor = compressor: if compressor == "zstd" then { zstd = "${pkgs.zstd}/bin/zstd"; } else { };
+
   withPassthru = drv: passthru: meta: drv // passthru // { inherit passthru meta; };
 
   # Like nix2container's: $out/bin/copy-to-registry [[docker://]HOST/NAME:TAG] [--insecure]
@@ -273,7 +277,7 @@ let
       archive = runBuilder "${baseNameOf stream.imageName}${suffix}" "archive" ({
         inherit compressor;
         description = stream.conf;
-      } // (if checkFormat fn format == "docker" then { } else { inherit format; })
+      } // zstdFor compressor // (if checkFormat fn format == "docker" then { } else { inherit format; })
         // ifCompressed fn layerCompression);
     in
     withPassthru archive ({ inherit (stream) imageName imageTag conf copyToRegistry; inherit stream; }
@@ -356,10 +360,10 @@ let
       };
       imageTag = if tag != null then tag else hashPart conf;
       suffix = { gz = ".tar.gz"; zstd = ".tar.zst"; none = ".tar"; }.${checkCompressor fn compressor};
-      archive = runBuilder "${baseName}${suffix}" "archive" {
+      archive = runBuilder "${baseName}${suffix}" "archive" ({
         inherit compressor;
         description = conf;
-      };
+      } // zstdFor compressor);
     in
     withPassthru archive ({ inherit imageName imageTag conf layer; buildArgs = args;
                             copyToRegistry = copyToRegistryOf conf; }
@@ -440,6 +444,7 @@ let
       (if builtins.isList images && images != [ ] then images
        else throw "dockerTools.mergeImages: takes a non-empty list of images, got ${
          if images == [ ] then "[ ]" else describe images}");
+    zstd = "${pkgs.zstd}/bin/zstd";  # reads zstd-compressed inputs on any Python
   };
 
   # --- registries and platforms ----------------------------------------------
@@ -556,7 +561,7 @@ let
         inherit compressor;
         format = "oci";
         description = stream.conf;
-      } // ifCompressed fn layerCompression);
+      } // zstdFor compressor // ifCompressed fn layerCompression);
     in
     withPassthru archive ({ inherit (stream) imageName imageTag conf copyToRegistry; stream = stream; }
       // (args.passthru or { })) (args.meta or { });
@@ -683,10 +688,10 @@ let
       fn = "buildNixShellImage";
       stream = streamNixShellImage (builtins.removeAttrs args [ "compressor" ]);
       suffix = { gz = ".tar.gz"; zstd = ".tar.zst"; none = ".tar"; }.${checkCompressor fn compressor};
-      archive = runBuilder "${baseNameOf stream.imageName}${suffix}" "archive" {
+      archive = runBuilder "${baseNameOf stream.imageName}${suffix}" "archive" ({
         inherit compressor;
         description = stream.conf;
-      };
+      } // zstdFor compressor);
     in
     withPassthru archive { inherit (stream) imageName imageTag conf copyToRegistry; inherit stream; } { };
 

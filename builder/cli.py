@@ -98,7 +98,8 @@ def _cmd_archive(args) -> None:
     if outer is None:
         raise BuildError(f'compressor: unknown value {compressor!r}: expected "gz", "zstd" or "none"')
     stream(attrs.str("description", required=True), output=attrs.out, archive_compression=outer,
-           fmt=attrs.str("format", "docker"), layer_compression=attrs.str("layerCompression", "none"))
+           fmt=attrs.str("format", "docker"), layer_compression=attrs.str("layerCompression", "none"),
+           zstd_program=attrs.str("zstd"))
 
 
 def _cmd_stream(args) -> None:

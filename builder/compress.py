@@ -32,6 +32,8 @@ from __future__ import annotations
 import contextlib
 import os
 import struct
+import subprocess
+import threading
 import zlib
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
@@ -237,6 +239,65 @@ class _ZstdSink(Sink):
         pass
 
 
+class _ZstdProgramSink(Sink):
+    """zstd through a ``zstd`` program (pkgs.zstd), for Pythons without
+    compression.zstd. One thread: output depends only on input, level and
+    the program's version. Used for whole archives, made and kept in one
+    build, never for layers whose digests must match a later stream."""
+
+    def __init__(self, inner: Sink, program: str):
+        self.inner = inner
+        try:
+            self.proc = subprocess.Popen([program, "-q", "-c", f"-{ZSTD_LEVEL}", "-T1"],
+                                         stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        except OSError as e:
+            raise BuildError(f"cannot run {program}: {e.strerror}") from None
+        self.error: Optional[BaseException] = None
+        self.reader = threading.Thread(target=self._drain, daemon=True)
+        self.reader.start()
+
+    def _drain(self) -> None:
+        try:
+            while True:
+                chunk = self.proc.stdout.read(1 << 20)
+                if not chunk:
+                    return
+                self.inner.write(chunk)
+        except BaseException as e:  # handed to the writing thread in close()
+            self.error = e
+
+    def write(self, data) -> None:
+        try:
+            self.proc.stdin.write(data)
+        except BrokenPipeError:
+            self.close()
+
+    def close(self) -> None:
+        try:
+            self.proc.stdin.close()
+        except BrokenPipeError:
+            pass
+        self.reader.join()
+        code = self.proc.wait()
+        if self.error is not None:
+            raise self.error
+        if code != 0:
+            raise BuildError(f"zstd failed with exit code {code}")
+
+    def abort(self) -> None:
+        self.proc.kill()
+        self.reader.join()
+        self.proc.wait()
+
+
+def _has_zstd_module() -> bool:
+    try:
+        from compression import zstd  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
 def _zstd_module():
     try:
         from compression import zstd  # Python 3.14+
@@ -247,15 +308,19 @@ def _zstd_module():
 
 
 @contextlib.contextmanager
-def compressor(encoding: str, inner: Sink, *, threads: Optional[int] = None) -> Iterator[Sink]:
+def compressor(encoding: str, inner: Sink, *, threads: Optional[int] = None,
+               zstd_program: Optional[str] = None) -> Iterator[Sink]:
     """A sink that compresses into ``inner``; the stream ends on exit.
 
     ``threads`` only changes the speed of gzip, never its bytes (default:
     the CPUs this process may run on). If the body raises, the stream is
-    left unfinished and the worker threads are stopped.
+    left unfinished and the worker threads are stopped. ``zstd_program``:
+    a zstd executable to use where Python has no compression.zstd.
     """
     if encoding == "gzip":
         sink = _GzipSink(inner, GZIP_LEVEL, threads)
+    elif encoding == "zstd" and zstd_program and not _has_zstd_module():
+        sink = _ZstdProgramSink(inner, zstd_program)
     elif encoding == "zstd":
         sink = _ZstdSink(inner, _zstd_module())
     elif encoding == "none":

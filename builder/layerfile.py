@@ -9,6 +9,7 @@ from __future__ import annotations
 import gzip
 import os
 import shutil
+import subprocess
 import zlib
 from dataclasses import dataclass
 
@@ -85,6 +86,9 @@ def decompress_file(path: str, encoding: str, dest: str) -> None:
     try:
         d = _decompressor(encoding)
     except BuildError as e:
+        program = shutil.which("zstd") if encoding == "zstd" else None
+        if program:
+            return _decompress_with(program, path, dest)
         raise ImageFormatError(f"{path}: {encoding}-compressed, and {e}") from None
     try:
         with open(dest, "wb") as out:
@@ -92,6 +96,15 @@ def decompress_file(path: str, encoding: str, dest: str) -> None:
                 out.write(d.decompress(chunk))
     except (EOFError, ValueError, _zstd().ZstdError) as e:
         raise ImageFormatError(f"{path}: broken {encoding} data ({e})") from None
+
+
+def _decompress_with(program: str, path: str, dest: str) -> None:
+    """A whole zstd file through a zstd program on PATH (pkgs.zstd in
+    builds), where Python has no compression.zstd."""
+    with open(path, "rb") as src, open(dest, "wb") as out:
+        r = subprocess.run([program, "-q", "-d", "-c"], stdin=src, stdout=out, stderr=subprocess.PIPE)
+    if r.returncode != 0:
+        raise ImageFormatError(f"{path}: broken zstd data ({r.stderr.decode().strip()})")
 
 
 def _decompress_chunks(chunks, encoding: str, sink: Sink, what: str) -> None:

@@ -85,10 +85,11 @@ def _target(path: Optional[str]) -> Iterator[int]:
 
 
 @contextlib.contextmanager
-def open_output(path: Optional[str], compression: str = "none") -> Iterator[Sink]:
+def open_output(path: Optional[str], compression: str = "none",
+                zstd_program: Optional[str] = None) -> Iterator[Sink]:
     """A sink for a whole archive, optionally compressed as a whole."""
     with _target(path) as fd:
         raw = FdSink(fd)
-        with compress.compressor(compression, raw) as sink:
+        with compress.compressor(compression, raw, zstd_program=zstd_program) as sink:
             yield sink
         raw.flush()

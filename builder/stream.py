@@ -26,7 +26,8 @@ def _is_directory(output: Optional[str]) -> bool:
 
 
 def stream(description: str, *, output: Optional[str] = None, fmt: Optional[str] = None,
-           layer_compression: Optional[str] = None, archive_compression: str = "none") -> None:
+           layer_compression: Optional[str] = None, archive_compression: str = "none",
+           zstd_program: Optional[str] = None) -> None:
     """Write the image(s) behind ``description`` (a description, a
     multi-platform description or a stream executable).
 
@@ -35,6 +36,7 @@ def stream(description: str, *, output: Optional[str] = None, fmt: Optional[str]
     "oci-dir" (an OCI layout directory at ``output``, also chosen when
     ``output`` is a directory or ends in /). ``layer_compression`` None
     means the one whose digests the build recorded (layerCompression).
+    ``zstd_program`` compresses the whole archive where Python cannot.
     """
     loaded = load_target(description)
     encoding = layer_compression or loaded.layer_compression
@@ -62,9 +64,9 @@ def stream(description: str, *, output: Optional[str] = None, fmt: Optional[str]
         from .oci_layout import write_oci_layout
         write_oci_layout(output, images, encoding)
     elif fmt == "docker":
-        with open_output(output, archive_compression) as sink:
+        with open_output(output, archive_compression, zstd_program) as sink:
             write_docker_archive(sink, images, encoding)
     else:
         from .oci_layout import write_oci_archive
-        with open_output(output, archive_compression) as sink:
+        with open_output(output, archive_compression, zstd_program) as sink:
             write_oci_archive(sink, images, encoding)

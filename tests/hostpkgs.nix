@@ -74,6 +74,7 @@ rec {
     chmod 555 $out/bin/fakeroot
   '' "fakeroot-host";
   proot = linked "proot-host" "proot";
+  zstd = linked "zstd-host" "zstd";
 
   inherit busybox;
 

@@ -110,13 +110,14 @@ def test_image_tag_passthru_explicit_and_derived(tmp_path):
                     tmp_path) == "v1"
 
 
-@pytest.mark.parametrize("compressor", ["gz", "none"])
+@pytest.mark.parametrize("compressor", ["gz", "zstd", "none"])
 def test_build_layered_image_compressors(compressor, tmp_path):
     out = nix_build(f"""dockerTools.buildLayeredImage {{
       name = "compressed-{compressor}"; tag = "t"; compressor = "{compressor}";
       contents = [ pkgs.hello ]; config.Cmd = [ "/bin/hello" ]; }}""", tmp_path)
     data = open(out, "rb").read()
     assert (data[:2] == b"\x1f\x8b") == (compressor == "gz")
+    assert (data[:4] == b"\x28\xb5\x2f\xfd") == (compressor == "zstd")
     archive = read_archive(data)
     podman_load(archive.raw)
     assert podman_run(f"compressed-{compressor}:t") == "Hello, world!\n"

@@ -5,7 +5,7 @@ from nixhelpers import nix_build, podman_load, podman_run, read_archive
 
 def test_merge_images_loads_all_and_keeps_owners(tmp_path):
     out = nix_build("""dockerTools.mergeImages [
-      (dockerTools.buildLayeredImage { name = "merge-a"; tag = "t"; contents = [ pkgs.hello ];
+      (dockerTools.buildLayeredImage { name = "merge-a"; tag = "t"; contents = [ pkgs.hello ]; compressor = "zstd";
          config.Cmd = [ "/bin/hello" ]; })
       (dockerTools.buildLayeredImage { name = "merge-b"; tag = "t"; compressor = "none";
          contents = [ pkgs.busybox ];
