@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import os
 from concurrent.futures import ThreadPoolExecutor
-from typing import List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence
 
 from . import closure, config as image_config_mod
 from .description import entry_of, layer_from_entry, store_layer, write_description
@@ -44,9 +44,21 @@ def measure(paths: List[str], stamp: Stamp, roots: List[str] = (), perms: List[d
 
 
 def hash_store_layers(groups: List[List[str]], stamp: Stamp,
-                      workers: Optional[int] = None, encodings: Sequence[str] = ()) -> List[Layer]:
+                      workers: Optional[int] = None, encodings: Sequence[str] = (),
+                      sizes: Optional[Dict[str, int]] = None) -> List[Layer]:
+    """Every group measured, in parallel threads. With ``sizes`` (narSize
+    per path) the biggest layers start first, so no thread is left with a
+    big one at the end; results keep the order of ``groups``."""
+    order = list(range(len(groups)))
+    if sizes:
+        order.sort(key=lambda i: -sum(sizes.get(p, 0) for p in groups[i]))
+    results: List[Optional[Layer]] = [None] * len(groups)
+
+    def one(i: int) -> None:
+        results[i] = measure(groups[i], stamp, encodings=encodings)
     with ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 1) as pool:
-        return list(pool.map(lambda paths: measure(paths, stamp, encodings=encodings), groups))
+        list(pool.map(one, order))
+    return results
 
 
 LAYERS_FILE = "layers.json"
@@ -149,7 +161,8 @@ def assemble(attrs: Attrs) -> None:
                         f"layers gives {len(explicit)} and the customisation layer needs one, "
                         "so no layer is left for store paths")
     groups = closure.plan_layers(graph, budget)
-    new_layers = explicit + hash_store_layers(groups, stamp, encodings=encodings)
+    sizes = {p: info.get("narSize", 0) for p, info in graph.info.items()}
+    new_layers = explicit + hash_store_layers(groups, stamp, encodings=encodings, sizes=sizes)
     history = [{"created": created, "comment": "store paths: " + " ".join(layer.source["paths"])}
                for layer in new_layers]
 
