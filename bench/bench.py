@@ -39,8 +39,8 @@ import time
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
-from builder import closure, compress, tarstream  # noqa: E402
-from builder.sinks import FdSink, HashSink  # noqa: E402
+from builder import closure, compress, rootfs, tarstream  # noqa: E402
+from builder.sinks import FdSink  # noqa: E402
 
 CORES = os.cpu_count() or 1
 MIN_BYTES = 1 << 30
@@ -232,9 +232,10 @@ _STREAM_CHILD = """
 import os, sys
 sys.path.insert(0, {repo!r})
 from builder.sinks import FdSink
-from builder.tarstream import Stamp, write_store_layer
+from builder.rootfs import write_layer
+from builder.tarstream import Stamp
 sink = FdSink(1)
-write_store_layer(sink, sys.argv[1:], Stamp(uid=0, gid=0, uname="root", gname="root", mtime=1))
+write_layer(sink, sys.argv[1:], Stamp(uid=0, gid=0, uname="root", gname="root", mtime=1))
 sink.flush()
 """
 
@@ -430,29 +431,13 @@ def main():
     floor_s, floor_bytes = best_of(floor)
     groups = [[p] for p in paths]
     stamp = tarstream.Stamp(uid=0, gid=0, uname="root", gname="root", mtime=1)
-    try:
-        from builder.assemble import hash_store_layers
+    from builder.assemble import hash_store_layers
 
-        def digests():
-            t0 = time.monotonic()
-            layers = hash_store_layers(groups, stamp)
-            return time.monotonic() - t0, sum(layer.size for layer in layers)
-        how = "assemble.hash_store_layers"
-    except Exception as e:  # the assembler is being edited: same work, by hand
-        from concurrent.futures import ThreadPoolExecutor
-        print(f"    (builder.assemble did not import: {e!r}; hashing layers directly)")
-
-        def one(ps):
-            s = HashSink()
-            tarstream.write_store_layer(s, ps, stamp)
-            return s.size
-
-        def digests():
-            t0 = time.monotonic()
-            with ThreadPoolExecutor(CORES) as pool:
-                total = sum(pool.map(one, groups))
-            return time.monotonic() - t0, total
-        how = "HashSink per layer, threads"
+    def digests():
+        t0 = time.monotonic()
+        layers = hash_store_layers(groups, stamp)
+        return time.monotonic() - t0, sum(layer.size for layer in layers)
+    how = "assemble.hash_store_layers"
     dig_s, tar_bytes = best_of(digests)
     print(f"(c) hashing floor (1 pass)  {floor_s:7.2f} s  {_fmt_rate(floor_bytes, floor_s)}")
     print(f"(d) layer digests           {dig_s:7.2f} s  {_fmt_rate(floor_bytes, dig_s)}  "
@@ -465,7 +450,7 @@ def main():
         fd = os.open(archive, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
         try:
             s = FdSink(fd)
-            tarstream.write_store_layer(s, paths, stamp)
+            rootfs.write_layer(s, paths, stamp)
             s.flush()
         finally:
             os.close(fd)

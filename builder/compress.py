@@ -53,7 +53,6 @@ ZSTD_LEVEL = 3
 
 _WINDOW = 32 << 10          # deflate's window: the most a dictionary can give
 _MEM_LEVEL = 8              # zlib's default
-_READ_CHUNK = 1 << 20
 _INFLIGHT_PER_THREAD = 2    # blocks queued or being compressed, per thread
 
 
@@ -167,15 +166,6 @@ class _GzipSink(Sink):
                 start += bs
             view.release()
             del pending[:start]
-
-    def copy_file(self, fd: int, size: int) -> None:
-        remaining = size
-        while remaining:
-            chunk = os.read(fd, min(remaining, _READ_CHUNK))
-            if not chunk:
-                raise OSError(f"file shrank while reading: {remaining} bytes missing")
-            self.write(chunk)
-            remaining -= len(chunk)
 
     def _submit(self, block: bytes) -> None:
         zdict, self.zdict = self.zdict, block[-_WINDOW:]

@@ -22,7 +22,7 @@ import os
 import stat
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Iterable, Optional
+from typing import Optional
 from zlib import adler32
 
 from .errors import BuildError
@@ -30,7 +30,7 @@ from .sinks import Sink
 
 __all__ = [
     "BLOCK", "END_OF_ARCHIVE", "REG", "LNK", "SYM", "CHR", "BLK", "DIR", "FIFO",
-    "Stamp", "header", "padding", "write_tree", "write_store_layer", "write_file_entry",
+    "Stamp", "header", "padding", "write_tree", "write_file_entry",
     "write_entry",
 ]
 
@@ -358,22 +358,6 @@ def write_tree(sink: Sink, path: bytes, name: bytes, stamp: Stamp,
 
 
 _SIZE0_SUM = sum(b"%011o\0" % 0)
-
-
-def write_store_layer(sink: Sink, paths: Iterable[str], stamp: Stamp) -> None:
-    """A layer of whole store paths, with ``nix/`` and ``nix/store/`` first."""
-    paths = sorted(paths)
-    if paths:
-        store_dir = os.path.dirname(paths[0])
-        parts = store_dir.strip("/").split("/")
-        for i in range(len(parts)):
-            sink.write(header("/".join(parts[: i + 1]).encode() + b"/", DIR, 0o755,
-                              stamp.uid or 0, stamp.gid or 0, stamp.mtime or 0,
-                              uname=stamp.uname, gname=stamp.gname))
-    for p in paths:
-        raw = os.fsencode(p)
-        write_tree(sink, raw, raw.lstrip(b"/"), stamp)
-    sink.write(END_OF_ARCHIVE)
 
 
 def write_entry(sink: Sink, path: bytes, name: bytes, st: os.stat_result, stamp: Stamp,

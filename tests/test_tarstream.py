@@ -25,7 +25,8 @@ from hypothesis import given, settings, strategies as st
 
 from builder import tarstream
 from builder.sinks import CountSink, FdSink, HashSink, Sink
-from builder.tarstream import DIR, LNK, REG, SYM, Stamp, header, write_store_layer, write_tree
+from builder.rootfs import write_layer as write_store_layer
+from builder.tarstream import DIR, LNK, REG, SYM, Stamp, header, write_tree
 
 STAMP = Stamp()  # uid 0, gid 0, no names, mtime 1
 NAMED = Stamp(uid=0, gid=0, uname="root", gname="root", mtime=1700000000)
