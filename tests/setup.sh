@@ -30,9 +30,14 @@ fi
 # build first waits on look-ups. The sandbox is off so the stand-in packages in
 # tests/hostpkgs.nix can use host programs.
 mkdir -p /etc/nix
+touch /etc/nix/nix.conf
 for setting in 'sandbox = false' 'substituters =' 'build-users-group = nixbld'; do
   key=${setting%% =*}
-  grep -q "^$key *=" /etc/nix/nix.conf 2>/dev/null || printf '%s\n' "$setting" >> /etc/nix/nix.conf
+  if grep -q "^$key *=" /etc/nix/nix.conf; then
+    sed -i "s|^$key *=.*|$setting|" /etc/nix/nix.conf
+  else
+    printf '%s\n' "$setting" >> /etc/nix/nix.conf
+  fi
 done
 
 # crun fails on these machines (hybrid cgroups, RLIMIT_NOFILE); runc works.
