@@ -42,7 +42,9 @@ def _copy_contents(attrs: Attrs, upper: str) -> Dict[str, int]:
             raise BuildError(f"copyToRoot: {path} does not exist")
         src = path + "/." if os.path.isdir(path) else path
         dest = upper if os.path.isdir(path) else os.path.join(upper, os.path.basename(path).split("-", 1)[-1])
-        _cp(attrs, ["-R", "--no-dereference", "--preserve=mode,links", *keep, src, dest])
+        # Not --preserve=links: a store path's hardlinks depend on how it got
+        # into the store (built here, substituted, optimised), not on its NAR.
+        _cp(attrs, ["-R", "--no-dereference", "--preserve=mode", *keep, src, dest])
     os.chmod(upper, 0o755)
     modes = {}
     for dirpath, dirnames, _ in os.walk(upper):

@@ -103,6 +103,10 @@ def _walk_merged(sink: Sink, sources: List[bytes], name: bytes, stamp: Stamp,
     """The children of several directories that share one place in the image."""
     children = {}
     for src in sources:
+        if not name and not os.path.isdir(src):
+            # A bare file of copyToRoot lands at / under its name without the hash.
+            children.setdefault(os.path.basename(src).split(b"-", 1)[-1], []).append(src)
+            continue
         for child in sorted(os.listdir(src)):
             children.setdefault(child, []).append(os.path.join(src, child))
     for child in sorted(children):
@@ -141,9 +145,8 @@ def write_layer(sink: Sink, paths: Iterable[str], stamp: Stamp, roots: Sequence[
         if not os.path.lexists(p):
             raise SpecError(f"{p} is missing: the image names it, but it is not in the store "
                             "(garbage-collected? build the image again)")
-    dirs = [os.fsencode(r) for r in roots if os.path.isdir(r)]
-    if dirs:
-        _walk_merged(sink, dirs, b"", stamp, perms)
+    if roots:
+        _walk_merged(sink, [os.fsencode(r) for r in roots], b"", stamp, perms)
     paths = sorted(paths)
     if paths:
         store_dir = os.path.dirname(paths[0]).strip("/").split("/")

@@ -244,3 +244,12 @@ def test_multi_platform_base_picked_by_architecture(architecture, tmp_path):
         architecture = "{architecture}"; contents = [ pkgs.hello ]; }}""", tmp_path)))
     assert archive.config["config"]["Labels"] == {"arch": architecture}
     assert archive.config["architecture"] == architecture
+
+
+def test_copy_to_root_hardlinks_do_not_reach_the_layer(tmp_path):
+    # A store path's hardlinks are not part of its NAR: built here, it has
+    # them; substituted or imported, it does not. The layer must not differ.
+    out = nix_build("""dockerTools.buildImage {
+      name = "bi-hard"; tag = "t"; copyToRoot = [ fixtures.withHardlinks ]; }""", tmp_path)
+    layer = last_layer(read_archive(open(out, "rb").read()))
+    assert layer["a"].isreg() and layer["b"].isreg() and layer["a"].size == layer["b"].size == 5

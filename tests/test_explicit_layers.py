@@ -72,3 +72,12 @@ def test_unchanged_layers_not_rebuilt_when_app_changes(tmp_path):
     two = read_archive(run_stream(nix_build(v2, tmp_path)))
     ids1, ids2 = one.config["rootfs"]["diff_ids"], two.config["rootfs"]["diff_ids"]
     assert ids1[:2] == ids2[:2] and ids1[2:] != ids2[2:]
+
+
+def test_copy_to_root_bare_file_lands_at_root(tmp_path):
+    # A store path that is a single file: at /<name>, not silently dropped.
+    archive = read_archive(run_stream(nix_build("""dockerTools.streamLayeredImage {
+        name = "copyroot-file"; tag = "t";
+        layers = [ (dockerTools.buildLayer { copyToRoot = [ fixtures.bareFile ]; }) ]; }""", tmp_path)))
+    first = {m.name: m for m in archive.layer_members()[0]}
+    assert first["bare-file.txt"].isreg() and first["bare-file.txt"].size == len("just a file\n")
