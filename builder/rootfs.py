@@ -151,6 +151,8 @@ def write_layer(sink: Sink, paths: Iterable[str], stamp: Stamp, roots: Sequence[
     if paths:
         store_dir = os.path.dirname(paths[0]).strip("/").split("/")
         for i in range(len(store_dir)):
+            if any(os.path.isdir(os.path.join(r, *store_dir[: i + 1])) for r in roots):
+                continue  # a copyToRoot tree has this directory: written above already
             sink.write(header("/".join(store_dir[: i + 1]).encode() + b"/", DIR, 0o755,
                               stamp.uid or 0, stamp.gid or 0, stamp.mtime or 0,
                               uname=stamp.uname, gname=stamp.gname))

@@ -81,3 +81,15 @@ def test_copy_to_root_bare_file_lands_at_root(tmp_path):
         layers = [ (dockerTools.buildLayer { copyToRoot = [ fixtures.bareFile ]; }) ]; }""", tmp_path)))
     first = {m.name: m for m in archive.layer_members()[0]}
     assert first["bare-file.txt"].isreg() and first["bare-file.txt"].size == len("just a file\n")
+
+
+def test_copy_to_root_with_its_own_nix_directory(tmp_path):
+    archive = read_archive(run_stream(nix_build("""let
+        withNix = builtins.derivation { name = "with-nix-dir"; system = pkgs.system; builder = "/bin/sh";
+          args = [ "-c" "/bin/mkdir -p $out/nix/var/app; echo ${pkgs.busybox} > $out/nix/var/app/ref" ]; };
+        layer = dockerTools.buildLayer { copyToRoot = [ withNix ]; };
+      in dockerTools.streamLayeredImage { name = "nixdir"; tag = "t"; layers = [ layer ]; }""",
+                                                tmp_path)))
+    names = [m.name for m in archive.layer_members()[0]]
+    assert len(names) == len(set(names))
+    assert "nix/var/app/ref" in names and any(n.endswith("-busybox-static") for n in names)
