@@ -212,26 +212,10 @@ class _GzipSink(Sink):
 
 # --- zstd ---------------------------------------------------------------------
 
-class _ZstdSink(Sink):
-    def __init__(self, inner: Sink, zstd_module):
-        self.inner = inner
-        self.c = zstd_module.ZstdCompressor(level=ZSTD_LEVEL)
-
-    def write(self, data) -> None:
-        out = self.c.compress(data)
-        if out:
-            self.inner.write(out)
-
-    def close(self) -> None:
-        self.inner.write(self.c.flush())
-
-    def abort(self) -> None:
-        pass
-
-
 class _ZstdProgramSink(Sink):
-    """zstd through a ``zstd`` program (pkgs.zstd), for Pythons without
-    compression.zstd. One thread: output depends only on input, level and
+    """zstd through a ``zstd`` program (pkgs.zstd): the standard library has
+    no zstd (before 3.14, and the builder keeps to what every supported
+    Python has). One thread: output depends only on input, level and
     the program's version. Used for whole archives, made and kept in one
     build, never for layers whose digests must match a later stream."""
 
@@ -280,23 +264,6 @@ class _ZstdProgramSink(Sink):
         self.proc.wait()
 
 
-def _has_zstd_module() -> bool:
-    try:
-        from compression import zstd  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
-def _zstd_module():
-    try:
-        from compression import zstd  # Python 3.14+
-    except ImportError:
-        raise BuildError("zstd compression needs a Python with compression.zstd (3.14 or newer); "
-                         "use gzip or none") from None
-    return zstd
-
-
 @contextlib.contextmanager
 def compressor(encoding: str, inner: Sink, *, threads: Optional[int] = None,
                zstd_program: Optional[str] = None) -> Iterator[Sink]:
@@ -305,14 +272,15 @@ def compressor(encoding: str, inner: Sink, *, threads: Optional[int] = None,
     ``threads`` only changes the speed of gzip, never its bytes (default:
     the CPUs this process may run on). If the body raises, the stream is
     left unfinished and the worker threads are stopped. ``zstd_program``:
-    a zstd executable to use where Python has no compression.zstd.
+    the zstd executable that whole archives are compressed with.
     """
     if encoding == "gzip":
         sink = _GzipSink(inner, GZIP_LEVEL, threads)
-    elif encoding == "zstd" and zstd_program and not _has_zstd_module():
-        sink = _ZstdProgramSink(inner, zstd_program)
     elif encoding == "zstd":
-        sink = _ZstdSink(inner, _zstd_module())
+        if not zstd_program:
+            raise BuildError("zstd is only for whole archives (compressor = \"zstd\", through pkgs.zstd); "
+                             "compress layers with gzip or none")
+        sink = _ZstdProgramSink(inner, zstd_program)
     elif encoding == "none":
         yield inner
         return

@@ -59,19 +59,12 @@ def detect_encoding(path: str, offset: int) -> str:
     return "none"
 
 
-def _zstd():
-    try:
-        from compression import zstd
-    except ImportError:
-        raise BuildError("reading zstd needs a Python with compression.zstd (3.14+)") from None
-    return zstd
-
-
 def _decompressor(encoding: str):
     if encoding == "gzip":
         return zlib.decompressobj(47)  # gzip header, any window size
     if encoding == "zstd":
-        return _zstd().ZstdDecompressor()
+        raise BuildError("reading zstd needs the zstd program (pkgs.zstd), which only "
+                         "whole archives get: layers inside must be plain or gzip")
     raise BuildError(f"unknown layer compression {encoding!r}")
 
 
@@ -83,24 +76,18 @@ def decompress_file(path: str, encoding: str, dest: str) -> None:
         except (OSError, EOFError, zlib.error) as e:
             raise ImageFormatError(f"{path}: broken gzip data ({e})") from None
         return
+    program = shutil.which("zstd") if encoding == "zstd" else None
+    if program:
+        return _decompress_with(program, path, dest)
     try:
-        d = _decompressor(encoding)
+        _decompressor(encoding)
     except BuildError as e:
-        program = shutil.which("zstd") if encoding == "zstd" else None
-        if program:
-            return _decompress_with(program, path, dest)
         raise ImageFormatError(f"{path}: {encoding}-compressed, and {e}") from None
-    try:
-        with open(dest, "wb") as out:
-            for chunk in FileRange(path, 0, os.path.getsize(path)).chunks():
-                out.write(d.decompress(chunk))
-    except (EOFError, ValueError, _zstd().ZstdError) as e:
-        raise ImageFormatError(f"{path}: broken {encoding} data ({e})") from None
 
 
 def _decompress_with(program: str, path: str, dest: str) -> None:
     """A whole zstd file through a zstd program on PATH (pkgs.zstd in
-    builds), where Python has no compression.zstd."""
+    builds): the standard library has no zstd."""
     with open(path, "rb") as src, open(dest, "wb") as out:
         r = subprocess.run([program, "-q", "-d", "-c"], stdin=src, stdout=out, stderr=subprocess.PIPE)
     if r.returncode != 0:

@@ -34,7 +34,7 @@ def load_images(paths: List[str], workdir: str) -> List[Tagged]:
 
 def merge_images(attrs: Attrs) -> None:
     if attrs.str("zstd"):
-        # zstd-compressed inputs, where Python has no compression.zstd
+        # zstd-compressed inputs: the standard library cannot read them
         os.environ["PATH"] = os.path.dirname(attrs.str("zstd")) + os.pathsep + os.environ.get("PATH", "")
     with tempfile.TemporaryDirectory(dir=os.environ.get("TMPDIR")) as work:
         images = load_images(attrs.list("images"), work)
