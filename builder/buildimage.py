@@ -25,7 +25,7 @@ from .customise import _chroot_prefix, _command_env, _run
 from .errors import BuildError
 from .sinks import FdSink
 from .sources import load_image
-from .spec import Attrs, load_attrs
+from .spec import Attrs
 from .tarstream import END_OF_ARCHIVE, Stamp, write_tree
 
 __all__ = ["build_image_layer"]
@@ -208,8 +208,7 @@ def build_image_layer(attrs: Attrs) -> None:
     _write_layer(attrs, "", upper, diff=False)
 
 
-def build_image_layer_fakeroot() -> None:
-    attrs = load_attrs()
+def build_image_layer_fakeroot(attrs: Attrs) -> None:
     work = os.path.abspath(_WORK)
     lower, upper = os.path.join(work, "lower"), os.path.join(work, "upper")
     os.makedirs(lower)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import errno
+import importlib
 import os
 import sys
 from typing import List, Optional
@@ -24,82 +25,33 @@ from .errors import BuildError
 __all__ = ["main"]
 
 
-def _cmd_customise(args) -> None:
-    from . import customise, spec
-    customise.customise(spec.load_attrs())
+# Build steps run inside Nix builds: each is a module's function that takes
+# the derivation's attributes (.attrs.json). Modules load only when used.
+_BUILD_STEPS = [
+    ("customise", "customise.customise", "build the customisation layer"),
+    ("customise-fakeroot", "customise.customise_fakeroot", None),
+    ("layers", "assemble.assemble", "build an image description"),
+    ("layer", "assemble.build_layer", "build the description of explicit layers"),
+    ("files", "files.write_files", "write a small tree of files"),
+    ("merge", "merge.merge_images", "merge image archives into one"),
+    ("image-layer", "buildimage.build_image_layer", "build buildImage's layer"),
+    ("image-layer-fakeroot", "buildimage.build_image_layer_fakeroot", None),
+    ("export", "export.export_image", "write an image's root filesystem as one tar"),
+    ("script", "stream.write_stream_script", "write a stream executable"),
+    ("archive", "stream.write_archive", "write an image archive into the store"),
+    ("multiarch", "multiarch.build_multiarch", "describe a multi-platform image"),
+    ("push-script", "publish.write_push_script", "write a copy-to-registry executable"),
+    ("pull-image", "pull_image.pull_image", "fetch an image into a docker archive"),
+]
 
 
-def _cmd_customise_fakeroot(args) -> None:
-    from . import customise
-    customise.main_fakeroot()
+def _build_step(target: str):
+    module, function = target.rsplit(".", 1)
 
-
-def _cmd_files(args) -> None:
-    from . import files, spec
-    files.write_files(spec.load_attrs())
-
-
-def _cmd_layer(args) -> None:
-    from . import assemble, spec
-    assemble.build_layer(spec.load_attrs())
-
-
-def _cmd_image_layer(args) -> None:
-    from . import buildimage, spec
-    buildimage.build_image_layer(spec.load_attrs())
-
-
-def _cmd_image_layer_fakeroot(args) -> None:
-    from . import buildimage
-    buildimage.build_image_layer_fakeroot()
-
-
-def _cmd_export(args) -> None:
-    from . import export, spec
-    export.export_image(spec.load_attrs())
-
-
-def _cmd_merge(args) -> None:
-    from . import merge, spec
-    merge.merge_images(spec.load_attrs())
-
-
-def _cmd_layers(args) -> None:
-    from . import assemble, spec
-    assemble.assemble(spec.load_attrs())
-
-
-def _cmd_script(args) -> None:
-    """The stream executable: a Python script bound to one description."""
-    from . import spec
-    attrs = spec.load_attrs()
-    python = attrs.str("python", required=True)
-    text = (f"#!{python} -IB\n"
-            "# Writes the image to stdout: $(nix-build ...) | podman load\n"
-            "# Options: --format docker|oci|oci-dir, --compress none|gzip|zstd, --output PATH,\n"
-            "#   --push [docker://]HOST[:PORT]/NAME:TAG [--insecure]\n"
-            "import sys\n"
-            f"sys.path.insert(0, {attrs.str('src', required=True)!r})\n"
-            "from builder.cli import main\n"
-            f"sys.exit(main(['stream', {attrs.str('description', required=True)!r}, *sys.argv[1:]]))\n")
-    out = attrs.out
-    with open(out, "w") as f:
-        f.write(text)
-    os.chmod(out, 0o555)
-
-
-def _cmd_archive(args) -> None:
-    """buildLayeredImage: the stream, compressed as a whole, into the store."""
-    from . import spec
-    from .stream import stream
-    attrs = spec.load_attrs()
-    compressor = attrs.str("compressor", "gz")
-    outer = {"gz": "gzip", "zstd": "zstd", "none": "none"}.get(compressor)
-    if outer is None:
-        raise BuildError(f'compressor: unknown value {compressor!r}: expected "gz", "zstd" or "none"')
-    stream(attrs.str("description", required=True), output=attrs.out, archive_compression=outer,
-           fmt=attrs.str("format", "docker"), layer_compression=attrs.str("layerCompression", "none"),
-           zstd_program=attrs.str("zstd"))
+    def run(args) -> None:
+        from .spec import load_attrs
+        getattr(importlib.import_module(f".{module}", __package__), function)(load_attrs())
+    return run
 
 
 def _cmd_stream(args) -> None:
@@ -129,21 +81,6 @@ def _cmd_prefetch(args) -> None:
              as_json=args.json)
 
 
-def _cmd_multiarch(args) -> None:
-    from . import multiarch, spec
-    multiarch.build_multiarch(spec.load_attrs())
-
-
-def _cmd_push_script(args) -> None:
-    from . import publish, spec
-    publish.write_push_script(spec.load_attrs())
-
-
-def _cmd_pull_image(args) -> None:
-    from . import pull_image, spec
-    pull_image.pull_image(spec.load_attrs())
-
-
 class _Parser(argparse.ArgumentParser):
     """Usage mistakes as one ``error:`` line, like every other error."""
 
@@ -154,24 +91,9 @@ class _Parser(argparse.ArgumentParser):
 def _parser() -> argparse.ArgumentParser:
     p = _Parser(prog="builder", description="Build Docker/OCI images from Nix store paths.")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for name, fn, help_text in [
-        ("customise", _cmd_customise, "build the customisation layer (inside a Nix build)"),
-        ("customise-fakeroot", _cmd_customise_fakeroot, argparse.SUPPRESS),
-        ("layers", _cmd_layers, "build an image description (inside a Nix build)"),
-        ("layer", _cmd_layer, "build the description of explicit layers (inside a Nix build)"),
-        ("files", _cmd_files, "write a small tree of files (inside a Nix build)"),
-        ("merge", _cmd_merge, "merge image archives into one (inside a Nix build)"),
-        ("image-layer", _cmd_image_layer, "build buildImage's layer (inside a Nix build)"),
-        ("image-layer-fakeroot", _cmd_image_layer_fakeroot, argparse.SUPPRESS),
-        ("export", _cmd_export, "write an image's root filesystem as one tar (inside a Nix build)"),
-        ("script", _cmd_script, "write a stream executable (inside a Nix build)"),
-        ("archive", _cmd_archive, "write an image archive into the store (inside a Nix build)"),
-        ("multiarch", _cmd_multiarch, "describe a multi-platform image (inside a Nix build)"),
-        ("push-script", _cmd_push_script, "write a copy-to-registry executable (inside a Nix build)"),
-        ("pull-image", _cmd_pull_image, "fetch an image into a docker archive (inside a Nix build)"),
-    ]:
-        kwargs = {} if help_text is argparse.SUPPRESS else {"help": help_text}
-        sub.add_parser(name, **kwargs).set_defaults(fn=fn)
+    for name, target, help_text in _BUILD_STEPS:
+        kwargs = {"help": help_text + " (inside a Nix build)"} if help_text else {}
+        sub.add_parser(name, **kwargs).set_defaults(fn=_build_step(target))
     s = sub.add_parser("stream", help="write an image described by DESCRIPTION")
     s.add_argument("description")
     s.add_argument("--format", choices=["docker", "oci", "oci-dir"],

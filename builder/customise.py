@@ -20,7 +20,7 @@ from . import nixdb
 from .config import epoch_of
 from .errors import BuildError, SpecError
 from .sinks import FdSink
-from .spec import Attrs, load_attrs
+from .spec import Attrs
 from .tarstream import END_OF_ARCHIVE, Stamp, write_tree
 
 __all__ = ["link_contents", "customise", "pack"]
@@ -163,7 +163,3 @@ def customise_fakeroot(attrs: Attrs) -> None:
     if _nix_owner(attrs):
         _chown_nix(root, _nix_owner(attrs))
     pack(root, os.path.join(attrs.out, "layer.tar"), epoch_of(attrs.data.get("mtime", 1)), keep_owners=True)
-
-
-def main_fakeroot() -> None:
-    customise_fakeroot(load_attrs())

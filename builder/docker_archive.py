@@ -19,7 +19,7 @@ from typing import List, Optional, Sequence, Tuple
 from . import tarstream
 from .errors import ImageFormatError
 from .image import Blob, Image, Layer, canonical_json
-from .layerfile import FileRange, detect_encoding, layer_from_range
+from .layerfile import FileRange, layer_from_range, plain_archive
 from .members import write_dir, write_member
 from .sinks import Sink
 
@@ -55,18 +55,7 @@ def _open_archive(path: str, workdir: Optional[str]) -> Tuple[str, tarfile.TarFi
         raise ImageFormatError(f"{path}: a directory, not an image archive")
     if not os.path.isfile(path):
         raise ImageFormatError(f"{path}: no such image archive")
-    encoding = detect_encoding(path, 0)
-    if encoding == "none":
-        try:
-            return path, tarfile.open(path, "r:")
-        except tarfile.TarError as e:
-            raise ImageFormatError(f"{path}: not an image archive ({e})") from None
-    if workdir is None:
-        raise ImageFormatError(f"{path}: a compressed archive needs a work directory to unpack into")
-    # Named after the archive: several bases may be unpacked side by side.
-    plain = os.path.join(workdir, os.path.basename(path).split(".")[0] + "-unpacked.tar")
-    from .layerfile import decompress_file
-    decompress_file(path, encoding, plain)
+    plain = plain_archive(path, workdir)
     try:
         return plain, tarfile.open(plain, "r:")
     except tarfile.TarError as e:

@@ -12,12 +12,13 @@ import shutil
 import subprocess
 import zlib
 from dataclasses import dataclass
+from typing import Optional
 
 from .errors import BuildError, DigestMismatch, ImageFormatError
 from .image import Layer
 from .sinks import HashSink, Sink
 
-__all__ = ["FileRange", "detect_encoding", "decompress_file", "layer_from_range", "range_stats"]
+__all__ = ["FileRange", "detect_encoding", "decompress_file", "plain_archive", "layer_from_range", "range_stats"]
 
 _MAGIC = {b"\x1f\x8b": "gzip", b"\x28\xb5\x2f\xfd": "zstd"}
 _CHUNK = 1 << 20
@@ -66,6 +67,22 @@ def _decompressor(encoding: str):
         raise BuildError("reading zstd needs the zstd program (pkgs.zstd), which only "
                          "whole archives get: layers inside must be plain or gzip")
     raise BuildError(f"unknown layer compression {encoding!r}")
+
+
+def plain_archive(path: str, workdir: Optional[str]) -> str:
+    """A plain tar of the archive at ``path``: itself, or it decompressed
+    once into ``workdir`` (named after it, so several can sit side by side,
+    and reused by every reader that asks again)."""
+    encoding = detect_encoding(path, 0)
+    if encoding == "none":
+        return path
+    if workdir is None:
+        raise ImageFormatError(f"{path}: a compressed archive needs a work directory to unpack into")
+    plain = os.path.join(workdir, os.path.basename(path).split(".")[0] + "-unpacked.tar")
+    if not os.path.exists(plain):
+        decompress_file(path, encoding, plain + ".part")
+        os.replace(plain + ".part", plain)
+    return plain
 
 
 def decompress_file(path: str, encoding: str, dest: str) -> None:

@@ -32,7 +32,7 @@ from . import tarstream
 from .errors import BuildError, DigestMismatch, ImageFormatError
 from .image import Blob, Image, canonical_json
 from .members import write_dir, write_member
-from .layerfile import FileRange, decompress_file, detect_encoding, layer_from_range, range_stats
+from .layerfile import FileRange, layer_from_range, plain_archive, range_stats
 from .sinks import FdSink, Sink, TeeSink
 
 __all__ = ["Target", "Tagged", "Manifest", "Rendered", "render", "descriptor", "image_manifest",
@@ -431,13 +431,7 @@ def _open_blobs(path: str, workdir: Optional[str]) -> Tuple[_Blobs, Optional[tar
         return _Blobs(path, path, None), None
     if not os.path.exists(path):
         raise ImageFormatError(f"{path}: no such OCI layout or archive")
-    plain = path
-    encoding = detect_encoding(path, 0)
-    if encoding != "none":
-        if workdir is None:
-            raise ImageFormatError(f"{path}: a compressed archive needs a work directory to unpack into")
-        plain = os.path.join(workdir, "oci-archive.tar")
-        decompress_file(path, encoding, plain)
+    plain = plain_archive(path, workdir)
     try:
         tar = tarfile.open(plain, "r:")
     except tarfile.TarError as e:

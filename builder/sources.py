@@ -17,7 +17,7 @@ from .description import find_description, read_description
 from .docker_archive import read_docker_archive
 from .errors import ImageFormatError
 from .image import Image
-from .layerfile import decompress_file, detect_encoding
+from .layerfile import detect_encoding, plain_archive
 from .oci_layout import read_oci
 
 __all__ = ["load_image"]
@@ -25,14 +25,9 @@ __all__ = ["load_image"]
 
 def _tar_names(path: str, workdir: Optional[str]) -> Optional[set]:
     """Top-level names of a tar (unpacking a compressed one once), or None."""
-    encoding = detect_encoding(path, 0)
-    plain = path
-    if encoding != "none":
-        if workdir is None:
-            return None
-        plain = os.path.join(workdir, os.path.basename(path).split(".")[0] + "-unpacked.tar")
-        if not os.path.exists(plain):
-            decompress_file(path, encoding, plain)
+    if workdir is None and detect_encoding(path, 0) != "none":
+        return None
+    plain = plain_archive(path, workdir)
     try:
         with tarfile.open(plain, "r:") as tar:
             return {m.name[2:] if m.name.startswith("./") else m.name for m in tar.getmembers()}

@@ -70,3 +70,31 @@ def stream(description: str, *, output: Optional[str] = None, fmt: Optional[str]
         from .oci_layout import write_oci_archive
         with open_output(output, archive_compression, zstd_program) as sink:
             write_oci_archive(sink, images, encoding)
+
+
+def write_stream_script(attrs) -> None:
+    """The stream executable: a Python script bound to one description."""
+    python = attrs.str("python", required=True)
+    text = (f"#!{python} -IB\n"
+            "# Writes the image to stdout: $(nix-build ...) | podman load\n"
+            "# Options: --format docker|oci|oci-dir, --compress none|gzip|zstd, --output PATH,\n"
+            "#   --push [docker://]HOST[:PORT]/NAME:TAG [--insecure]\n"
+            "import sys\n"
+            f"sys.path.insert(0, {attrs.str('src', required=True)!r})\n"
+            "from builder.cli import main\n"
+            f"sys.exit(main(['stream', {attrs.str('description', required=True)!r}, *sys.argv[1:]]))\n")
+    out = attrs.out
+    with open(out, "w") as f:
+        f.write(text)
+    os.chmod(out, 0o555)
+
+
+def write_archive(attrs) -> None:
+    """buildLayeredImage and friends: the stream, compressed as a whole, into the store."""
+    compressor = attrs.str("compressor", "gz")
+    outer = {"gz": "gzip", "zstd": "zstd", "none": "none"}.get(compressor)
+    if outer is None:
+        raise BuildError(f'compressor: unknown value {compressor!r}: expected "gz", "zstd" or "none"')
+    stream(attrs.str("description", required=True), output=attrs.out, archive_compression=outer,
+           fmt=attrs.str("format", "docker"), layer_compression=attrs.str("layerCompression", "none"),
+           zstd_program=attrs.str("zstd"))
