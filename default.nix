@@ -116,6 +116,12 @@ let
   # module, so the builder runs pkgs.zstd (single-threaded, deterministic).
   zstdFor = compressor: if compressor == "zstd" then { zstd = "${pkgs.zstd}/bin/zstd"; } else { };
 
+  # An image written into the store as one archive, compressed as a whole.
+  archiveOf = fn: name: compressor: description: extra:
+    let suffix = { gz = ".tar.gz"; zstd = ".tar.zst"; none = ".tar"; }.${checkCompressor fn compressor};
+    in runBuilder "${name}${suffix}" "archive"
+      ({ inherit compressor description; } // zstdFor compressor // extra);
+
   withPassthru = drv: passthru: meta: drv // passthru // { inherit passthru meta; };
 
   # Like nix2container's: $out/bin/copy-to-registry [[docker://]HOST/NAME:TAG] [--insecure]
@@ -273,12 +279,9 @@ let
     let
       fn = "buildLayeredImage";
       stream = streamLayeredImage (builtins.removeAttrs args [ "compressor" "format" ]);
-      suffix = { gz = ".tar.gz"; zstd = ".tar.zst"; none = ".tar"; }.${checkCompressor fn compressor};
-      archive = runBuilder "${baseNameOf stream.imageName}${suffix}" "archive" ({
-        inherit compressor;
-        description = stream.conf;
-      } // zstdFor compressor // (if checkFormat fn format == "docker" then { } else { inherit format; })
-        // ifCompressed fn layerCompression);
+      archive = archiveOf fn (baseNameOf stream.imageName) compressor stream.conf
+        ((if checkFormat fn format == "docker" then { } else { inherit format; })
+          // ifCompressed fn layerCompression);
     in
     withPassthru archive ({ inherit (stream) imageName imageTag conf copyToRegistry; inherit stream; }
       // (args.passthru or { })) (args.meta or { });
@@ -359,11 +362,7 @@ let
         customisationLayer = layer;
       };
       imageTag = if tag != null then tag else hashPart conf;
-      suffix = { gz = ".tar.gz"; zstd = ".tar.zst"; none = ".tar"; }.${checkCompressor fn compressor};
-      archive = runBuilder "${baseName}${suffix}" "archive" ({
-        inherit compressor;
-        description = conf;
-      } // zstdFor compressor);
+      archive = archiveOf fn baseName compressor conf { };
     in
     withPassthru archive ({ inherit imageName imageTag conf layer; buildArgs = args;
                             copyToRegistry = copyToRegistryOf conf; }
@@ -556,12 +555,8 @@ let
     let
       fn = "buildMultiArchImage";
       stream = streamMultiArchImage (builtins.removeAttrs args [ "compressor" ]);
-      suffix = { gz = ".tar.gz"; zstd = ".tar.zst"; none = ".tar"; }.${checkCompressor fn compressor};
-      archive = runBuilder "${baseNameOf stream.imageName}-oci${suffix}" "archive" ({
-        inherit compressor;
-        format = "oci";
-        description = stream.conf;
-      } // zstdFor compressor // ifCompressed fn layerCompression);
+      archive = archiveOf fn "${baseNameOf stream.imageName}-oci" compressor stream.conf
+        ({ format = "oci"; } // ifCompressed fn layerCompression);
     in
     withPassthru archive ({ inherit (stream) imageName imageTag conf copyToRegistry; stream = stream; }
       // (args.passthru or { })) (args.meta or { });
@@ -687,11 +682,7 @@ let
     let
       fn = "buildNixShellImage";
       stream = streamNixShellImage (builtins.removeAttrs args [ "compressor" ]);
-      suffix = { gz = ".tar.gz"; zstd = ".tar.zst"; none = ".tar"; }.${checkCompressor fn compressor};
-      archive = runBuilder "${baseNameOf stream.imageName}${suffix}" "archive" ({
-        inherit compressor;
-        description = stream.conf;
-      } // zstdFor compressor);
+      archive = archiveOf fn (baseNameOf stream.imageName) compressor stream.conf { };
     in
     withPassthru archive { inherit (stream) imageName imageTag conf copyToRegistry; inherit stream; } { };
 
