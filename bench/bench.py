@@ -39,8 +39,13 @@ import time
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
-from builder import closure, compress, rootfs, tarstream  # noqa: E402
-from builder.sinks import FdSink  # noqa: E402
+from builder.sinks import compress
+from builder.sinks.sink import FdSink  # noqa: E402
+from builder.steps import closure
+from builder.tar import (
+    rootfs,
+    tarstream,
+)
 
 CORES = os.cpu_count() or 1
 MIN_BYTES = 1 << 30
@@ -70,6 +75,7 @@ BIG_FILES_TOTAL = 600 << 20
 
 
 # --- the synthetic store ------------------------------------------------------
+
 
 def _tree_stats(path: str):
     files = nbytes = 0
@@ -126,13 +132,15 @@ def _big_files_tree(work: str) -> str:
 
 
 def _nix_add(src: str, work: str) -> str:
-    out = subprocess.run(["nix-store", "--add", src], check=True, stdout=subprocess.PIPE,
-                         text=True).stdout.strip()
+    out = subprocess.run(["nix-store", "--add", src], check=True, stdout=subprocess.PIPE, text=True).stdout.strip()
     # A GC root, so a garbage collection between runs does not drop it.
     roots = os.path.join(work, "gcroots")
     os.makedirs(roots, exist_ok=True)
-    subprocess.run(["nix-store", "--add-root", os.path.join(roots, os.path.basename(out)),
-                    "--realise", out], check=True, stdout=subprocess.DEVNULL)
+    subprocess.run(
+        ["nix-store", "--add-root", os.path.join(roots, os.path.basename(out)), "--realise", out],
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
     return out
 
 
@@ -161,8 +169,10 @@ def prepare_store(work: str):
             store_path = _nix_add(src, work)
             f, b = _tree_stats(store_path)
             entry = cache[src] = {"path": store_path, "files": f, "bytes": b}
-            print(f"  added {src} -> {store_path} ({f} entries, {b / 1e6:.0f} MB, "
-                  f"{time.monotonic() - t0:.1f} s)", flush=True)
+            print(
+                f"  added {src} -> {store_path} ({f} entries, {b / 1e6:.0f} MB, {time.monotonic() - t0:.1f} s)",
+                flush=True,
+            )
             with open(cache_file, "w") as fh:
                 json.dump(cache, fh, indent=1)
         files += entry["files"]
@@ -170,17 +180,18 @@ def prepare_store(work: str):
     paths = sorted(cache[s]["path"] for s in picked)
     # Store paths of small files (man pages, headers, icons ...): where the
     # per-file cost shows.
-    small = sorted(cache[s]["path"] for s in picked
-                   if cache[s]["bytes"] < 16_000 * max(1, cache[s]["files"]))
+    small = sorted(cache[s]["path"] for s in picked if cache[s]["bytes"] < 16_000 * max(1, cache[s]["files"]))
     return paths, files, nbytes, small
 
 
 # --- measuring ----------------------------------------------------------------
 
+
 def _drop_caches_warm(paths):
     """Read everything once so every measurement runs from the page cache."""
-    subprocess.run(["tar", "-C", "/", "-cf", "-"] + [p.lstrip("/") for p in paths],
-                   stdout=subprocess.DEVNULL, check=True)
+    subprocess.run(
+        ["tar", "-C", "/", "-cf", "-"] + [p.lstrip("/") for p in paths], stdout=subprocess.DEVNULL, check=True
+    )
 
 
 def _run_into_drain(cmd, drain=None):
@@ -224,6 +235,7 @@ _TMP = []
 def _tmpdir():
     if not _TMP:
         import tempfile
+
         _TMP.append(tempfile.mkdtemp(prefix="builder-bench-"))
     return _TMP[0]
 
@@ -231,9 +243,9 @@ def _tmpdir():
 _STREAM_CHILD = """
 import os, sys
 sys.path.insert(0, {repo!r})
-from builder.sinks import FdSink
-from builder.rootfs import write_layer
-from builder.tarstream import Stamp
+from builder.sinks.sink import FdSink
+from builder.tar.rootfs import write_layer
+from builder.tar.tarstream import Stamp
 sink = FdSink(1)
 write_layer(sink, sys.argv[1:], Stamp(uid=0, gid=0, uname="root", gname="root", mtime=1))
 sink.flush()
@@ -242,8 +254,8 @@ sink.flush()
 _GZIP_CHILD = """
 import os, sys
 sys.path.insert(0, {repo!r})
-from builder.compress import compressor
-from builder.sinks import FdSink
+from builder.sinks.compress import compressor
+from builder.sinks.sink import FdSink
 out = FdSink(1)
 fd = os.open(sys.argv[1], os.O_RDONLY)
 with compressor("gzip", out) as s:
@@ -259,7 +271,7 @@ def hashing_floor(paths):
     view = memoryview(buf)
     total = 0
     for top in paths:
-        for dirpath, dirnames, filenames in os.walk(top):
+        for dirpath, _dirnames, filenames in os.walk(top):
             for n in filenames:
                 p = os.path.join(dirpath, n)
                 if os.path.islink(p):
@@ -294,9 +306,23 @@ def synthetic_graph(n: int = 50_000, seed: int = 1):
         h = "".join(rng.choice(_B32) for _ in range(32))
         return f"/nix/store/{h}-{label}-{i}"
 
-    popular = [name(i, lbl) for i, lbl in enumerate(
-        ["glibc-2.39", "gcc-13.2.0-lib", "zlib-1.3", "openssl-3.0", "bash-5.2", "ncurses-6.4",
-         "libffi-3.4", "xz-5.4", "bzip2-1.0", "coreutils-9.4"])]
+    popular = [
+        name(i, lbl)
+        for i, lbl in enumerate(
+            [
+                "glibc-2.39",
+                "gcc-13.2.0-lib",
+                "zlib-1.3",
+                "openssl-3.0",
+                "bash-5.2",
+                "ncurses-6.4",
+                "libffi-3.4",
+                "xz-5.4",
+                "bzip2-1.0",
+                "coreutils-9.4",
+            ]
+        )
+    ]
     refs = {p: [] for p in popular}
     for i, p in enumerate(popular[1:], 1):
         refs[p] = [popular[0]] + rng.sample(popular[:i], min(i, 2))
@@ -329,13 +355,13 @@ def synthetic_graph(n: int = 50_000, seed: int = 1):
             nodes.append(p)
         made += count
         layers.append(layer)
-    body = nodes[len(popular):]
+    body = nodes[len(popular) :]
     # Long chains: 10 chains of n/100 paths, each referring to the previous
     # one and to a couple of body paths.
     chains = []
     for c in range(10):
         prev = rng.choice(body)
-        for j in range(n_chain_total // 10):
+        for _j in range(n_chain_total // 10):
             p = name(len(nodes), f"wrap{c}")
             refs[p] = sorted({prev, rng.choice(body), popular[0]})
             nodes.append(p)
@@ -350,8 +376,15 @@ def synthetic_graph(n: int = 50_000, seed: int = 1):
         nodes.append(p)
     graph = []
     for p in nodes:
-        graph.append({"path": p, "references": refs[p] + [p], "narHash": "sha256:" + "0" * 52,
-                      "narSize": 1000 + (hash(p) & 0xffff), "closureSize": 0})
+        graph.append(
+            {
+                "path": p,
+                "references": refs[p] + [p],
+                "narHash": "sha256:" + "0" * 52,
+                "narSize": 1000 + (hash(p) & 0xFFFF),
+                "closureSize": 0,
+            }
+        )
     rng.shuffle(graph)
     return graph
 
@@ -371,6 +404,7 @@ def bench_layering(n: int = 50_000, repeats: int = 3):
 
 
 # --- main -----------------------------------------------------------------------
+
 
 def _fmt_rate(nbytes, seconds):
     return f"{nbytes / seconds / 1e6:7.0f} MB/s"
@@ -405,21 +439,23 @@ def main():
 
     # (a) and (b)
     tar_s, tar_rss, _, _ = best_of(lambda: _run_into_drain(["tar", "-C", "/", "-cf", "-"] + rel))
-    stream_s, stream_rss, _, _ = best_of(lambda: _run_into_drain(
-        [sys.executable, "-c", _STREAM_CHILD.format(repo=REPO)] + paths))
-    print(f"(a) GNU tar | cat           {tar_s:7.2f} s  {_fmt_rate(nbytes, tar_s)}  "
-          f"peak {tar_rss / 1e6:.0f} MB")
-    print(f"(b) our stream | cat        {stream_s:7.2f} s  {_fmt_rate(nbytes, stream_s)}  "
-          f"peak {stream_rss / 1e6:.0f} MB")
+    stream_s, stream_rss, _, _ = best_of(
+        lambda: _run_into_drain([sys.executable, "-c", _STREAM_CHILD.format(repo=REPO)] + paths)
+    )
+    print(f"(a) GNU tar | cat           {tar_s:7.2f} s  {_fmt_rate(nbytes, tar_s)}  peak {tar_rss / 1e6:.0f} MB")
+    print(
+        f"(b) our stream | cat        {stream_s:7.2f} s  {_fmt_rate(nbytes, stream_s)}  peak {stream_rss / 1e6:.0f} MB"
+    )
     results.append(("stream / tar", stream_s / tar_s, 1.5))
     if small:
         rel_small = [p.lstrip("/") for p in small]
         files_small = sum(_tree_stats(p)[0] for p in small)
         tar2_s = best_of(lambda: _run_into_drain(["tar", "-C", "/", "-cf", "-"] + rel_small))[0]
-        stream2_s = best_of(lambda: _run_into_drain(
-            [sys.executable, "-c", _STREAM_CHILD.format(repo=REPO)] + small))[0]
-        print(f"    small files only: tar {tar2_s:.2f} s, ours {stream2_s:.2f} s "
-              f"({len(small)} store paths, {files_small} entries)")
+        stream2_s = best_of(lambda: _run_into_drain([sys.executable, "-c", _STREAM_CHILD.format(repo=REPO)] + small))[0]
+        print(
+            f"    small files only: tar {tar2_s:.2f} s, ours {stream2_s:.2f} s "
+            f"({len(small)} store paths, {files_small} entries)"
+        )
         results.append(("  small files: stream / tar", stream2_s / tar2_s, None))
     results.append(("stream peak memory (MB)", stream_rss / 1e6, 100))
 
@@ -428,20 +464,24 @@ def main():
         t0 = time.monotonic()
         total = hashing_floor(paths)
         return time.monotonic() - t0, total
+
     floor_s, floor_bytes = best_of(floor)
     groups = [[p] for p in paths]
     stamp = tarstream.Stamp(uid=0, gid=0, uname="root", gname="root", mtime=1)
-    from builder.assemble import hash_store_layers
+    from builder.steps.assemble import hash_store_layers
 
     def digests():
         t0 = time.monotonic()
         layers = hash_store_layers(groups, stamp)
         return time.monotonic() - t0, sum(layer.size for layer in layers)
+
     how = "assemble.hash_store_layers"
     dig_s, tar_bytes = best_of(digests)
     print(f"(c) hashing floor (1 pass)  {floor_s:7.2f} s  {_fmt_rate(floor_bytes, floor_s)}")
-    print(f"(d) layer digests           {dig_s:7.2f} s  {_fmt_rate(floor_bytes, dig_s)}  "
-          f"({len(groups)} layers, {how}, {CORES} threads)")
+    print(
+        f"(d) layer digests           {dig_s:7.2f} s  {_fmt_rate(floor_bytes, dig_s)}  "
+        f"({len(groups)} layers, {how}, {CORES} threads)"
+    )
     results.append(("digests / hash floor", dig_s / floor_s, 1.5))
 
     # (e)
@@ -461,21 +501,24 @@ def main():
         # Taking turns, so a busy spell on the machine hits both alike.
         pigz_runs, ours_runs = [], []
         for _ in range(args.gzip_repeat):
-            pigz_runs.append(_run_into_drain(
-                ["pigz", "-6", "-p", str(CORES), "-c", archive], drain=("wc", "-c")))
-            ours_runs.append(_run_into_drain(
-                [sys.executable, "-c", _GZIP_CHILD.format(repo=REPO), archive],
-                drain=("wc", "-c")))
+            pigz_runs.append(_run_into_drain(["pigz", "-6", "-p", str(CORES), "-c", archive], drain=("wc", "-c")))
+            ours_runs.append(
+                _run_into_drain([sys.executable, "-c", _GZIP_CHILD.format(repo=REPO), archive], drain=("wc", "-c"))
+            )
         pigz_s, pigz_rss, pigz_out, _ = min(pigz_runs, key=lambda r: r[0])
         ours_s, ours_rss, ours_out, _ = min(ours_runs, key=lambda r: r[0])
         pigz_cpu = min(r[3] for r in pigz_runs)
         ours_cpu = min(r[3] for r in ours_runs)
         pigz_size, ours_size = int(pigz_out), int(ours_out)
-        print(f"(e) pigz -6 -p {CORES:<3}         {pigz_s:7.2f} s  {_fmt_rate(size, pigz_s)}  "
-              f"-> {pigz_size / 1e6:.0f} MB  peak {pigz_rss / 1e6:.0f} MB  cpu {pigz_cpu:.1f} s")
-        print(f"    our gzip ({CORES} threads)   {ours_s:7.2f} s  {_fmt_rate(size, ours_s)}  "
-              f"-> {ours_size / 1e6:.0f} MB  peak {ours_rss / 1e6:.0f} MB  cpu {ours_cpu:.1f} s  "
-              f"(level {compress.GZIP_LEVEL})")
+        print(
+            f"(e) pigz -6 -p {CORES:<3}         {pigz_s:7.2f} s  {_fmt_rate(size, pigz_s)}  "
+            f"-> {pigz_size / 1e6:.0f} MB  peak {pigz_rss / 1e6:.0f} MB  cpu {pigz_cpu:.1f} s"
+        )
+        print(
+            f"    our gzip ({CORES} threads)   {ours_s:7.2f} s  {_fmt_rate(size, ours_s)}  "
+            f"-> {ours_size / 1e6:.0f} MB  peak {ours_rss / 1e6:.0f} MB  cpu {ours_cpu:.1f} s  "
+            f"(level {compress.GZIP_LEVEL})"
+        )
         results.append(("gzip / pigz", ours_s / pigz_s, 1.3))
         results.append(("gzip cpu / pigz cpu", ours_cpu / pigz_cpu, None))
         results.append(("gzip size / pigz size", ours_size / pigz_size, None))

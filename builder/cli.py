@@ -20,7 +20,7 @@ import os
 import sys
 from typing import List, Optional
 
-from .errors import BuildError
+from builder.errors import BuildError
 
 __all__ = ["main"]
 
@@ -28,20 +28,20 @@ __all__ = ["main"]
 # Build steps run inside Nix builds: each is a module's function that takes
 # the derivation's attributes (.attrs.json). Modules load only when used.
 _BUILD_STEPS = [
-    ("customise", "customise.customise", "build the customisation layer"),
-    ("customise-fakeroot", "customise.customise_fakeroot", None),
-    ("layers", "assemble.assemble", "build an image description"),
-    ("layer", "assemble.build_layer", "build the description of explicit layers"),
-    ("files", "files.write_files", "write a small tree of files"),
-    ("merge", "merge.merge_images", "merge image archives into one"),
-    ("image-layer", "buildimage.build_image_layer", "build buildImage's layer"),
-    ("image-layer-fakeroot", "buildimage.build_image_layer_fakeroot", None),
-    ("export", "export.export_image", "write an image's root filesystem as one tar"),
-    ("script", "stream.write_stream_script", "write a stream executable"),
-    ("archive", "stream.write_archive", "write an image archive into the store"),
-    ("multiarch", "multiarch.build_multiarch", "describe a multi-platform image"),
-    ("push-script", "publish.write_push_script", "write a copy-to-registry executable"),
-    ("pull-image", "pull_image.pull_image", "fetch an image into a docker archive"),
+    ("customise", "steps.customise.customise", "build the customisation layer"),
+    ("customise-fakeroot", "steps.customise.customise_fakeroot", None),
+    ("layers", "steps.assemble.assemble", "build an image description"),
+    ("layer", "steps.assemble.build_layer", "build the description of explicit layers"),
+    ("files", "steps.files.write_files", "write a small tree of files"),
+    ("merge", "steps.merge.merge_images", "merge image archives into one"),
+    ("image-layer", "steps.buildimage.build_image_layer", "build buildImage's layer"),
+    ("image-layer-fakeroot", "steps.buildimage.build_image_layer_fakeroot", None),
+    ("export", "steps.export.export_image", "write an image's root filesystem as one tar"),
+    ("script", "steps.stream.write_stream_script", "write a stream executable"),
+    ("archive", "steps.stream.write_archive", "write an image archive into the store"),
+    ("multiarch", "steps.multiarch.build_multiarch", "describe a multi-platform image"),
+    ("push-script", "steps.publish.write_push_script", "write a copy-to-registry executable"),
+    ("pull-image", "steps.pull_image.pull_image", "fetch an image into a docker archive"),
 ]
 
 
@@ -49,8 +49,10 @@ def _build_step(target: str):
     module, function = target.rsplit(".", 1)
 
     def run(args) -> None:
-        from .spec import load_attrs
+        from builder.contract import load_attrs
+
         getattr(importlib.import_module(f".{module}", __package__), function)(load_attrs())
+
     return run
 
 
@@ -62,23 +64,33 @@ def _cmd_stream(args) -> None:
         return _cmd_push(args)
     if args.insecure:
         raise BuildError("--insecure goes with --push")
-    from .stream import stream
-    stream(args.description, output=args.output, fmt=args.format,
-           layer_compression=args.compress)
+    from builder.steps.stream import stream
+
+    stream(args.description, output=args.output, fmt=args.format, layer_compression=args.compress)
 
 
 def _cmd_push(args) -> None:
-    from .publish import push_target
-    digest = push_target(args.source, args.ref, insecure=args.insecure, fmt=args.format,
-                         layer_compression=args.compress)
+    from builder.steps.publish import push_target
+
+    digest = push_target(
+        args.source, args.ref, insecure=args.insecure, fmt=args.format, layer_compression=args.compress
+    )
     print(digest, flush=True)
 
 
 def _cmd_prefetch(args) -> None:
-    from .pull_image import prefetch
-    prefetch(args.ref, os_=args.os, arch=args.arch, variant=args.variant, insecure=args.insecure,
-             final_image_name=args.final_image_name, final_image_tag=args.final_image_tag,
-             as_json=args.json)
+    from builder.steps.pull_image import prefetch
+
+    prefetch(
+        args.ref,
+        os_=args.os,
+        arch=args.arch,
+        variant=args.variant,
+        insecure=args.insecure,
+        final_image_name=args.final_image_name,
+        final_image_tag=args.final_image_tag,
+        as_json=args.json,
+    )
 
 
 class _Parser(argparse.ArgumentParser):
@@ -96,11 +108,16 @@ def _parser() -> argparse.ArgumentParser:
         sub.add_parser(name, **kwargs).set_defaults(fn=_build_step(target))
     s = sub.add_parser("stream", help="write an image described by DESCRIPTION")
     s.add_argument("description")
-    s.add_argument("--format", choices=["docker", "oci", "oci-dir"],
-                   help="docker archive (default), OCI archive, or OCI layout directory "
-                        "(with --push: docker or OCI media types)")
-    s.add_argument("--compress", choices=["none", "gzip", "zstd"],
-                   help="compression of the layers (default: the image's layerCompression)")
+    s.add_argument(
+        "--format",
+        choices=["docker", "oci", "oci-dir"],
+        help="docker archive (default), OCI archive, or OCI layout directory (with --push: docker or OCI media types)",
+    )
+    s.add_argument(
+        "--compress",
+        choices=["none", "gzip", "zstd"],
+        help="compression of the layers (default: the image's layerCompression)",
+    )
     s.add_argument("-o", "--output", help="a file (or, for oci-dir, a directory) instead of stdout")
     s.add_argument("--push", metavar="REF", help="push to [docker://]HOST[:PORT]/NAME:TAG instead")
     s.add_argument("--insecure", action="store_true", help="with --push: plain http, no TLS")
@@ -110,8 +127,11 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("ref", nargs="?", help="[docker://]HOST[:PORT]/NAME:TAG (default: the image's own)")
     s.add_argument("--insecure", action="store_true", help="plain http, no TLS")
     s.add_argument("--format", choices=["docker", "oci"], help="media types (default oci)")
-    s.add_argument("--compress", choices=["none", "gzip", "zstd"],
-                   help="compression of the layers (default: the image's layerCompression)")
+    s.add_argument(
+        "--compress",
+        choices=["none", "gzip", "zstd"],
+        help="compression of the layers (default: the image's layerCompression)",
+    )
     s.set_defaults(fn=_cmd_push)
     s = sub.add_parser("prefetch", help="print pullImage arguments (imageDigest, hash) for REF")
     s.add_argument("ref", help="[docker://]NAME[:TAG|@DIGEST]")

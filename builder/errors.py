@@ -5,8 +5,14 @@ Anything else that escapes is a bug in the builder and keeps its traceback.
 
 from __future__ import annotations
 
-__all__ = ["BuildError", "SpecError", "ImageFormatError", "UnsafePathError",
-           "DigestMismatch", "RegistryError"]
+__all__ = [
+    "BuildError",
+    "DigestMismatch",
+    "ImageFormatError",
+    "RegistryError",
+    "SpecError",
+    "UnsafePathError",
+]
 
 
 class BuildError(Exception):
@@ -38,8 +44,7 @@ class DigestMismatch(BuildError):
 
 
 class RegistryError(BuildError):
-    def __init__(self, message: str, *, method: str = "", url: str = "",
-                 status: int = 0, temporary: bool = False):
+    def __init__(self, message: str, *, method: str = "", url: str = "", status: int = 0, temporary: bool = False):
         where = f"{method} {url}: " if method else ""
         super().__init__(f"{where}{message}")
         self.method = method

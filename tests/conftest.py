@@ -32,5 +32,6 @@ def _podman_cleanup():
     # Images this session loaded are removed so repeated runs stay small;
     # other sessions' images are left alone.
     from nixhelpers import LOADED
+
     if LOADED:
         subprocess.run(["podman", "rmi", "-f", *sorted(LOADED)], capture_output=True)

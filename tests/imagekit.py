@@ -5,8 +5,8 @@ from __future__ import annotations
 import os
 from typing import Dict, List, Optional
 
-from builder import tarstream
-from builder.image import Image, Layer, canonical_json, sha256_digest
+from builder.model.image import Image, Layer, canonical_json, sha256_digest
+from builder.tar import tarstream
 
 BUSYBOX = "/bin/busybox"
 
@@ -36,24 +36,36 @@ def memory_layer(data: bytes, calls: Optional[List[str]] = None) -> Layer:
         if calls is not None:
             calls.append(digest)
         sink.write(data)
+
     return Layer(digest, len(data), write)
 
 
 def failing_layer(data: bytes, after: int) -> Layer:
     """A layer whose writer dies after ``after`` bytes, like a killed build."""
+
     def write(sink):
         sink.write(data[:after])
         raise RuntimeError("layer writer killed")
+
     return Layer(sha256_digest(data), len(data), write)
 
 
-def make_image(layers: List[Layer], *, architecture: str = "amd64", variant: str = "",
-               cmd: Optional[List[str]] = None, label: str = "") -> Image:
-    config = {"architecture": architecture, "os": "linux",
-              "config": {"Cmd": cmd or ["/bin/sh"], "Labels": {"test": label}},
-              "rootfs": {"type": "layers", "diff_ids": [layer.diff_id for layer in layers]},
-              "history": [{"created": "1970-01-01T00:00:01Z"} for _ in layers],
-              "created": "1970-01-01T00:00:01Z"}
+def make_image(
+    layers: List[Layer],
+    *,
+    architecture: str = "amd64",
+    variant: str = "",
+    cmd: Optional[List[str]] = None,
+    label: str = "",
+) -> Image:
+    config = {
+        "architecture": architecture,
+        "os": "linux",
+        "config": {"Cmd": cmd or ["/bin/sh"], "Labels": {"test": label}},
+        "rootfs": {"type": "layers", "diff_ids": [layer.diff_id for layer in layers]},
+        "history": [{"created": "1970-01-01T00:00:01Z"} for _ in layers],
+        "created": "1970-01-01T00:00:01Z",
+    }
     if variant:
         config["variant"] = variant
     return Image(canonical_json(config), layers)
@@ -61,8 +73,7 @@ def make_image(layers: List[Layer], *, architecture: str = "amd64", variant: str
 
 def simple_image(*contents: str, **kw) -> Image:
     """One layer per string, each a file named after its position."""
-    layers = [memory_layer(layer_bytes({f"data/{i}.txt": text.encode()}))
-              for i, text in enumerate(contents)]
+    layers = [memory_layer(layer_bytes({f"data/{i}.txt": text.encode()})) for i, text in enumerate(contents)]
     return make_image(layers, **kw)
 
 
@@ -70,9 +81,9 @@ def busybox_image(message: str = "hello") -> Image:
     """A runnable image: static busybox as /bin/sh, plus a file to print."""
     with open(BUSYBOX, "rb") as f:
         busybox = f.read()
-    base = memory_layer(_executable_layer({"bin/busybox": busybox}, {"bin/sh": "busybox",
-                                                                      "bin/cat": "busybox",
-                                                                      "bin/echo": "busybox"}))
+    base = memory_layer(
+        _executable_layer({"bin/busybox": busybox}, {"bin/sh": "busybox", "bin/cat": "busybox", "bin/echo": "busybox"})
+    )
     top = memory_layer(layer_bytes({"etc/message": message.encode() + b"\n"}))
     return make_image([base, top], architecture=_host_arch(), cmd=["/bin/cat", "/etc/message"])
 
@@ -88,7 +99,8 @@ def _executable_layer(files: Dict[str, bytes], links: Dict[str, str]) -> bytes:
 
 
 def _host_arch() -> str:
-    from builder.oci_layout import host_platform
+    from builder.model.platform import host_platform
+
     return host_platform()["architecture"]
 
 

@@ -11,7 +11,7 @@ import stat
 import subprocess
 from typing import Dict, List, NamedTuple, Optional, Sequence
 
-from builder import tarstream
+from builder.tar import tarstream
 
 UMOCI = shutil.which("umoci")
 
@@ -71,9 +71,20 @@ def tar_bytes(entries: Sequence[E]) -> bytes:
     out = []
     for e in entries:
         name = e.name + b"/" if e.kind == tarstream.DIR and not e.name.endswith(b"/") else e.name
-        out.append(tarstream.header(name, e.kind, e.mode, e.uid, e.gid, e.mtime,
-                                    size=len(e.data), linkname=e.link,
-                                    devmajor=e.dev[0], devminor=e.dev[1]))
+        out.append(
+            tarstream.header(
+                name,
+                e.kind,
+                e.mode,
+                e.uid,
+                e.gid,
+                e.mtime,
+                size=len(e.data),
+                linkname=e.link,
+                devmajor=e.dev[0],
+                devminor=e.dev[1],
+            )
+        )
         out.append(e.data + tarstream.padding(len(e.data)))
     out.append(tarstream.END_OF_ARCHIVE)
     return b"".join(out)
@@ -106,11 +117,19 @@ def oci_layout(layout: str, layer_files: Sequence[str], tag: str = "t") -> str:
     for path in layer_files:
         with open(path, "rb") as src:
             layers.append(_blob(layout, src.read(), "application/vnd.oci.image.layer.v1.tar"))
-    config = {"architecture": "amd64", "os": "linux", "config": {},
-              "rootfs": {"type": "layers", "diff_ids": [l["digest"] for l in layers]}}
+    config = {
+        "architecture": "amd64",
+        "os": "linux",
+        "config": {},
+        "rootfs": {"type": "layers", "diff_ids": [l["digest"] for l in layers]},
+    }
     config_d = _blob(layout, json.dumps(config).encode(), "application/vnd.oci.image.config.v1+json")
-    manifest = {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
-                "config": config_d, "layers": layers}
+    manifest = {
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": config_d,
+        "layers": layers,
+    }
     manifest_d = _blob(layout, json.dumps(manifest).encode(), manifest["mediaType"])
     manifest_d["annotations"] = {"org.opencontainers.image.ref.name": tag}
     with open(os.path.join(layout, "index.json"), "w") as out:
@@ -133,11 +152,12 @@ def umoci_unpack(workdir: str, layer_files: Sequence[str]) -> Optional[str]:
 # umoci stamps directories it creates or changes on its own (missing
 # parents, parents of whiteouts) with the current time; generated headers
 # use small mtimes, so anything later than this came from the clock.
-CLOCK_MTIME = 10 ** 8
+CLOCK_MTIME = 10**8
 
 
-def picture(root: str, owners: Optional[Dict[bytes, tuple]] = None, *, clock_dirs: bool = False,
-            hardlinks: bool = True) -> Dict[bytes, tuple]:
+def picture(
+    root: str, owners: Optional[Dict[bytes, tuple]] = None, *, clock_dirs: bool = False, hardlinks: bool = True
+) -> Dict[bytes, tuple]:
     """path -> (type, mode, uid, gid, mtime, content or target, link group).
 
     ``owners`` replaces lstat's owners (a side table); ``clock_dirs`` drops

@@ -52,8 +52,7 @@ def nix_build(expr: str, tmp_path, attr: Optional[str] = None, args=()) -> str:
 def nix_eval(expr: str, tmp_path) -> object:
     f = tmp_path / f"eval-{uuid.uuid4().hex[:8]}.nix"
     f.write_text(PREAMBLE + expr)
-    r = subprocess.run(["nix-instantiate", "--eval", "--strict", "--json", str(f)],
-                       capture_output=True, text=True)
+    r = subprocess.run(["nix-instantiate", "--eval", "--strict", "--json", str(f)], capture_output=True, text=True)
     if r.returncode != 0:
         raise NixError(r.stderr)
     return json.loads(r.stdout)
@@ -81,8 +80,8 @@ def decompress(data: bytes) -> bytes:
 @dataclass
 class Archive:
     manifest: List[dict]
-    configs: Dict[str, dict]        # config file name -> parsed config
-    layers: Dict[str, bytes]        # layer file name -> uncompressed tar bytes
+    configs: Dict[str, dict]  # config file name -> parsed config
+    layers: Dict[str, bytes]  # layer file name -> uncompressed tar bytes
     raw: bytes
 
     @property
@@ -131,21 +130,20 @@ def read_archive(data: bytes) -> Archive:
 class OciImage:
     manifest_digest: str
     manifest: dict
-    platform: Optional[dict]        # from the index entry that led here
+    platform: Optional[dict]  # from the index entry that led here
     config: dict
-    layers: List[bytes]             # uncompressed tar bytes, in order
+    layers: List[bytes]  # uncompressed tar bytes, in order
 
 
 @dataclass
 class OciArchive:
-    index: dict                     # index.json
-    blobs: Dict[str, bytes]         # digest -> bytes, every one checked
-    images: List[OciImage]          # every image manifest reached from index.json
+    index: dict  # index.json
+    blobs: Dict[str, bytes]  # digest -> bytes, every one checked
+    images: List[OciImage]  # every image manifest reached from index.json
     raw: bytes
 
     def ref_names(self) -> List[str]:
-        return [(d.get("annotations") or {}).get("org.opencontainers.image.ref.name")
-                for d in self.index["manifests"]]
+        return [(d.get("annotations") or {}).get("org.opencontainers.image.ref.name") for d in self.index["manifests"]]
 
     @property
     def image(self) -> OciImage:
@@ -153,9 +151,11 @@ class OciArchive:
         return self.images[0]
 
 
-_LAYER_ENCODING = {"application/vnd.oci.image.layer.v1.tar": b"",
-                   "application/vnd.oci.image.layer.v1.tar+gzip": b"\x1f\x8b",
-                   "application/vnd.oci.image.layer.v1.tar+zstd": b"\x28\xb5\x2f\xfd"}
+_LAYER_ENCODING = {
+    "application/vnd.oci.image.layer.v1.tar": b"",
+    "application/vnd.oci.image.layer.v1.tar+gzip": b"\x1f\x8b",
+    "application/vnd.oci.image.layer.v1.tar+zstd": b"\x28\xb5\x2f\xfd",
+}
 
 
 def check_oci_blobs(files: Dict[str, bytes], raw: bytes = b"") -> OciArchive:
@@ -167,8 +167,9 @@ def check_oci_blobs(files: Dict[str, bytes], raw: bytes = b"") -> OciArchive:
     for name, content in files.items():
         if name.startswith("blobs/"):
             _, algorithm, hexpart = name.split("/")
-            assert algorithm == "sha256" and _sha(content) == "sha256:" + hexpart, \
+            assert algorithm == "sha256" and _sha(content) == "sha256:" + hexpart, (
                 f"{name}: bytes do not hash to their name"
+            )
             blobs["sha256:" + hexpart] = content
 
     def blob(desc: dict) -> bytes:

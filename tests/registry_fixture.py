@@ -24,7 +24,7 @@ USER, PASSWORD = "user", "pass"
 
 @dataclass
 class Registry:
-    host: str           # 127.0.0.1:PORT
+    host: str  # 127.0.0.1:PORT
     process: subprocess.Popen
     log: str
 
@@ -39,11 +39,12 @@ def _free_port() -> int:
 
 
 def _config(storage: str, port: int, htpasswd: Optional[str]) -> str:
-    auth = (f"auth:\n  htpasswd:\n    realm: test-registry\n    path: {htpasswd}\n"
-            if htpasswd else "")
-    return (f"version: 0.1\nlog:\n  level: warn\n  accesslog:\n    disabled: true\n"
-            f"storage:\n  filesystem:\n    rootdirectory: {storage}\n  delete:\n    enabled: true\n"
-            f"http:\n  addr: 127.0.0.1:{port}\n{auth}")
+    auth = f"auth:\n  htpasswd:\n    realm: test-registry\n    path: {htpasswd}\n" if htpasswd else ""
+    return (
+        f"version: 0.1\nlog:\n  level: warn\n  accesslog:\n    disabled: true\n"
+        f"storage:\n  filesystem:\n    rootdirectory: {storage}\n  delete:\n    enabled: true\n"
+        f"http:\n  addr: 127.0.0.1:{port}\n{auth}"
+    )
 
 
 def _wait_ready(host: str, process: subprocess.Popen, log: str) -> None:
@@ -64,8 +65,9 @@ def _wait_ready(host: str, process: subprocess.Popen, log: str) -> None:
 def _start(tmp: str, with_auth: bool) -> Registry:
     htpasswd = None
     if with_auth:
-        line = subprocess.run(["htpasswd", "-Bbn", USER, PASSWORD], check=True,
-                              capture_output=True, text=True).stdout.strip()
+        line = subprocess.run(
+            ["htpasswd", "-Bbn", USER, PASSWORD], check=True, capture_output=True, text=True
+        ).stdout.strip()
         htpasswd = f"{tmp}/htpasswd"
         with open(htpasswd, "w") as f:
             f.write(line + "\n")
@@ -75,8 +77,7 @@ def _start(tmp: str, with_auth: bool) -> Registry:
         f.write(_config(f"{tmp}/storage", port, htpasswd))
     log = f"{tmp}/registry.log"
     with open(log, "wb") as out:
-        process = subprocess.Popen(["docker-registry", "serve", config], stdout=out,
-                                   stderr=subprocess.STDOUT)
+        process = subprocess.Popen(["docker-registry", "serve", config], stdout=out, stderr=subprocess.STDOUT)
     host = f"127.0.0.1:{port}"
     try:
         _wait_ready(host, process, log)

@@ -7,14 +7,12 @@ import subprocess
 import tarfile
 
 import pytest
-
 from nixhelpers import NixError, nix_build, podman_load, podman_run, read_archive, run_stream
 
-import builder.tarstream as ts
-from builder.docker_archive import write_docker_archive
-from builder.image import Image, Layer, canonical_json
-from builder.sinks import FdSink
-
+import builder.tar.tarstream as ts
+from builder.formats.docker_archive import write_docker_archive
+from builder.model.image import Image, Layer, canonical_json
+from builder.sinks.sink import FdSink
 
 BASE = """dockerTools.buildImage {
   name = "bi-base"; tag = "b"; copyToRoot = [ pkgs.busybox ];
@@ -37,7 +35,8 @@ def load(path_or_bytes):
 
 @pytest.fixture(scope="module")
 def run_as_root_child(session_tmp):
-    out = nix_build(f"""let base = {BASE}; in dockerTools.buildImage {{
+    out = nix_build(
+        f"""let base = {BASE}; in dockerTools.buildImage {{
       name = "bi-child"; tag = "c"; fromImage = base; copyToRoot = [ pkgs.hello ];
       runAsRoot = ''
         ${{dockerTools.shadowSetup}}
@@ -49,7 +48,9 @@ def run_as_root_child(session_tmp):
         ln /etc/motd /etc/motd-hard; ln -s motd /etc/motd-soft
       '';
       config.Env = [ "SHARED=child" ];
-    }}""", session_tmp)
+    }}""",
+        session_tmp,
+    )
     return load(out)
 
 
@@ -108,33 +109,53 @@ def test_whole_config_inherited(run_as_root_child):
 
 
 def test_layered_child_of_build_image_inherits_command_and_workdir(tmp_path):
-    archive = load(run_stream(nix_build(f"""let base = {BASE}; in dockerTools.streamLayeredImage {{
-      name = "bi-layered"; tag = "t"; fromImage = base; contents = [ pkgs.hello ]; }}""", tmp_path)))
+    load(
+        run_stream(
+            nix_build(
+                f"""let base = {BASE}; in dockerTools.streamLayeredImage {{
+      name = "bi-layered"; tag = "t"; fromImage = base; contents = [ pkgs.hello ]; }}""",
+                tmp_path,
+            )
+        )
+    )
     assert podman_run("bi-layered:t") == "base\n"
     assert podman_run("bi-layered:t", "/bin/sh", "-c", "pwd") == "/data\n"
     assert podman_run("bi-layered:t", "hello") == "Hello, world!\n"
 
 
 def test_entrypoint_without_cmd_clears_base_cmd(tmp_path):
-    archive = read_archive(run_stream(nix_build(f"""let base = {BASE}; in dockerTools.streamLayeredImage {{
-      name = "bi-entry"; tag = "t"; fromImage = base; config.Entrypoint = [ "/bin/echo" ]; }}""", tmp_path)))
+    archive = read_archive(
+        run_stream(
+            nix_build(
+                f"""let base = {BASE}; in dockerTools.streamLayeredImage {{
+      name = "bi-entry"; tag = "t"; fromImage = base; config.Entrypoint = [ "/bin/echo" ]; }}""",
+                tmp_path,
+            )
+        )
+    )
     assert "Cmd" not in archive.config["config"]
     assert archive.config["config"]["Entrypoint"] == ["/bin/echo"]
 
 
 def test_build_image_on_layered_image(tmp_path):
-    out = nix_build("""let base = dockerTools.buildLayeredImage { name = "lb"; tag = "t";
+    out = nix_build(
+        """let base = dockerTools.buildLayeredImage { name = "lb"; tag = "t";
         contents = [ pkgs.busybox ]; config.Cmd = [ "/bin/sh" "-c" "echo from-layered" ]; };
       in dockerTools.buildImage { name = "bi-on-layered"; tag = "t"; fromImage = base;
-        runAsRoot = "mkdir -p /made; echo ok > /made/it"; }""", tmp_path)
+        runAsRoot = "mkdir -p /made; echo ok > /made/it"; }""",
+        tmp_path,
+    )
     load(out)
     assert podman_run("bi-on-layered:t") == "from-layered\n"
     assert podman_run("bi-on-layered:t", "cat", "/made/it") == "ok\n"
 
 
 def test_build_image_without_run_as_root_is_one_layer(tmp_path):
-    out = nix_build("""dockerTools.buildImage { name = "pure"; tag = "t"; copyToRoot = pkgs.busybox;
-      uid = 5; gid = 6; config.Cmd = [ "/bin/id" "-u" ]; }""", tmp_path)
+    out = nix_build(
+        """dockerTools.buildImage { name = "pure"; tag = "t"; copyToRoot = pkgs.busybox;
+      uid = 5; gid = 6; config.Cmd = [ "/bin/id" "-u" ]; }""",
+        tmp_path,
+    )
     archive = load(out)
     assert len(archive.manifest[0]["Layers"]) == 1
     tree = archive.file_tree()
@@ -144,23 +165,29 @@ def test_build_image_without_run_as_root_is_one_layer(tmp_path):
 
 
 def test_from_oci_archive(tmp_path):
-    out = nix_build("""let base = dockerTools.buildLayeredImage { name = "ociba"; tag = "t";
+    out = nix_build(
+        """let base = dockerTools.buildLayeredImage { name = "ociba"; tag = "t";
         format = "oci"; compressor = "none"; contents = [ pkgs.busybox ];
         config.Cmd = [ "/bin/sh" "-c" "echo from-oci" ]; };
       in dockerTools.streamLayeredImage { name = "on-oci"; tag = "t"; fromImage = base;
-        contents = [ pkgs.hello ]; }""", tmp_path)
+        contents = [ pkgs.hello ]; }""",
+        tmp_path,
+    )
     load(run_stream(out))
     assert podman_run("on-oci:t") == "from-oci\n"
 
 
 def test_pick_image_from_multi_image_archive(tmp_path):
-    out = nix_build("""let merged = dockerTools.mergeImages [
+    out = nix_build(
+        """let merged = dockerTools.mergeImages [
         (dockerTools.streamLayeredImage { name = "first"; tag = "1"; contents = [ pkgs.busybox ];
            config.Cmd = [ "/bin/echo" "first" ]; })
         (dockerTools.streamLayeredImage { name = "second"; tag = "2"; contents = [ pkgs.busybox ];
            config.Cmd = [ "/bin/echo" "second" ]; }) ];
       in dockerTools.streamLayeredImage { name = "picked"; tag = "t"; fromImage = merged;
-        fromImageName = "second"; fromImageTag = "2"; }""", tmp_path)
+        fromImageName = "second"; fromImageTag = "2"; }""",
+        tmp_path,
+    )
     load(run_stream(out))
     assert podman_run("picked:t") == "second\n"
 
@@ -176,11 +203,17 @@ def _base_archive(tmp_path, layers, name="crafted.tar"):
         buf.write(ts.END_OF_ARCHIVE)
         raw = buf.getvalue()
         blobs.append(raw)
+
     def layer(raw):
         return Layer("sha256:" + hashlib.sha256(raw).hexdigest(), len(raw), lambda s, r=raw: s.write(r))
+
     image_layers = [layer(raw) for raw in blobs]
-    config = {"architecture": "amd64", "os": "linux", "config": {"Cmd": ["/bin/sh"]},
-              "rootfs": {"type": "layers", "diff_ids": [l.diff_id for l in image_layers]}}
+    config = {
+        "architecture": "amd64",
+        "os": "linux",
+        "config": {"Cmd": ["/bin/sh"]},
+        "rootfs": {"type": "layers", "diff_ids": [l.diff_id for l in image_layers]},
+    }
     path = tmp_path / name
     with open(path, "wb") as f:
         sink = FdSink(f.fileno())
@@ -196,26 +229,41 @@ def _file(name, data=b"x", mode=0o644):
 def test_base_with_the_same_layer_twice(tmp_path):
     busybox_layer = [(ts.header(b"bin/", ts.DIR, 0o755, 0, 0, 1), b""), _file("bin/greeting", b"hi\n")]
     base = _base_archive(tmp_path, [busybox_layer, busybox_layer])
-    archive = read_archive(run_stream(nix_build(f"""dockerTools.streamLayeredImage {{
+    archive = read_archive(
+        run_stream(
+            nix_build(
+                f"""dockerTools.streamLayeredImage {{
       name = "twice"; tag = "t"; fromImage = {base}; contents = [ pkgs.busybox ];
-      config.Cmd = [ "/bin/cat" "/bin/greeting" ]; }}""", tmp_path)))
+      config.Cmd = [ "/bin/cat" "/bin/greeting" ]; }}""",
+                tmp_path,
+            )
+        )
+    )
     ids = archive.config["rootfs"]["diff_ids"]
     assert ids[0] == ids[1]
     podman_load(archive.raw)
     assert podman_run("twice:t") == "hi\n"
 
 
-@pytest.mark.parametrize("entries, what", [
-    ([_file("../escape")], "../escape"),
-    ([(ts.header(b"link", ts.SYM, 0o777, 0, 0, 1, linkname=b"../../../../tmp"), b""),
-      _file("link/planted")], "link/planted"),
-    ([(ts.header(b"hard", ts.LNK, 0o644, 0, 0, 1, linkname=b"../../etc/passwd"), b"")], "hard"),
-])
+@pytest.mark.parametrize(
+    "entries, what",
+    [
+        ([_file("../escape")], "../escape"),
+        (
+            [(ts.header(b"link", ts.SYM, 0o777, 0, 0, 1, linkname=b"../../../../tmp"), b""), _file("link/planted")],
+            "link/planted",
+        ),
+        ([(ts.header(b"hard", ts.LNK, 0o644, 0, 0, 1, linkname=b"../../etc/passwd"), b"")], "hard"),
+    ],
+)
 def test_unsafe_base_stops_with_layer_and_entry(entries, what, tmp_path):
     base = _base_archive(tmp_path, [entries])
     with pytest.raises(NixError) as err:
-        nix_build(f"""dockerTools.buildImage {{ name = "unsafe"; fromImage = {base};
-          runAsRoot = "true"; }}""", tmp_path)
+        nix_build(
+            f"""dockerTools.buildImage {{ name = "unsafe"; fromImage = {base};
+          runAsRoot = "true"; }}""",
+            tmp_path,
+        )
     assert "Traceback" not in err.value.stderr
     assert "layer" in err.value.stderr and what.split("/")[0] in err.value.stderr
 
@@ -236,12 +284,19 @@ def test_export_image_is_merged_root_and_deterministic(tmp_path):
 
 @pytest.mark.parametrize("architecture", ["amd64", "arm64"])
 def test_multi_platform_base_picked_by_architecture(architecture, tmp_path):
-    archive = read_archive(run_stream(nix_build(f"""let
+    archive = read_archive(
+        run_stream(
+            nix_build(
+                f"""let
         one = arch: dockerTools.streamLayeredImage {{ name = "mp"; tag = arch; architecture = arch;
           contents = [ pkgs.busybox ]; config.Labels.arch = arch; }};
         index = dockerTools.buildMultiArchImage {{ name = "mp"; tag = "all"; images = [ (one "amd64") (one "arm64") ]; }};
       in dockerTools.streamLayeredImage {{ name = "mp-child"; tag = "t"; fromImage = index;
-        architecture = "{architecture}"; contents = [ pkgs.hello ]; }}""", tmp_path)))
+        architecture = "{architecture}"; contents = [ pkgs.hello ]; }}""",
+                tmp_path,
+            )
+        )
+    )
     assert archive.config["config"]["Labels"] == {"arch": architecture}
     assert archive.config["architecture"] == architecture
 
@@ -249,7 +304,10 @@ def test_multi_platform_base_picked_by_architecture(architecture, tmp_path):
 def test_copy_to_root_hardlinks_do_not_reach_the_layer(tmp_path):
     # A store path's hardlinks are not part of its NAR: built here, it has
     # them; substituted or imported, it does not. The layer must not differ.
-    out = nix_build("""dockerTools.buildImage {
-      name = "bi-hard"; tag = "t"; copyToRoot = [ fixtures.withHardlinks ]; }""", tmp_path)
+    out = nix_build(
+        """dockerTools.buildImage {
+      name = "bi-hard"; tag = "t"; copyToRoot = [ fixtures.withHardlinks ]; }""",
+        tmp_path,
+    )
     layer = last_layer(read_archive(open(out, "rb").read()))
     assert layer["a"].isreg() and layer["b"].isreg() and layer["a"].size == layer["b"].size == 5

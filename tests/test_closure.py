@@ -13,11 +13,12 @@ import time
 import tracemalloc
 
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from builder import closure
-from builder.closure import Graph, plan_layers, popularity_order, split_layers
 from builder.errors import BuildError
+from builder.steps import closure
+from builder.steps.closure import Graph, plan_layers, popularity_order, split_layers
 
 
 def P(name: str) -> str:
@@ -26,8 +27,7 @@ def P(name: str) -> str:
 
 def graph(edges: dict) -> Graph:
     """{name: [names it refers to]} -> Graph (paths under /nix/store)."""
-    return Graph([{"path": P(n), "references": [P(r) for r in refs]}
-                  for n, refs in edges.items()])
+    return Graph([{"path": P(n), "references": [P(r) for r in refs]} for n, refs in edges.items()])
 
 
 def names(order):
@@ -35,6 +35,7 @@ def names(order):
 
 
 # --- small graphs, exact order ------------------------------------------------
+
 
 def test_chain():
     #   c        c: 1
@@ -63,8 +64,9 @@ def test_popular_leaf_beats_names_and_depth():
     #   m-lib  \  |   /              m-lib: 1 + z-app = 2
     #      \    \ |  /
     #       +--- a-glibc             a-glibc: 1 + m-lib + z + y + x = 6
-    g = graph({"z-app": ["m-lib", "a-glibc"], "y-app": ["a-glibc"], "x-app": ["a-glibc"],
-               "m-lib": ["a-glibc"], "a-glibc": []})
+    g = graph(
+        {"z-app": ["m-lib", "a-glibc"], "y-app": ["a-glibc"], "x-app": ["a-glibc"], "m-lib": ["a-glibc"], "a-glibc": []}
+    )
     assert names(popularity_order(g)) == ["a-glibc", "m-lib", "x-app", "y-app", "z-app"]
 
 
@@ -76,8 +78,7 @@ def test_two_roots_share_a_chain():
     #     lib1             lib1: 4
     #      |      \
     #     base   lonely    base: 5, lonely: 5 -> tie by name
-    g = graph({"r1": ["lib2"], "r2": ["lib2"], "lib2": ["lib1"], "lib1": ["base", "lonely"],
-               "base": [], "lonely": []})
+    g = graph({"r1": ["lib2"], "r2": ["lib2"], "lib2": ["lib1"], "lib1": ["base", "lonely"], "base": [], "lonely": []})
     assert names(popularity_order(g)) == ["base", "lonely", "lib1", "lib2", "r1", "r2"]
 
 
@@ -85,8 +86,9 @@ def test_self_references_and_duplicates_ignored():
     #   app -> app (self), app -> lib twice
     #    |
     #   lib          lib: 2
-    g = Graph([{"path": P("app"), "references": [P("app"), P("lib"), P("lib")]},
-               {"path": P("lib"), "references": [P("lib")]}])
+    g = Graph(
+        [{"path": P("app"), "references": [P("app"), P("lib"), P("lib")]}, {"path": P("lib"), "references": [P("lib")]}]
+    )
     assert g.refs == {P("app"): [P("lib")], P("lib"): []}
     assert names(popularity_order(g)) == ["lib", "app"]
 
@@ -121,8 +123,7 @@ def test_without():
 
 
 def test_roots_and_topological_unchanged():
-    g = graph({"top": ["left", "right"], "left": ["glibc"], "right": ["glibc"], "glibc": [],
-               "solo": []})
+    g = graph({"top": ["left", "right"], "left": ["glibc"], "right": ["glibc"], "glibc": [], "solo": []})
     assert names(g.roots()) == ["solo", "top"]
     assert names(g.topological()) == ["solo", "top", "right", "left", "glibc"]
 
@@ -157,6 +158,7 @@ def test_empty_graph_plans_nothing():
 
 # --- against brute force --------------------------------------------------------
 
+
 def brute_force_counts(refs: dict) -> dict:
     """Walk every chain from every start: the definition, literally."""
     counts = {p: 0 for p in refs}
@@ -165,6 +167,7 @@ def brute_force_counts(refs: dict) -> dict:
         counts[p] += 1
         for r in refs[p]:
             walk(r)
+
     for p in refs:
         walk(p)
     return counts
@@ -206,18 +209,19 @@ def test_layers_keep_every_path_once(edges, budget):
     g = graph(edges)
     layers = plan_layers(g, budget)
     flat = [p for layer in layers for p in layer]
-    assert sorted(flat) == sorted(g.refs)          # none lost, none twice
+    assert sorted(flat) == sorted(g.refs)  # none lost, none twice
     assert len(layers) <= budget
-    assert all(layers)                             # no empty layer
+    assert all(layers)  # no empty layer
     order = popularity_order(g)
     if len(order) > budget:
-        assert layers[:-1] == [[p] for p in order[:budget - 1]]
-        assert layers[-1] == sorted(order[budget - 1:])
+        assert layers[:-1] == [[p] for p in order[: budget - 1]]
+        assert layers[-1] == sorted(order[budget - 1 :])
     else:
         assert layers == [[p] for p in order]
 
 
 # --- big graphs: time and memory ------------------------------------------------
+
 
 def synthetic(n: int, seed: int = 3):
     """A NixOS-like closure: a few leaves nearly everything uses (glibc ...),
@@ -235,11 +239,11 @@ def synthetic(n: int, seed: int = 3):
         for _ in range(min(int(rng.expovariate(0.25)) + 1, 60)):
             r.add(paths[max(8, i - 1 - int(rng.expovariate(1 / 300)))] if i > 8 else hot[0])
         refs[paths[i]] = list(r)
-    for i in range(chain_start, n - 20):           # long chains of wrappers
+    for i in range(chain_start, n - 20):  # long chains of wrappers
         prev = paths[i - 1] if (i - chain_start) % 500 else paths[rng.randrange(8, chain_start)]
         refs[paths[i]] = [prev, hot[0], paths[rng.randrange(8, chain_start)]]
-    for i in range(n - 20, n):                     # wide roots
-        refs[paths[i]] = rng.sample(paths[:n - 20], 5000 if i == n - 1 else rng.randint(50, 2000))
+    for i in range(n - 20, n):  # wide roots
+        refs[paths[i]] = rng.sample(paths[: n - 20], 5000 if i == n - 1 else rng.randint(50, 2000))
     nodes = [{"path": p, "references": refs[p] + [p]} for p in paths]
     rng.shuffle(nodes)
     return nodes
@@ -273,12 +277,12 @@ def _peak(fn):
 def ladder(levels: int) -> Graph:
     """Diamonds on diamonds: chain counts double at every level.
 
-        0a   0b
-        | \\ / |
-        |  X  |
-        | / \\ |
-        1a   1b
-         ...
+    0a   0b
+    | \\ / |
+    |  X  |
+    | / \\ |
+    1a   1b
+     ...
     """
     nodes = []
     for i in range(levels):
@@ -307,6 +311,6 @@ def test_saturation_keeps_order_below_the_cap_and_ties_above():
         assert counts[P("%06d-a" % k)] == 2 ** (k + 1) - 1
     saturated = [p for p in order if counts[p] == closure._CHAIN_CAP]
     assert saturated and saturated == sorted(saturated)
-    assert order[:len(saturated)] == saturated
-    rest = order[len(saturated):]
+    assert order[: len(saturated)] == saturated
+    rest = order[len(saturated) :]
     assert [counts[p] for p in rest] == sorted((counts[p] for p in rest), reverse=True)

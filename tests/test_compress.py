@@ -12,12 +12,13 @@ import subprocess
 import zlib
 
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from builder import compress
-from builder.compress import GZIP_BLOCK_SIZE, compressor
 from builder.errors import BuildError
-from builder.sinks import HashSink, Sink
+from builder.sinks import compress
+from builder.sinks.compress import GZIP_BLOCK_SIZE, compressor
+from builder.sinks.sink import HashSink, Sink
 
 B = GZIP_BLOCK_SIZE
 
@@ -37,15 +38,14 @@ def gz(data: bytes, threads=None, chunk=None) -> bytes:
             s.write(data)
         else:
             for i in range(0, len(data), chunk):
-                s.write(data[i:i + chunk])
+                s.write(data[i : i + chunk])
     return bytes(out.data)
 
 
 def sample(size: int, seed: int = 0) -> bytes:
     """Half compressible text, half noise, so blocks differ in how they pack."""
     rng = random.Random(seed)
-    words = [bytes(rng.choice(b"abcdefghijklmnop") for _ in range(rng.randint(2, 9)))
-             for _ in range(300)]
+    words = [bytes(rng.choice(b"abcdefghijklmnop") for _ in range(rng.randint(2, 9))) for _ in range(300)]
     out = bytearray()
     while len(out) < size:
         if rng.random() < 0.5:
@@ -116,9 +116,8 @@ def test_copy_file_shrunk(tmp_path):
     path.write_bytes(b"abc")
     fd = os.open(path, os.O_RDONLY)
     try:
-        with pytest.raises(OSError, match="shrank"):
-            with compressor("gzip", Collect()) as s:
-                s.copy_file(fd, 10)
+        with pytest.raises(OSError, match="shrank"), compressor("gzip", Collect()) as s:
+            s.copy_file(fd, 10)
     finally:
         os.close(fd)
 
@@ -168,8 +167,7 @@ def test_close_to_pigz_in_size():
         pytest.skip("pigz not installed")
     data = sample(8 * B, 5)
     ours = len(gz(data))
-    theirs = len(subprocess.run(["pigz", "-6", "-c"], input=data, check=True,
-                                stdout=subprocess.PIPE).stdout)
+    theirs = len(subprocess.run(["pigz", "-6", "-c"], input=data, check=True, stdout=subprocess.PIPE).stdout)
     assert ours <= theirs * 1.01
 
 
@@ -183,7 +181,7 @@ def test_bounded_in_flight():
     s = compress._GzipSink(Slow(), threads=3)
     data = sample(40 * B, 6)
     for i in range(0, len(data), 3 * B + 17):
-        s.write(data[i:i + 3 * B + 17])
+        s.write(data[i : i + 3 * B + 17])
         seen.append(len(s.inflight))
         assert len(s.pending) <= B
     s.close()
@@ -194,13 +192,12 @@ def test_bounded_in_flight():
 def test_exception_stops_workers_and_writes_no_trailer():
     out = Collect()
     sinks = []
-    with pytest.raises(RuntimeError, match="boom"):
-        with compressor("gzip", out, threads=4) as s:
-            sinks.append(s)
-            s.write(sample(10 * B, 8))
-            raise RuntimeError("boom")
+    with pytest.raises(RuntimeError, match="boom"), compressor("gzip", out, threads=4) as s:
+        sinks.append(s)
+        s.write(sample(10 * B, 8))
+        raise RuntimeError("boom")
     assert sinks[0].pool is None and not sinks[0].inflight
-    with pytest.raises(Exception):
+    with pytest.raises((EOFError, OSError)):
         gzip.decompress(bytes(out.data))
 
 
@@ -225,15 +222,18 @@ def test_crc32_combine_block_length():
 
 
 @settings(max_examples=25, deadline=None)
-@given(st.lists(st.sampled_from([0, 1, 7, 1000, B - 3, B, B + 5]), max_size=8),
-       st.integers(min_value=1, max_value=5), st.integers(min_value=0, max_value=3))
+@given(
+    st.lists(st.sampled_from([0, 1, 7, 1000, B - 3, B, B + 5]), max_size=8),
+    st.integers(min_value=1, max_value=5),
+    st.integers(min_value=0, max_value=3),
+)
 def test_any_split_any_threads(sizes, threads, seed):
     data = sample(sum(sizes), seed)
     out = Collect()
     with compressor("gzip", out, threads=threads) as s:
         pos = 0
         for n in sizes:
-            s.write(data[pos:pos + n])
+            s.write(data[pos : pos + n])
             pos += n
     assert bytes(out.data) == gz(data, 1)
     assert gzip.decompress(bytes(out.data)) == data
@@ -246,15 +246,13 @@ def test_none_is_the_inner_sink():
 
 
 def test_unknown_encoding():
-    with pytest.raises(BuildError, match="unknown compression"):
-        with compressor("brotli", Collect()):
-            pass
+    with pytest.raises(BuildError, match="unknown compression"), compressor("brotli", Collect()):
+        pass
 
 
 def test_zstd_needs_the_program():
-    with pytest.raises(BuildError, match="only for whole archives"):
-        with compressor("zstd", Collect()):
-            pass
+    with pytest.raises(BuildError, match="only for whole archives"), compressor("zstd", Collect()):
+        pass
 
 
 def test_zstd_through_the_program_round_trips_and_repeats():

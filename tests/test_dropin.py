@@ -13,35 +13,43 @@ import threading
 import uuid
 
 import pytest
-
 from nixhelpers import PREAMBLE, REPO, nix_build, nix_eval, podman_load, podman_run, read_archive, run_stream
 from registry_fixture import open_registry  # noqa: F401 (fixture)
 
 
 def test_override_builds_again_with_changed_arguments(tmp_path):
-    tags = nix_eval("""let
+    tags = nix_eval(
+        """let
       s = dockerTools.streamLayeredImage { name = "o"; tag = "a"; };
       l = dockerTools.buildLayeredImage { name = "l"; tag = "a"; };
       i = dockerTools.buildImage { name = "i"; tag = "a"; };
     in [ (s.override { tag = "b"; }).imageTag (s.override (old: { name = old.name + "x"; })).imageName
          (l.override { tag = "c"; }).imageTag (i.override { tag = "d"; }).imageTag
-         ((s.override { tag = "e"; }).override { name = "p"; }).imageName ]""", tmp_path)
+         ((s.override { tag = "e"; }).override { name = "p"; }).imageName ]""",
+        tmp_path,
+    )
     assert tags == ["b", "ox", "c", "d", "p"]
 
 
 def test_passthru_stream_and_build_args(tmp_path):
-    values = nix_eval("""let
+    values = nix_eval(
+        """let
       l = dockerTools.buildLayeredImage { name = "l"; contents = [ fixtures.chainA ]; };
       i = dockerTools.buildImage { name = "i"; tag = "t"; copyToRoot = fixtures.chainA; };
     in [ l.stream.isExe (l.stream.imageTag == l.imageTag) (l.stream.imageName == l.imageName)
-         i.buildArgs.tag i.buildArgs.name ]""", tmp_path)
+         i.buildArgs.tag i.buildArgs.name ]""",
+        tmp_path,
+    )
     assert values == [True, True, True, "t", "i"]
 
 
 def test_layering_pipeline_is_accepted_with_a_warning(tmp_path):
     f = tmp_path / "pipeline.nix"
-    f.write_text(PREAMBLE + """dockerTools.streamLayeredImage { name = "pipe"; tag = "t";
-      contents = [ fixtures.chainC ]; layeringPipeline = [ [ "popularity_contest" ] [ "limit_layers" 10 ] ]; }""")
+    f.write_text(
+        PREAMBLE
+        + """dockerTools.streamLayeredImage { name = "pipe"; tag = "t";
+      contents = [ fixtures.chainC ]; layeringPipeline = [ [ "popularity_contest" ] [ "limit_layers" 10 ] ]; }"""
+    )
     r = subprocess.run(["nix-build", str(f), "--no-out-link"], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     assert "layeringPipeline is not supported here and is ignored" in r.stderr
@@ -52,23 +60,28 @@ def test_layering_pipeline_is_accepted_with_a_warning(tmp_path):
 def test_pull_image_hash_spellings(tmp_path):
     digest = "sha256:" + "0" * 64
     sri = "sha256-" + "A" * 43 + "="
-    attrs = nix_eval(f"""let p = args: dockerTools.pullImage ({{ imageName = "nixos/nix"; imageDigest = "{digest}"; }} // args);
+    attrs = nix_eval(
+        f"""let p = args: dockerTools.pullImage ({{ imageName = "nixos/nix"; imageDigest = "{digest}"; }} // args);
       show = d: [ d.outputHash (d.outputHashAlgo or null) ];
     in [ (show (p {{ hash = "{sri}"; }})) (show (p {{ hash = ""; }}))
          (show (p {{ outputHash = "{sri}"; outputHashAlgo = "sha256"; }}))
-         (builtins.elem "https_proxy" (p {{ hash = "{sri}"; }}).impureEnvVars) ]""", tmp_path)
+         (builtins.elem "https_proxy" (p {{ hash = "{sri}"; }}).impureEnvVars) ]""",
+        tmp_path,
+    )
     assert attrs == [[sri, None], ["", "sha256"], [sri, "sha256"], True]
 
 
 # --- nix-shell images ------------------------------------------------------------------------
 
-SHELL = '${pkgs.busybox}/bin/sh'  # the stand-in's bashInteractive is not a runnable bash
+SHELL = "${pkgs.busybox}/bin/sh"  # the stand-in's bashInteractive is not a runnable bash
 
 
 def test_stream_nix_shell_image_builds_the_derivation_inside(tmp_path):
-    script = nix_build(f"""dockerTools.streamNixShellImage {{ drv = fixtures.chainB; tag = "t"; shell = "{SHELL}";
+    script = nix_build(
+        f"""dockerTools.streamNixShellImage {{ drv = fixtures.chainB; tag = "t"; shell = "{SHELL}";
       run = ''echo "name=$name home=$HOME top=$NIX_BUILD_TOP pwd=$(pwd)"; buildDerivation && cat $out/b''; }}""",
-                       tmp_path)
+        tmp_path,
+    )
     archive = read_archive(run_stream(script))
     config = archive.config["config"]
     assert config["User"] == "1000:1000" and config["WorkingDir"] == "/build"
@@ -81,8 +94,11 @@ def test_stream_nix_shell_image_builds_the_derivation_inside(tmp_path):
 
 
 def test_build_nix_shell_image(tmp_path):
-    out = nix_build(f"""dockerTools.buildNixShellImage {{ drv = fixtures.chainA; tag = "t"; shell = "{SHELL}";
-      command = "echo $name"; }}""", tmp_path)
+    out = nix_build(
+        f"""dockerTools.buildNixShellImage {{ drv = fixtures.chainA; tag = "t"; shell = "{SHELL}";
+      command = "echo $name"; }}""",
+        tmp_path,
+    )
     assert out.endswith("-chain-a-env.tar.gz")
     archive = read_archive(open(out, "rb").read())
     assert archive.manifest[0]["RepoTags"] == ["chain-a-env:t"]
@@ -92,6 +108,7 @@ def test_build_nix_shell_image(tmp_path):
 
 def test_nix_shell_image_bad_arguments(tmp_path):
     from nixhelpers import NixError
+
     with pytest.raises(NixError) as err:
         nix_build('dockerTools.streamNixShellImage { drv = "x"; }', tmp_path)
     assert 'dockerTools.streamNixShellImage: drv must be a derivation, got the string "x"' in err.value.stderr
@@ -101,6 +118,7 @@ def test_nix_shell_image_bad_arguments(tmp_path):
 
 
 # --- pullImage (and push) behind an HTTP proxy ----------------------------------------------
+
 
 class ConnectProxy:
     """A CONNECT-only HTTP proxy on loopback that records what it was asked."""
@@ -156,8 +174,7 @@ class ConnectProxy:
 
 
 def test_prefetch_through_a_proxy(open_registry, tmp_path):
-    script = nix_build('dockerTools.streamLayeredImage { name = "proxied"; contents = [ fixtures.chainA ]; }',
-                       tmp_path)
+    script = nix_build('dockerTools.streamLayeredImage { name = "proxied"; contents = [ fixtures.chainA ]; }', tmp_path)
     ref = open_registry.ref(f"proxied-{uuid.uuid4().hex[:8]}") + ":t"
     r = subprocess.run([script, "--push", ref, "--insecure"], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
@@ -165,8 +182,13 @@ def test_prefetch_through_a_proxy(open_registry, tmp_path):
     try:
         env = {k: v for k, v in os.environ.items() if not k.lower().endswith("_proxy")}
         env["http_proxy"] = f"http://user:secret@127.0.0.1:{proxy.port}"
-        r = subprocess.run([sys.executable, "-m", "builder", "prefetch", ref, "--insecure", "--json"],
-                           capture_output=True, text=True, env=env, cwd=REPO)
+        r = subprocess.run(
+            [sys.executable, "-m", "builder", "prefetch", ref, "--insecure", "--json"],
+            capture_output=True,
+            text=True,
+            env=env,
+            cwd=REPO,
+        )
         assert r.returncode == 0, r.stderr
         assert json.loads(r.stdout)["imageDigest"].startswith("sha256:")
         assert proxy.requests and all(req.startswith(f"CONNECT {open_registry.host} ") for req in proxy.requests)
@@ -175,8 +197,13 @@ def test_prefetch_through_a_proxy(open_registry, tmp_path):
         # no_proxy exempts the registry: nothing goes through the proxy.
         seen = len(proxy.requests)
         env["no_proxy"] = "127.0.0.1"
-        r = subprocess.run([sys.executable, "-m", "builder", "prefetch", ref, "--insecure", "--json"],
-                           capture_output=True, text=True, env=env, cwd=REPO)
+        r = subprocess.run(
+            [sys.executable, "-m", "builder", "prefetch", ref, "--insecure", "--json"],
+            capture_output=True,
+            text=True,
+            env=env,
+            cwd=REPO,
+        )
         assert r.returncode == 0, r.stderr
         assert len(proxy.requests) == seen
     finally:
@@ -185,8 +212,11 @@ def test_prefetch_through_a_proxy(open_registry, tmp_path):
 
 def test_config_null_and_mtime_without_offset(tmp_path):
     # config = null as buildImage takes it; a time without an offset is UTC.
-    script = nix_build("""dockerTools.streamLayeredImage { name = "lenient"; config = null;
-      contents = [ fixtures.chainA ]; mtime = "2024-01-01T00:00:00"; }""", tmp_path)
+    script = nix_build(
+        """dockerTools.streamLayeredImage { name = "lenient"; config = null;
+      contents = [ fixtures.chainA ]; mtime = "2024-01-01T00:00:00"; }""",
+        tmp_path,
+    )
     archive = read_archive(run_stream(script))
     store_layer = next(m for m in archive.layer_members() if any(x.name == "nix/store" for x in m))
     assert {m.mtime for m in store_layer} == {1704067200}

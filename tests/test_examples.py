@@ -5,23 +5,34 @@ import os
 import subprocess
 
 import pytest
-
 from nixhelpers import REPO, podman_load, podman_run, read_archive, run_stream
 
 STANDIN = ["--arg", "pkgs", f"import {REPO}/tests/hostpkgs.nix {{}}"]
 
 
 def build(attr):
-    r = subprocess.run(["nix-build", os.path.join(REPO, "examples.nix"), "-A", attr, "--no-out-link",
-                        *STANDIN], capture_output=True, text=True)
+    r = subprocess.run(
+        ["nix-build", os.path.join(REPO, "examples.nix"), "-A", attr, "--no-out-link", *STANDIN],
+        capture_output=True,
+        text=True,
+    )
     assert r.returncode == 0, r.stderr
     return r.stdout.strip()
 
 
 def attrs():
-    r = subprocess.run(["nix-instantiate", "--eval", "--json", "-E",
-                        f"builtins.attrNames (import {REPO}/examples.nix {{ pkgs = import {REPO}/tests/hostpkgs.nix {{}}; }})"],
-                       capture_output=True, text=True, check=True)
+    r = subprocess.run(
+        [
+            "nix-instantiate",
+            "--eval",
+            "--json",
+            "-E",
+            f"builtins.attrNames (import {REPO}/examples.nix {{ pkgs = import {REPO}/tests/hostpkgs.nix {{}}; }})",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return json.loads(r.stdout)
 
 

@@ -8,20 +8,31 @@ from nixhelpers import PREAMBLE, nix_build, podman_load, podman_run, read_archiv
 
 
 def store_names(members):
-    return sorted({m.name.split("/")[2].split("-", 1)[1] for m in members
-                   if m.name.startswith("nix/store/") and m.name.count("/") >= 2 and m.name[10:]})
+    return sorted(
+        {
+            m.name.split("/")[2].split("-", 1)[1]
+            for m in members
+            if m.name.startswith("nix/store/") and m.name.count("/") >= 2 and m.name[10:]
+        }
+    )
 
 
 def test_explicit_layer_first_and_not_repeated(tmp_path):
-    archive = read_archive(run_stream(nix_build("""let
+    archive = read_archive(
+        run_stream(
+            nix_build(
+                """let
         deps = dockerTools.buildLayer { deps = [ pkgs.busybox ]; };
         app = dockerTools.buildLayer { deps = [ pkgs.hello ]; layers = [ deps ]; };
       in dockerTools.streamLayeredImage { name = "explicit"; tag = "t";
         layers = [ deps app ]; contents = [ pkgs.hello pkgs.figlet ]; config.Cmd = [ "/bin/hello" ]; }""",
-                                                tmp_path)))
+                tmp_path,
+            )
+        )
+    )
     per_layer = [store_names(ms) for ms in archive.layer_members()]
     assert per_layer[0] == ["busybox-static"]
-    assert per_layer[1] == ["hello-2.12"]          # busybox is in the parent layer: skipped
+    assert per_layer[1] == ["hello-2.12"]  # busybox is in the parent layer: skipped
     rest = sum(per_layer[2:], [])
     assert "figlet-2.2.5" in rest and "busybox-static" not in rest and "hello-2.12" not in rest
     podman_load(archive.raw)
@@ -29,13 +40,20 @@ def test_explicit_layer_first_and_not_repeated(tmp_path):
 
 
 def test_copy_to_root_and_perms(tmp_path):
-    archive = read_archive(run_stream(nix_build("""let
+    archive = read_archive(
+        run_stream(
+            nix_build(
+                """let
         layer = dockerTools.buildLayer {
           copyToRoot = [ pkgs.hello pkgs.figlet ];
           perms = [ { path = pkgs.figlet; regex = ".*/share/figlet/.*"; mode = "0600"; uid = 7; gid = 8; } ];
         };
       in dockerTools.streamLayeredImage { name = "copyroot"; tag = "t"; layers = [ layer ];
-        config.Cmd = [ "/bin/hello" ]; }""", tmp_path)))
+        config.Cmd = [ "/bin/hello" ]; }""",
+                tmp_path,
+            )
+        )
+    )
     first = {m.name: m for m in archive.layer_members()[0]}
     assert first["bin/hello"].isreg() and first["bin/figlet"].isreg()
     assert [m.name for m in archive.layer_members()[0]].count("bin") == 1
@@ -76,20 +94,33 @@ def test_unchanged_layers_not_rebuilt_when_app_changes(tmp_path):
 
 def test_copy_to_root_bare_file_lands_at_root(tmp_path):
     # A store path that is a single file: at /<name>, not silently dropped.
-    archive = read_archive(run_stream(nix_build("""dockerTools.streamLayeredImage {
+    archive = read_archive(
+        run_stream(
+            nix_build(
+                """dockerTools.streamLayeredImage {
         name = "copyroot-file"; tag = "t";
-        layers = [ (dockerTools.buildLayer { copyToRoot = [ fixtures.bareFile ]; }) ]; }""", tmp_path)))
+        layers = [ (dockerTools.buildLayer { copyToRoot = [ fixtures.bareFile ]; }) ]; }""",
+                tmp_path,
+            )
+        )
+    )
     first = {m.name: m for m in archive.layer_members()[0]}
     assert first["bare-file.txt"].isreg() and first["bare-file.txt"].size == len("just a file\n")
 
 
 def test_copy_to_root_with_its_own_nix_directory(tmp_path):
-    archive = read_archive(run_stream(nix_build("""let
+    archive = read_archive(
+        run_stream(
+            nix_build(
+                """let
         withNix = builtins.derivation { name = "with-nix-dir"; system = pkgs.system; builder = "/bin/sh";
           args = [ "-c" "/bin/mkdir -p $out/nix/var/app; echo ${pkgs.busybox} > $out/nix/var/app/ref" ]; };
         layer = dockerTools.buildLayer { copyToRoot = [ withNix ]; };
       in dockerTools.streamLayeredImage { name = "nixdir"; tag = "t"; layers = [ layer ]; }""",
-                                                tmp_path)))
+                tmp_path,
+            )
+        )
+    )
     names = [m.name for m in archive.layer_members()[0]]
     assert len(names) == len(set(names))
     assert "nix/var/app/ref" in names and any(n.endswith("-busybox-static") for n in names)

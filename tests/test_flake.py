@@ -25,8 +25,13 @@ def _standin_flake(tmp_path):
 def _flake_copy(tmp_path):
     """The repository's tracked files, as a flake sees them (a git tree)."""
     d = tmp_path / "repo"
-    files = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"],
-                           cwd=REPO, capture_output=True, text=True, check=True).stdout.split()
+    files = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
     for f in files:
         if os.path.exists(os.path.join(REPO, f)):
             os.makedirs(d / os.path.dirname(f), exist_ok=True)
@@ -40,9 +45,22 @@ def test_nix_build_flake_example(tmp_path):
     standin = _standin_flake(tmp_path)
     repo = _flake_copy(tmp_path)
     link = tmp_path / "result"
-    r = subprocess.run(["nix", *FEATURES, "build", f"{repo}#hello", "--out-link", str(link),
-                        "--no-write-lock-file", "--override-input", "nixpkgs", f"path:{standin}"],
-                       capture_output=True, text=True)
+    r = subprocess.run(
+        [
+            "nix",
+            *FEATURES,
+            "build",
+            f"{repo}#hello",
+            "--out-link",
+            str(link),
+            "--no-write-lock-file",
+            "--override-input",
+            "nixpkgs",
+            f"path:{standin}",
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert r.returncode == 0, r.stderr
     archive = read_archive(run_stream(os.readlink(link)))
     assert archive.manifest[0]["RepoTags"] == ["hello:latest"]
@@ -52,12 +70,13 @@ def test_overlay_replaces_docker_tools(tmp_path):
     standin = _standin_flake(tmp_path)
     repo = _flake_copy(tmp_path)
     # The overlay needs no nixpkgs input: apply it to the stand-in directly.
-    expr = (f'let flake = (import {repo}/flake.nix).outputs {{ self = null; nixpkgs = null; }}; '
-            f'pkgs = (import {standin}/hostpkgs.nix {{}}) // {{ dockerTools = {{ old = true; }}; }}; '
-            'final = pkgs // (flake.overlays.default final pkgs); '
-            'in builtins.attrNames final.dockerTools')
-    r = subprocess.run(["nix", *FEATURES, "eval", "--json", "--impure", "--expr", expr],
-                       capture_output=True, text=True)
+    expr = (
+        f"let flake = (import {repo}/flake.nix).outputs {{ self = null; nixpkgs = null; }}; "
+        f"pkgs = (import {standin}/hostpkgs.nix {{}}) // {{ dockerTools = {{ old = true; }}; }}; "
+        "final = pkgs // (flake.overlays.default final pkgs); "
+        "in builtins.attrNames final.dockerTools"
+    )
+    r = subprocess.run(["nix", *FEATURES, "eval", "--json", "--impure", "--expr", expr], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     names = r.stdout
     assert "buildLayeredImage" in names and "streamLayeredImage" in names and "old" in names

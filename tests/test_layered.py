@@ -8,9 +8,7 @@ import json
 import subprocess
 
 import pytest
-
-from nixhelpers import (NixError, nix_build, nix_eval, podman, podman_load, podman_run,
-                        read_archive, run_stream, REPO)
+from nixhelpers import nix_build, nix_eval, podman, podman_load, podman_run, read_archive, run_stream
 
 
 def stream(expr, tmp_path, *args):
@@ -20,9 +18,12 @@ def stream(expr, tmp_path, *args):
 
 @pytest.fixture(scope="module")
 def hello(session_tmp):
-    return stream("""dockerTools.streamLayeredImage {
+    return stream(
+        """dockerTools.streamLayeredImage {
       name = "hello-e2e"; tag = "t1"; contents = [ pkgs.hello ];
-      config.Cmd = [ "/bin/hello" ]; }""", session_tmp)
+      config.Cmd = [ "/bin/hello" ]; }""",
+        session_tmp,
+    )
 
 
 def test_hello_loads_and_prints_hello(hello):
@@ -32,9 +33,12 @@ def test_hello_loads_and_prints_hello(hello):
 
 
 def test_runs_as_non_root_user(tmp_path):
-    _, archive = stream("""dockerTools.streamLayeredImage {
+    _, archive = stream(
+        """dockerTools.streamLayeredImage {
       name = "nonroot"; tag = "t"; contents = [ pkgs.busybox ];
-      config = { Cmd = [ "/bin/id" "-u" ]; User = "1000:1000"; }; }""", tmp_path)
+      config = { Cmd = [ "/bin/id" "-u" ]; User = "1000:1000"; }; }""",
+        tmp_path,
+    )
     podman_load(archive.raw)
     assert podman_run("nonroot:t").strip() == "1000"
 
@@ -62,9 +66,12 @@ def test_archive_shape(hello, tmp_path):
 
 
 def test_every_store_path_in_exactly_one_layer(tmp_path):
-    _, archive = stream("""dockerTools.streamLayeredImage {
+    _, archive = stream(
+        """dockerTools.streamLayeredImage {
       name = "closure"; tag = "t"; contents = [ fixtures.chainC pkgs.hello ];
-      config.Cmd = [ "${fixtures.withSymlinks}/bin/data-link" ]; }""", tmp_path)
+      config.Cmd = [ "${fixtures.withSymlinks}/bin/data-link" ]; }""",
+        tmp_path,
+    )
     owners = {}
     for i, members in enumerate(archive.layer_members()):
         for m in members:
@@ -74,22 +81,26 @@ def test_every_store_path_in_exactly_one_layer(tmp_path):
                 owners[parts[2]] = i
     names = {n.split("-", 1)[1] for n in owners}
     # contents, their references and what the config mentions
-    assert {"chain-a", "chain-b", "chain-c", "hello-2.12", "busybox-static",
-            "with-symlinks"} <= names
+    assert {"chain-a", "chain-b", "chain-c", "hello-2.12", "busybox-static", "with-symlinks"} <= names
     assert not any("customisation-layer" in n for n in owners)
 
 
 def test_include_store_paths_false(tmp_path):
-    _, archive = stream("""dockerTools.streamLayeredImage {
+    _, archive = stream(
+        """dockerTools.streamLayeredImage {
       name = "nostore"; tag = "t"; contents = [ pkgs.hello ]; includeStorePaths = false; }""",
-                        tmp_path)
+        tmp_path,
+    )
     assert not any(name.startswith("nix/store/") for name in archive.file_tree())
 
 
 def test_created_default_and_now(hello, tmp_path):
     assert hello[1].config["created"] == "1970-01-01T00:00:01Z"
-    _, archive = stream("""dockerTools.streamLayeredImage {
-      name = "now"; tag = "t"; created = "now"; }""", tmp_path)
+    _, archive = stream(
+        """dockerTools.streamLayeredImage {
+      name = "now"; tag = "t"; created = "now"; }""",
+        tmp_path,
+    )
     created = datetime.datetime.strptime(archive.config["created"], "%Y-%m-%dT%H:%M:%SZ")
     age = datetime.datetime.utcnow() - created
     assert abs(age.total_seconds()) < 600
@@ -106,15 +117,17 @@ def test_image_tag_passthru_explicit_and_derived(tmp_path):
     assert archive.manifest[0]["RepoTags"] == [f"derived/tag:{tag}"]
     podman_load(archive.raw)
     assert podman("image", "exists", f"derived/tag:{tag}", check=False).returncode == 0
-    assert nix_eval("""(dockerTools.streamLayeredImage { name = "x"; tag = "v1"; }).imageTag""",
-                    tmp_path) == "v1"
+    assert nix_eval("""(dockerTools.streamLayeredImage { name = "x"; tag = "v1"; }).imageTag""", tmp_path) == "v1"
 
 
 @pytest.mark.parametrize("compressor", ["gz", "zstd", "none"])
 def test_build_layered_image_compressors(compressor, tmp_path):
-    out = nix_build(f"""dockerTools.buildLayeredImage {{
+    out = nix_build(
+        f"""dockerTools.buildLayeredImage {{
       name = "compressed-{compressor}"; tag = "t"; compressor = "{compressor}";
-      contents = [ pkgs.hello ]; config.Cmd = [ "/bin/hello" ]; }}""", tmp_path)
+      contents = [ pkgs.hello ]; config.Cmd = [ "/bin/hello" ]; }}""",
+        tmp_path,
+    )
     data = open(out, "rb").read()
     assert (data[:2] == b"\x1f\x8b") == (compressor == "gz")
     assert (data[:4] == b"\x28\xb5\x2f\xfd") == (compressor == "zstd")
@@ -124,8 +137,11 @@ def test_build_layered_image_compressors(compressor, tmp_path):
 
 
 def test_symlinks_kept(tmp_path):
-    _, archive = stream("""dockerTools.streamLayeredImage {
-      name = "links"; tag = "t"; contents = [ fixtures.symlinkPath ]; }""", tmp_path)
+    _, archive = stream(
+        """dockerTools.streamLayeredImage {
+      name = "links"; tag = "t"; contents = [ fixtures.symlinkPath ]; }""",
+        tmp_path,
+    )
     tree = archive.file_tree()
     link = [m for n, m in tree.items() if n.endswith("-with-symlinks/bin/data-link")][0]
     assert link.issym() and link.linkname == "../share/data"
@@ -134,8 +150,11 @@ def test_symlinks_kept(tmp_path):
 
 
 def test_hardlinks_become_regular_files(tmp_path):
-    _, archive = stream("""dockerTools.streamLayeredImage {
-      name = "hard"; tag = "t"; contents = [ fixtures.withHardlinks ]; }""", tmp_path)
+    _, archive = stream(
+        """dockerTools.streamLayeredImage {
+      name = "hard"; tag = "t"; contents = [ fixtures.withHardlinks ]; }""",
+        tmp_path,
+    )
     tree = archive.file_tree()
     a = [m for n, m in tree.items() if n.endswith("-with-hardlinks/a")][0]
     b = [m for n, m in tree.items() if n.endswith("-with-hardlinks/b")][0]
@@ -143,9 +162,12 @@ def test_hardlinks_become_regular_files(tmp_path):
 
 
 def test_owner_and_mtime_forced(tmp_path):
-    _, archive = stream("""dockerTools.streamLayeredImage {
+    _, archive = stream(
+        """dockerTools.streamLayeredImage {
       name = "owned"; tag = "t"; contents = [ pkgs.hello ]; uid = 42; gid = 43;
-      uname = "alice"; gname = "staff"; mtime = "2000-01-01T00:00:00Z"; }""", tmp_path)
+      uname = "alice"; gname = "staff"; mtime = "2000-01-01T00:00:00Z"; }""",
+        tmp_path,
+    )
     store = [m for m in archive.layer_members()[0] if m.name.startswith("nix/store/")]
     assert store and all((m.uid, m.gid, m.uname, m.gname) == (42, 43, "alice", "staff") for m in store)
     assert all(m.mtime == 946684800 for m in store)
@@ -174,9 +196,14 @@ def test_base_layers_first_and_order_kept(tmp_path):
         name = "order-child"; tag = "c"; fromImage = base; contents = [ pkgs.hello ]; }"""
     _, archive = stream(expr, tmp_path)
     layers = archive.layer_members()
-    names = [sorted(m.name.split("/")[2].split("-", 1)[1] for m in ls
-                    if m.name.count("/") == 2 and m.name.startswith("nix/store/") and m.name[10:])
-             for ls in layers]
+    names = [
+        sorted(
+            m.name.split("/")[2].split("-", 1)[1]
+            for m in ls
+            if m.name.count("/") == 2 and m.name.startswith("nix/store/") and m.name[10:]
+        )
+        for ls in layers
+    ]
     # base: chain-a (most popular) then chain-b, chain-c, then base's customisation layer
     assert names[0] == ["chain-a"] and names[1] == ["chain-b"] and names[2] == ["chain-c"]
     assert names[3] == []  # base customisation layer
@@ -184,57 +211,81 @@ def test_base_layers_first_and_order_kept(tmp_path):
 
 
 def test_shares_layers_with_overlapping_image(tmp_path):
-    _, one = stream("""dockerTools.streamLayeredImage { name = "share1"; tag = "t";
-      contents = [ pkgs.hello ]; }""", tmp_path)
-    _, two = stream("""dockerTools.streamLayeredImage { name = "share2"; tag = "t";
-      contents = [ pkgs.hello pkgs.figlet ]; }""", tmp_path)
+    _, one = stream(
+        """dockerTools.streamLayeredImage { name = "share1"; tag = "t";
+      contents = [ pkgs.hello ]; }""",
+        tmp_path,
+    )
+    _, two = stream(
+        """dockerTools.streamLayeredImage { name = "share2"; tag = "t";
+      contents = [ pkgs.hello pkgs.figlet ]; }""",
+        tmp_path,
+    )
     common = set(one.config["rootfs"]["diff_ids"]) & set(two.config["rootfs"]["diff_ids"])
     assert common
 
 
 def test_max_layers_2_loads(tmp_path):
-    _, archive = stream("""dockerTools.streamLayeredImage { name = "two"; tag = "t";
+    _, archive = stream(
+        """dockerTools.streamLayeredImage { name = "two"; tag = "t";
       contents = [ pkgs.hello pkgs.figlet ]; maxLayers = 2; config.Cmd = [ "/bin/hello" ]; }""",
-                        tmp_path)
+        tmp_path,
+    )
     assert len(archive.manifest[0]["Layers"]) == 2
     podman_load(archive.raw)
     assert podman_run("two:t") == "Hello, world!\n"
 
 
 def test_bulk_layer_keeps_every_path(tmp_path):
-    _, archive = stream("""dockerTools.streamLayeredImage { name = "bulk"; tag = "t";
-      contents = fixtures.many 30; maxLayers = 5; }""", tmp_path)
+    _, archive = stream(
+        """dockerTools.streamLayeredImage { name = "bulk"; tag = "t";
+      contents = fixtures.many 30; maxLayers = 5; }""",
+        tmp_path,
+    )
     assert len(archive.manifest[0]["Layers"]) == 5
-    found = {m.name.split("/")[2] for ls in archive.layer_members() for m in ls
-             if m.name.count("/") == 2 and m.name.startswith("nix/store/") and m.name[10:]}
+    found = {
+        m.name.split("/")[2]
+        for ls in archive.layer_members()
+        for m in ls
+        if m.name.count("/") == 2 and m.name.startswith("nix/store/") and m.name[10:]
+    }
     assert sum(1 for n in found if "-many-" in n) == 30
 
 
 def test_base_and_max_layers_4(tmp_path):
-    _, archive = stream("""let base = dockerTools.streamLayeredImage { name = "b4"; tag = "b";
+    _, archive = stream(
+        """let base = dockerTools.streamLayeredImage { name = "b4"; tag = "b";
         contents = [ pkgs.busybox ]; maxLayers = 2; };
       in dockerTools.streamLayeredImage { name = "c4"; tag = "t"; fromImage = base;
-        contents = fixtures.many 10; maxLayers = 4; }""", tmp_path)
+        contents = fixtures.many 10; maxLayers = 4; }""",
+        tmp_path,
+    )
     assert len(archive.manifest[0]["Layers"]) == 4
 
 
 def test_registry_prefix_kept(tmp_path):
-    _, archive = stream("""dockerTools.streamLayeredImage { name = "registry.example.com:5000/Team/App";
-      tag = "t"; }""", tmp_path)
+    _, archive = stream(
+        """dockerTools.streamLayeredImage { name = "registry.example.com:5000/Team/App";
+      tag = "t"; }""",
+        tmp_path,
+    )
     assert archive.manifest[0]["RepoTags"] == ["registry.example.com:5000/team/app:t"]
 
 
 @pytest.mark.parametrize("fakechroot", [False, True])
 def test_fake_root_commands_chown(fakechroot, tmp_path):
     prefix = "/" if fakechroot else ""
-    _, archive = stream(f"""dockerTools.streamLayeredImage {{
+    _, archive = stream(
+        f"""dockerTools.streamLayeredImage {{
       name = "alice"; tag = "{str(fakechroot).lower()}"; contents = [ pkgs.busybox ];
       enableFakechroot = {str(fakechroot).lower()};
       fakeRootCommands = ''
         mkdir -p {prefix}home/alice
         chown 1000:1000 {prefix}home/alice
       '';
-      config.Cmd = [ "/bin/sh" "-c" "stat -c %u:%g /home/alice" ]; }}""", tmp_path)
+      config.Cmd = [ "/bin/sh" "-c" "stat -c %u:%g /home/alice" ]; }}""",
+        tmp_path,
+    )
     tree = archive.file_tree()
     assert (tree["home/alice"].uid, tree["home/alice"].gid) == (1000, 1000)
     assert (tree["home"].uid, tree["home"].gid) == (0, 0)
@@ -244,26 +295,39 @@ def test_fake_root_commands_chown(fakechroot, tmp_path):
 
 
 def test_store_paths_referenced_by_commands_included(tmp_path):
-    _, archive = stream("""dockerTools.streamLayeredImage {
+    _, archive = stream(
+        """dockerTools.streamLayeredImage {
       name = "refs"; tag = "t";
       extraCommands = "echo ${fixtures.referenced}/ref > pointer";
-      fakeRootCommands = "mkdir -p etc; echo ${fixtures.chainA} > etc/chain"; }""", tmp_path)
-    stores = {m.name.split("/")[2].split("-", 1)[1] for ls in archive.layer_members() for m in ls
-              if m.name.count("/") == 2 and m.name.startswith("nix/store/") and m.name[10:]}
+      fakeRootCommands = "mkdir -p etc; echo ${fixtures.chainA} > etc/chain"; }""",
+        tmp_path,
+    )
+    stores = {
+        m.name.split("/")[2].split("-", 1)[1]
+        for ls in archive.layer_members()
+        for m in ls
+        if m.name.count("/") == 2 and m.name.startswith("nix/store/") and m.name[10:]
+    }
     assert {"referenced-by-commands", "chain-a"} <= stores
 
 
 def test_bare_file_in_contents_at_root(tmp_path):
-    _, archive = stream("""dockerTools.streamLayeredImage {
+    _, archive = stream(
+        """dockerTools.streamLayeredImage {
       name = "bare"; tag = "t"; contents = [ fixtures.bareFile pkgs.busybox ];
-      config.Cmd = [ "/bin/cat" "/bare-file.txt" ]; }""", tmp_path)
+      config.Cmd = [ "/bin/cat" "/bare-file.txt" ]; }""",
+        tmp_path,
+    )
     podman_load(archive.raw)
     assert podman_run("bare:t") == "just a file\n"
 
 
 def test_architecture_arm64(tmp_path):
-    _, archive = stream("""dockerTools.streamLayeredImage { name = "arm"; tag = "t";
-      architecture = "arm64"; }""", tmp_path)
+    _, archive = stream(
+        """dockerTools.streamLayeredImage { name = "arm"; tag = "t";
+      architecture = "arm64"; }""",
+        tmp_path,
+    )
     assert archive.config["architecture"] == "arm64"
     assert archive.config.get("variant") == "v8"
 

@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from builder.errors import BuildError  # noqa: E402
-from builder.nixdb import gcroots, nar_hash_to_base16, write_nix_db  # noqa: E402
+from builder.steps.nixdb import gcroots, nar_hash_to_base16, write_nix_db  # noqa: E402
 
 S = "/nix/store/"
 A = S + "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa-a"
@@ -32,12 +32,16 @@ B64 = base64.b64encode(bytes.fromhex(HEX)).decode()
 
 def sample_graph():
     return [
-        {"path": C, "narHash": "sha256:" + NIX32, "narSize": 120, "closureSize": 120,
-         "references": [], "ca": "text:sha256:1r3v22qkypccqifzbww5lrn6hf1chi23m6zzkyvb8bvg457nxslq"},
-        {"path": A, "narHash": "sha256-" + B64, "narSize": 576, "closureSize": 1,
-         "references": [A, B]},
-        {"path": B, "narHash": "sha256:" + HEX, "narSize": 168, "closureSize": 1,
-         "references": [C]},
+        {
+            "path": C,
+            "narHash": "sha256:" + NIX32,
+            "narSize": 120,
+            "closureSize": 120,
+            "references": [],
+            "ca": "text:sha256:1r3v22qkypccqifzbww5lrn6hf1chi23m6zzkyvb8bvg457nxslq",
+        },
+        {"path": A, "narHash": "sha256-" + B64, "narSize": 576, "closureSize": 1, "references": [A, B]},
+        {"path": B, "narHash": "sha256:" + HEX, "narSize": 168, "closureSize": 1, "references": [C]},
     ]
 
 
@@ -46,6 +50,7 @@ def db_bytes(root):
 
 
 # --- reproducibility -------------------------------------------------------
+
 
 def test_byte_identical_between_runs(tmp_path):
     write_nix_db(tmp_path / "one", sample_graph())
@@ -69,11 +74,10 @@ def test_byte_identical_in_a_fresh_process_and_under_another_umask(tmp_path):
         import json, os, sys
         sys.path.insert(0, {str(ROOT)!r})
         os.umask(0o077)
-        from builder.nixdb import write_nix_db
+        from builder.steps.nixdb import write_nix_db
         write_nix_db(sys.argv[1], json.loads(sys.argv[2]))
     """)
-    subprocess.run([sys.executable, "-c", script, str(tmp_path / "two"),
-                    json.dumps(sample_graph())], check=True)
+    subprocess.run([sys.executable, "-c", script, str(tmp_path / "two"), json.dumps(sample_graph())], check=True)
     assert db_bytes(tmp_path / "one") == db_bytes(tmp_path / "two")
     for rel in ("nix/var/nix/db/db.sqlite", "nix/var/nix/db/schema"):
         assert (tmp_path / "two" / rel).stat().st_mode & 0o777 == 0o644
@@ -90,23 +94,24 @@ def test_rewrite_over_existing_tree_gives_same_bytes(tmp_path):
 def test_layout_and_no_journal_files(tmp_path):
     write_nix_db(tmp_path, sample_graph())
     state = tmp_path / "nix/var/nix"
-    assert sorted(p.name for p in state.iterdir()) == \
-        ["db", "gcroots", "profiles", "temproots", "userpool"]
+    assert sorted(p.name for p in state.iterdir()) == ["db", "gcroots", "profiles", "temproots", "userpool"]
     assert sorted(p.name for p in (state / "db").iterdir()) == ["db.sqlite", "schema"]
     assert (state / "db/schema").read_bytes() == b"10"
     head = db_bytes(tmp_path)[:100]
     assert head[:16] == b"SQLite format 3\0"
-    assert int.from_bytes(head[16:18], "big") == 4096       # page size
-    assert head[18:20] == b"\x01\x01"                         # rollback journal, not WAL
+    assert int.from_bytes(head[16:18], "big") == 4096  # page size
+    assert head[18:20] == b"\x01\x01"  # rollback journal, not WAL
 
 
 # --- contents --------------------------------------------------------------
 
+
 def rows(root):
     conn = sqlite3.connect(f"file:{root}/nix/var/nix/db/db.sqlite?mode=ro", uri=True)
     try:
-        paths = conn.execute("SELECT id, path, hash, registrationTime, deriver, narSize,"
-                             " ultimate, sigs, ca FROM ValidPaths ORDER BY id").fetchall()
+        paths = conn.execute(
+            "SELECT id, path, hash, registrationTime, deriver, narSize, ultimate, sigs, ca FROM ValidPaths ORDER BY id"
+        ).fetchall()
         refs = conn.execute("SELECT referrer, reference FROM Refs ORDER BY 1, 2").fetchall()
     finally:
         conn.close()
@@ -120,8 +125,7 @@ def test_rows(tmp_path):
     assert paths == [
         (1, A, h, 1, None, 576, 0, None, None),
         (2, B, h, 1, None, 168, 0, None, None),
-        (3, C, h, 1, None, 120, 0, None,
-         "text:sha256:1r3v22qkypccqifzbww5lrn6hf1chi23m6zzkyvb8bvg457nxslq"),
+        (3, C, h, 1, None, 120, 0, None, "text:sha256:1r3v22qkypccqifzbww5lrn6hf1chi23m6zzkyvb8bvg457nxslq"),
     ]
     assert refs == [(1, 1), (1, 2), (2, 3)]  # self-reference kept, as Nix keeps it
 
@@ -143,27 +147,24 @@ def test_schema_matches_the_installed_nix(tmp_path):
     def shape(path):
         conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
         try:
-            objs = conn.execute("SELECT type, name, tbl_name FROM sqlite_master"
-                                " ORDER BY type, name").fetchall()
-            tables = {name: conn.execute(f"PRAGMA table_info({name})").fetchall()
-                      for t, name, _ in objs if t == "table"}
-            fks = {name: conn.execute(f"PRAGMA foreign_key_list({name})").fetchall()
-                   for name in tables}
-            idx = {name: conn.execute(f"PRAGMA index_info({name})").fetchall()
-                   for t, name, _ in objs if t == "index"}
+            objs = conn.execute("SELECT type, name, tbl_name FROM sqlite_master ORDER BY type, name").fetchall()
+            tables = {
+                name: conn.execute(f"PRAGMA table_info({name})").fetchall() for t, name, _ in objs if t == "table"
+            }
+            fks = {name: conn.execute(f"PRAGMA foreign_key_list({name})").fetchall() for name in tables}
+            idx = {name: conn.execute(f"PRAGMA index_info({name})").fetchall() for t, name, _ in objs if t == "index"}
             return objs, tables, fks, idx
         finally:
             conn.close()
 
     assert shape(tmp_path / "nix/var/nix/db/db.sqlite") == shape("/nix/var/nix/db/db.sqlite")
-    assert (tmp_path / "nix/var/nix/db/schema").read_text() == \
-        Path("/nix/var/nix/db/schema").read_text().strip()
+    assert (tmp_path / "nix/var/nix/db/schema").read_text() == Path("/nix/var/nix/db/schema").read_text().strip()
 
 
 # --- hashes ----------------------------------------------------------------
 
-@pytest.mark.parametrize("given", [
-    "sha256:" + NIX32, "sha256:" + HEX, "sha256:" + B64, "sha256-" + B64])
+
+@pytest.mark.parametrize("given", ["sha256:" + NIX32, "sha256:" + HEX, "sha256:" + B64, "sha256-" + B64])
 def test_hash_forms(given):
     assert nar_hash_to_base16(given) == "sha256:" + HEX
 
@@ -173,10 +174,18 @@ def test_hash_other_algorithms():
     assert nar_hash_to_base16("sha1-" + base64.b64encode(digest).decode()) == "sha1:" + digest.hex()
 
 
-@pytest.mark.parametrize("bad", [
-    HEX, "sha256:" + HEX[:-1], "sha256:" + NIX32.replace("0", "e", 1),
-    "sha256:" + "z" * 52,  # 260 bits: too many for 256
-    "blake9:" + HEX, "sha256-" + B64[:-4], 5])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        HEX,
+        "sha256:" + HEX[:-1],
+        "sha256:" + NIX32.replace("0", "e", 1),
+        "sha256:" + "z" * 52,  # 260 bits: too many for 256
+        "blake9:" + HEX,
+        "sha256-" + B64[:-4],
+        5,
+    ],
+)
 def test_bad_hashes(bad):
     with pytest.raises(BuildError):
         nar_hash_to_base16(bad)
@@ -184,15 +193,19 @@ def test_bad_hashes(bad):
 
 # --- bad graphs ------------------------------------------------------------
 
-@pytest.mark.parametrize("mutate, message", [
-    (lambda g: g[1]["references"].append(S + "dddddddddddddddddddddddddddddddd-d"), "not in the graph"),
-    (lambda g: g.append(dict(g[0], narSize=121)), "twice"),
-    (lambda g: g[0].pop("narHash"), "narHash"),
-    (lambda g: g[0].update(narSize=-1), "narSize"),
-    (lambda g: g[0].update(narSize="120"), "narSize"),
-    (lambda g: g[0].update(path="/usr/bin"), "top-level path"),
-    (lambda g: g[0].update(path=C + "/sub"), "top-level path"),
-])
+
+@pytest.mark.parametrize(
+    "mutate, message",
+    [
+        (lambda g: g[1]["references"].append(S + "dddddddddddddddddddddddddddddddd-d"), "not in the graph"),
+        (lambda g: g.append(dict(g[0], narSize=121)), "twice"),
+        (lambda g: g[0].pop("narHash"), "narHash"),
+        (lambda g: g[0].update(narSize=-1), "narSize"),
+        (lambda g: g[0].update(narSize="120"), "narSize"),
+        (lambda g: g[0].update(path="/usr/bin"), "top-level path"),
+        (lambda g: g[0].update(path=C + "/sub"), "top-level path"),
+    ],
+)
 def test_bad_graphs(tmp_path, mutate, message):
     graph = sample_graph()
     mutate(graph)
@@ -207,6 +220,7 @@ def test_bad_registration_time(tmp_path):
 
 
 # --- gcroots ---------------------------------------------------------------
+
 
 def test_gcroots(tmp_path):
     links = gcroots(tmp_path, [B, A, B])
@@ -248,8 +262,7 @@ in {
 }
 """
 
-needs_nix = pytest.mark.skipif(shutil.which("nix-build") is None,
-                               reason="Nix is not installed (run tests/setup.sh)")
+needs_nix = pytest.mark.skipif(shutil.which("nix-build") is None, reason="Nix is not installed (run tests/setup.sh)")
 
 
 def nix(*args, check=True):
@@ -267,8 +280,7 @@ def built(tmp_path_factory):
     (d / "closure.nix").write_text(CLOSURE_NIX)
     out = {}
     for attr in ("top", "graph"):
-        out[attr] = nix("nix-build", "--no-out-link", str(d / "closure.nix"),
-                        "-A", attr).stdout.strip()
+        out[attr] = nix("nix-build", "--no-out-link", str(d / "closure.nix"), "-A", attr).stdout.strip()
     attrs = json.loads(Path(out["graph"]).read_text())
     return out["top"], attrs["closure"]
 
@@ -312,19 +324,35 @@ def test_real_nix_accepts_the_db(built, tmp_path):
             assert sorted(closure) == sorted(n["path"] for n in graph)
         # Same path info as the host's own database says.
         for node in graph:
-            assert nix("nix-store", "--store", str(root), "-q", "--hash", node["path"]).stdout.strip() \
-                == node["narHash"]
-            assert nix("nix-store", "--store", str(root), "-q", "--size", node["path"]).stdout.strip() \
-                == str(node["narSize"])
-            assert sorted(nix("nix-store", "--store", str(root), "-q", "--references",
-                              node["path"]).stdout.split()) == sorted(node["references"])
-        info = json.loads(nix("nix", "--extra-experimental-features", "nix-command", "path-info",
-                              "--json", "--store", str(root), "-r", top).stdout)
-        host = json.loads(nix("nix", "--extra-experimental-features", "nix-command", "path-info",
-                              "--json", "-r", top).stdout)
+            assert (
+                nix("nix-store", "--store", str(root), "-q", "--hash", node["path"]).stdout.strip() == node["narHash"]
+            )
+            assert nix("nix-store", "--store", str(root), "-q", "--size", node["path"]).stdout.strip() == str(
+                node["narSize"]
+            )
+            assert sorted(
+                nix("nix-store", "--store", str(root), "-q", "--references", node["path"]).stdout.split()
+            ) == sorted(node["references"])
+        info = json.loads(
+            nix(
+                "nix",
+                "--extra-experimental-features",
+                "nix-command",
+                "path-info",
+                "--json",
+                "--store",
+                str(root),
+                "-r",
+                top,
+            ).stdout
+        )
+        host = json.loads(
+            nix("nix", "--extra-experimental-features", "nix-command", "path-info", "--json", "-r", top).stdout
+        )
         keys = ("path", "narHash", "narSize", "references", "ca")
-        assert sorted([{k: i.get(k) for k in keys} for i in info], key=lambda i: i["path"]) == \
-            sorted([{k: i.get(k) for k in keys} for i in host], key=lambda i: i["path"])
+        assert sorted([{k: i.get(k) for k in keys} for i in info], key=lambda i: i["path"]) == sorted(
+            [{k: i.get(k) for k in keys} for i in host], key=lambda i: i["path"]
+        )
         # The gcroots keep everything alive.
         roots = nix("nix-store", "--store", str(root), "--gc", "--print-roots").stdout
         for node in graph:

@@ -10,22 +10,22 @@ import subprocess
 import tarfile
 import uuid
 
-import pytest
-
-from builder import docker_archive, oci_layout
-from builder.errors import BuildError, DigestMismatch, ImageFormatError
-from builder.image import OCI_INDEX, OCI_MANIFEST, Layer, sha256_digest
-from builder.oci_layout import IMAGE_NAME, REF_NAME, read_oci, write_oci_archive, write_oci_layout
-from builder.sinks import FdSink, Sink
-
 import imagekit
+import pytest
 from imagekit import busybox_image, layer_bytes, make_image, memory_layer, simple_image
+
+from builder.errors import BuildError, DigestMismatch, ImageFormatError
+from builder.formats import docker_archive
+from builder.formats.oci_layout import IMAGE_NAME, REF_NAME, read_oci, write_oci_archive, write_oci_layout
+from builder.model import manifest
+from builder.model.image import OCI_INDEX, OCI_MANIFEST, Layer, sha256_digest
+from builder.model.platform import parse_platform
+from builder.sinks.sink import FdSink, Sink
 
 
 def needs(*tools):
     missing = [t for t in tools if shutil.which(t) is None]
-    return pytest.mark.skipif(bool(missing), reason=f"{', '.join(missing)} not installed "
-                                                     "(bash tests/setup.sh)")
+    return pytest.mark.skipif(bool(missing), reason=f"{', '.join(missing)} not installed (bash tests/setup.sh)")
 
 
 def run(*args: str) -> str:
@@ -49,10 +49,11 @@ def members(path):
 
 
 def manifest_digest(image, encoding="gzip"):
-    return oci_layout.image_manifest(image, encoding).blob.digest
+    return manifest.image_manifest(image, encoding).blob.digest
 
 
 # --- the archive's own shape ------------------------------------------------------
+
 
 def test_archive_has_layout_index_and_docker_manifest(tmp_path):
     base = memory_layer(layer_bytes({"base.txt": b"shared"}))
@@ -74,8 +75,10 @@ def test_archive_has_layout_index_and_docker_manifest(tmp_path):
     index = json.loads(files["index.json"][1])
     assert index["mediaType"] == OCI_INDEX
     annotations = [e["annotations"] for e in index["manifests"]]
-    assert annotations == [{REF_NAME: "1", IMAGE_NAME: "docker.io/library/app:1"},
-                           {REF_NAME: "2", IMAGE_NAME: "reg.example:5000/x/y:2"}]
+    assert annotations == [
+        {REF_NAME: "1", IMAGE_NAME: "docker.io/library/app:1"},
+        {REF_NAME: "2", IMAGE_NAME: "reg.example:5000/x/y:2"},
+    ]
     assert [e["digest"] for e in index["manifests"]] == [manifest_digest(one), manifest_digest(two)]
 
     legacy = json.loads(files["manifest.json"][1])
@@ -97,15 +100,16 @@ def test_archive_golden_digest(tmp_path):
     # every user's image digest, so it must be deliberate. (Plain layers only:
     # gzip bytes also depend on the zlib version.)
     group = [simple_image("a", "b"), simple_image("c", architecture="arm64")]
-    path = write_archive(tmp_path / "g.tar", [(group, ["x:1"]), (simple_image("a", "b"), ["y:2"])],
-                         encoding="none")
-    assert hashlib.sha256(open(path, "rb").read()).hexdigest() == \
-        "45773a9296dfc45d3c10771320e5c68c7ec1a081a6151e50cd01e0199d3a1b0d"
+    path = write_archive(tmp_path / "g.tar", [(group, ["x:1"]), (simple_image("a", "b"), ["y:2"])], encoding="none")
+    assert (
+        hashlib.sha256(open(path, "rb").read()).hexdigest()
+        == "45773a9296dfc45d3c10771320e5c68c7ec1a081a6151e50cd01e0199d3a1b0d"
+    )
 
 
 def test_manifest_digest_covers_the_bytes_written(tmp_path):
     image = simple_image("x")
-    m = oci_layout.image_manifest(image, "gzip")
+    m = manifest.image_manifest(image, "gzip")
     files = members(write_archive(tmp_path / "a.tar", [(image, ["t:1"])]))
     stored = files["blobs/sha256/" + m.blob.digest.split(":")[1]][1]
     body = json.loads(stored)
@@ -123,13 +127,14 @@ def test_writer_that_lies_about_size_is_caught(tmp_path):
 
 # --- other tools read it ---------------------------------------------------------------
 
+
 @needs("skopeo", "umoci")
 def test_skopeo_and_umoci_read_the_archive(tmp_path):
     image = simple_image("hello", "world")
     archive = write_archive(tmp_path / "a.tar", [(image, ["demo/app:v1"])])
     info = json.loads(run("skopeo", "inspect", f"oci-archive:{archive}:v1"))
     assert info["Digest"] == manifest_digest(image)
-    assert info["Layers"] == [b.digest for b in oci_layout.image_manifest(image).layers]
+    assert info["Layers"] == [b.digest for b in manifest.image_manifest(image).layers]
     assert info["Labels"] == {"test": ""}
     # Older loaders go by manifest.json: the same tar is also a docker archive.
     legacy = json.loads(run("skopeo", "inspect", f"docker-archive:{archive}"))
@@ -145,8 +150,9 @@ def test_skopeo_and_umoci_read_the_archive(tmp_path):
 
 @needs("umoci")
 def test_umoci_unpacks_our_layout(tmp_path):
-    image = make_image([memory_layer(layer_bytes({"etc/greeting": b"hi\n"})),
-                        memory_layer(layer_bytes({"etc/other": b"two\n"}))])
+    image = make_image(
+        [memory_layer(layer_bytes({"etc/greeting": b"hi\n"})), memory_layer(layer_bytes({"etc/other": b"two\n"}))]
+    )
     layout = tmp_path / "layout"
     write_oci_layout(str(layout), [(image, ["demo:1"])], "gzip")
     run("umoci", "stat", "--image", f"{layout}:1")
@@ -171,13 +177,13 @@ def test_podman_loads_and_runs_the_archive(tmp_path):
 
 # --- the layout directory ---------------------------------------------------------------
 
+
 def test_layout_skips_blobs_already_present(tmp_path):
     calls = []
-    image = make_image([memory_layer(layer_bytes({"a": b"a"}), calls),
-                        memory_layer(layer_bytes({"b": b"b"}), calls)])
+    image = make_image([memory_layer(layer_bytes({"a": b"a"}), calls), memory_layer(layer_bytes({"b": b"b"}), calls)])
     layout = str(tmp_path / "layout")
     written = write_oci_layout(layout, [(image, ["demo:1"])], "none")
-    assert len(written) == 4 and len(calls) == 2          # 2 layers, config, manifest
+    assert len(written) == 4 and len(calls) == 2  # 2 layers, config, manifest
 
     calls.clear()
     assert write_oci_layout(layout, [(image, ["demo:2"])], "none") == []
@@ -217,12 +223,14 @@ def test_layout_refuses_a_blob_whose_bytes_do_not_match(tmp_path):
 
 # --- reading back ---------------------------------------------------------------------
 
+
 def layer_bytes_of(layer) -> bytes:
     parts = []
 
     class Collect(Sink):
         def write(self, data):
             parts.append(bytes(data))
+
     layer.write_tar(Collect())
     return b"".join(parts)
 
@@ -266,14 +274,12 @@ def test_read_detects_a_tampered_layer(tmp_path):
 
 
 def test_read_needs_a_ref_among_several_images_and_names_them(tmp_path):
-    archive = write_archive(tmp_path / "a.tar", [(simple_image("a"), ["x:one"]),
-                                                 (simple_image("b"), ["x:two"])])
+    archive = write_archive(tmp_path / "a.tar", [(simple_image("a"), ["x:one"]), (simple_image("b"), ["x:two"])])
     with pytest.raises(ImageFormatError, match="one, two"):
         read_oci(archive)
     with pytest.raises(ImageFormatError, match="no image with reference 'three'"):
         read_oci(archive, ref="three")
-    assert read_oci(archive, ref="docker.io/library/x:two").config_digest == \
-        simple_image("b").config_digest
+    assert read_oci(archive, ref="docker.io/library/x:two").config_digest == simple_image("b").config_digest
 
 
 def test_read_rejects_what_is_not_a_layout(tmp_path):
@@ -304,9 +310,9 @@ def test_read_a_layout_written_by_skopeo(tmp_path):
 
 # --- several platforms ------------------------------------------------------------------
 
+
 def multi_arch():
-    return [simple_image("x86", architecture="amd64"),
-            simple_image("arm", architecture="arm64", variant="v8")]
+    return [simple_image("x86", architecture="amd64"), simple_image("arm", architecture="arm64", variant="v8")]
 
 
 @needs("skopeo")
@@ -317,12 +323,12 @@ def test_multi_arch_archive_is_an_index(tmp_path):
     assert raw["mediaType"] == OCI_INDEX
     assert [m["platform"] for m in raw["manifests"]] == [
         {"architecture": "amd64", "os": "linux"},
-        {"architecture": "arm64", "os": "linux", "variant": "v8"}]
-    arm = json.loads(run("skopeo", "inspect", "--override-arch", "arm64",
-                         f"oci-archive:{archive}:1"))
-    assert arm["Digest"] == oci_layout.render(images).top.digest   # the tag's: the index
+        {"architecture": "arm64", "os": "linux", "variant": "v8"},
+    ]
+    arm = json.loads(run("skopeo", "inspect", "--override-arch", "arm64", f"oci-archive:{archive}:1"))
+    assert arm["Digest"] == manifest.render(images).top.digest  # the tag's: the index
     assert arm["Architecture"] == "arm64"
-    assert arm["Layers"] == [b.digest for b in oci_layout.image_manifest(images[1]).layers]
+    assert arm["Layers"] == [b.digest for b in manifest.image_manifest(images[1]).layers]
 
     assert read_oci(archive, architecture="arm64").config_digest == images[1].config_digest
     assert read_oci(archive, machine="x86_64").config_digest == images[0].config_digest
@@ -349,18 +355,21 @@ def test_single_image_named_for_another_platform_is_refused(tmp_path):
 
 def test_two_images_for_one_platform_is_an_error():
     with pytest.raises(BuildError, match="two images for platform linux/amd64"):
-        oci_layout.render([simple_image("a"), simple_image("b")])
+        manifest.render([simple_image("a"), simple_image("b")])
 
 
-@pytest.mark.parametrize("text, want", [
-    ("linux/amd64", {"os": "linux", "architecture": "amd64"}),
-    ("linux/arm/v7", {"os": "linux", "architecture": "arm", "variant": "v7"}),
-])
+@pytest.mark.parametrize(
+    "text, want",
+    [
+        ("linux/amd64", {"os": "linux", "architecture": "amd64"}),
+        ("linux/arm/v7", {"os": "linux", "architecture": "arm", "variant": "v7"}),
+    ],
+)
 def test_parse_platform(text, want):
-    assert oci_layout.parse_platform(text) == want
+    assert parse_platform(text) == want
 
 
 @pytest.mark.parametrize("bad", ["amd64", "linux/", "a/b/c/d"])
 def test_parse_platform_rejects(bad):
     with pytest.raises(BuildError):
-        oci_layout.parse_platform(bad)
+        parse_platform(bad)

@@ -22,9 +22,19 @@ import urllib.request
 import uuid
 
 import pytest
-
-from nixhelpers import (LOADED, REPO, NixError, nix_build, podman, podman_load, podman_run,
-                        read_archive, read_oci_archive, read_oci_dir, run_stream)
+from nixhelpers import (
+    LOADED,
+    REPO,
+    NixError,
+    nix_build,
+    podman,
+    podman_load,
+    podman_run,
+    read_archive,
+    read_oci_archive,
+    read_oci_dir,
+    run_stream,
+)
 from registry_fixture import PASSWORD, USER, auth_registry, open_registry  # noqa: F401 (fixtures)
 
 
@@ -63,14 +73,16 @@ def push(script: str, ref: str, *args, env=None) -> subprocess.CompletedProcess:
 
 def blob_files(registry) -> set:
     """The blobs the registry stores (layers, configs and manifests alike)."""
-    root = os.path.join(os.path.dirname(registry.log), "storage", "docker", "registry", "v2",
-                        "blobs", "sha256")
+    root = os.path.join(os.path.dirname(registry.log), "storage", "docker", "registry", "v2", "blobs", "sha256")
     return {name for _, dirs, _ in os.walk(root) for name in dirs if len(name) == 64}
 
 
 def manifest_status(registry, repo: str, tag: str) -> int:
-    req = urllib.request.Request(f"http://{registry.host}/v2/{repo}/manifests/{tag}", method="HEAD",
-                                 headers={"Accept": "application/vnd.oci.image.manifest.v1+json"})
+    req = urllib.request.Request(
+        f"http://{registry.host}/v2/{repo}/manifests/{tag}",
+        method="HEAD",
+        headers={"Accept": "application/vnd.oci.image.manifest.v1+json"},
+    )
     try:
         with urllib.request.urlopen(req, timeout=5) as resp:
             return resp.status
@@ -107,6 +119,7 @@ def podman_pull(ref: str) -> None:
 
 # --- OCI output --------------------------------------------------------------------------
 
+
 def test_oci_archive_loads_in_podman_and_skopeo(tmp_path):
     script = hello(tmp_path, "oci-plain", "t1")
     data = run_stream(script, "--format", "oci")
@@ -125,8 +138,8 @@ def test_compressed_digests_from_the_build_match_the_streamed_bytes(gz_hello, tm
     entries = conf_entries(gz_hello)
     assert all("gzip" in e["known"] for e in entries)
     r = subprocess.run([gz_hello, "--format", "oci"], capture_output=True)
-    assert r.returncode == 0 and b"note:" not in r.stderr   # nothing compressed twice
-    archive = read_oci_archive(r.stdout)                   # every blob hashed here
+    assert r.returncode == 0 and b"note:" not in r.stderr  # nothing compressed twice
+    archive = read_oci_archive(r.stdout)  # every blob hashed here
     layers = archive.image.manifest["layers"]
     assert [d["mediaType"] for d in layers] == ["application/vnd.oci.image.layer.v1.tar+gzip"] * len(layers)
     assert [(d["digest"], d["size"]) for d in layers] == [tuple(e["known"]["gzip"]) for e in entries]
@@ -159,11 +172,14 @@ def test_oci_layout_directory_output(gz_hello, tmp_path):
 
 
 def test_build_layered_image_oci_with_gzip_layers(tmp_path):
-    out = nix_build("""dockerTools.buildLayeredImage {
+    out = nix_build(
+        """dockerTools.buildLayeredImage {
       name = "oci-built"; tag = "t"; contents = [ pkgs.hello ]; config.Cmd = [ "/bin/hello" ];
-      format = "oci"; layerCompression = "gzip"; }""", tmp_path)
+      format = "oci"; layerCompression = "gzip"; }""",
+        tmp_path,
+    )
     data = open(out, "rb").read()
-    assert data[:2] != b"\x1f\x8b"       # compressed layers: the archive is not compressed again
+    assert data[:2] != b"\x1f\x8b"  # compressed layers: the archive is not compressed again
     archive = read_oci_archive(data)
     assert all(d["mediaType"].endswith("+gzip") for d in archive.image.manifest["layers"])
     assert skopeo_inspect(f"oci-archive:{out}:t")["Digest"] == archive.image.manifest_digest
@@ -172,8 +188,11 @@ def test_build_layered_image_oci_with_gzip_layers(tmp_path):
 
 
 def test_build_layered_image_defaults_unchanged(tmp_path):
-    out = nix_build("""dockerTools.buildLayeredImage { name = "still-docker"; tag = "t";
-      contents = [ pkgs.hello ]; }""", tmp_path)
+    out = nix_build(
+        """dockerTools.buildLayeredImage { name = "still-docker"; tag = "t";
+      contents = [ pkgs.hello ]; }""",
+        tmp_path,
+    )
     data = open(out, "rb").read()
     assert data[:2] == b"\x1f\x8b" and out.endswith(".tar.gz")
     archive = read_archive(data)
@@ -189,17 +208,25 @@ def test_zstd_layers_are_one_clear_line(gz_hello, tmp_path):
     assert "zstd is only for whole archives" in e.value.stderr and "Traceback" not in e.value.stderr
 
 
-@pytest.mark.parametrize("expr, message", [
-    ('dockerTools.buildLayeredImage { name = "f"; format = "tar"; }', 'format "tar" is unknown'),
-    ('dockerTools.streamLayeredImage { name = "f"; layerCompression = "bz2"; }',
-     'layerCompression "bz2" is unknown'),
-    ('dockerTools.pullImage { imageName = "a/b"; imageDigest = "sha256:' + "0" * 64 + '"; }',
-     "pullImage: hash is missing"),
-    ('dockerTools.pullImage { imageName = "a/b"; imageDigest = "latest"; hash = ""; }',
-     'imageDigest "latest" is not a sha256 digest'),
-    ('dockerTools.buildMultiArchImage { name = "m"; images = [ ]; }',
-     "images must be a non-empty list"),
-])
+@pytest.mark.parametrize(
+    "expr, message",
+    [
+        ('dockerTools.buildLayeredImage { name = "f"; format = "tar"; }', 'format "tar" is unknown'),
+        (
+            'dockerTools.streamLayeredImage { name = "f"; layerCompression = "bz2"; }',
+            'layerCompression "bz2" is unknown',
+        ),
+        (
+            'dockerTools.pullImage { imageName = "a/b"; imageDigest = "sha256:' + "0" * 64 + '"; }',
+            "pullImage: hash is missing",
+        ),
+        (
+            'dockerTools.pullImage { imageName = "a/b"; imageDigest = "latest"; hash = ""; }',
+            'imageDigest "latest" is not a sha256 digest',
+        ),
+        ('dockerTools.buildMultiArchImage { name = "m"; images = [ ]; }', "images must be a non-empty list"),
+    ],
+)
 def test_bad_arguments_fail_at_evaluation(expr, message, tmp_path):
     with pytest.raises(NixError) as e:
         nix_build(expr, tmp_path)
@@ -207,14 +234,17 @@ def test_bad_arguments_fail_at_evaluation(expr, message, tmp_path):
 
 
 def test_stream_flag_conflicts_are_one_line(gz_hello, tmp_path):
-    for args, message in [(["--push", "127.0.0.1:1/x:1", "--output", str(tmp_path / "x")], "--push and --output"),
-                          (["--insecure", "--output", str(tmp_path / "x")], "--insecure goes with --push"),
-                          (["--format", "docker", "--output", f"{tmp_path}/"], "a docker archive is a file")]:
+    for args, message in [
+        (["--push", "127.0.0.1:1/x:1", "--output", str(tmp_path / "x")], "--push and --output"),
+        (["--insecure", "--output", str(tmp_path / "x")], "--insecure goes with --push"),
+        (["--format", "docker", "--output", f"{tmp_path}/"], "a docker archive is a file"),
+    ]:
         r = subprocess.run([gz_hello, *args], capture_output=True, text=True)
         assert message in one_error_line(r)
 
 
 # --- push ----------------------------------------------------------------------------------
+
 
 def test_push_then_pull_back_with_skopeo_and_run_with_podman(open_registry, gz_hello, tmp_path):
     ref = open_registry.ref(unique("pushed/hello") + ":v1")
@@ -242,8 +272,10 @@ def test_push_docker_media_types(open_registry, gz_hello):
 
 def test_second_version_uploads_only_its_top_layer(open_registry, tmp_path):
     repo = unique("incremental")
-    scripts = [hello(tmp_path, "incremental", "t", f'layerCompression = "gzip"; extraCommands = "echo {v} > version";')
-               for v in ("v1", "v2")]
+    scripts = [
+        hello(tmp_path, "incremental", "t", f'layerCompression = "gzip"; extraCommands = "echo {v} > version";')
+        for v in ("v1", "v2")
+    ]
     push(scripts[0], open_registry.ref(f"{repo}:1"))
     before = blob_files(open_registry)
     r = push(scripts[1], open_registry.ref(f"{repo}:2"))
@@ -256,7 +288,7 @@ def test_second_version_uploads_only_its_top_layer(open_registry, tmp_path):
     assert all(line.endswith("skipped (already present)") for line in layer_lines[:-1])
     assert layer_lines[-1].startswith(f"layer {n}/{n}") and layer_lines[-1].endswith("uploaded")
     assert [line for line in lines if line.startswith("config ")][0].endswith("uploaded")
-    assert f"2 blob(s) uploaded" in r.stderr and f"{n - 1} already present" in r.stderr
+    assert "2 blob(s) uploaded" in r.stderr and f"{n - 1} already present" in r.stderr
     assert "1 manifest(s)" in r.stderr
 
     # On the registry: exactly the new top layer, config and manifest were added.
@@ -274,9 +306,12 @@ def test_copy_to_registry(open_registry, tmp_path):
     r = run(exe, f"docker://{ref}", "--insecure")
     assert remote(ref)["Digest"] == r.stdout.strip()
     # buildLayeredImage has it too, pushing the same image.
-    built = nix_build(f"""dockerTools.buildLayeredImage {{ name = "copied"; tag = "c1";
-      contents = [ pkgs.hello ]; config.Cmd = [ "/bin/hello" ]; layerCompression = "gzip"; }}""",
-                      tmp_path, attr="copyToRegistry")
+    built = nix_build(
+        """dockerTools.buildLayeredImage { name = "copied"; tag = "c1";
+      contents = [ pkgs.hello ]; config.Cmd = [ "/bin/hello" ]; layerCompression = "gzip"; }""",
+        tmp_path,
+        attr="copyToRegistry",
+    )
     r2 = run(os.path.join(built, "bin", "copy-to-registry"), ref, "--insecure")
     assert r2.stdout == r.stdout and "0 blob(s) uploaded" in r2.stderr
 
@@ -298,8 +333,9 @@ def test_push_with_credentials_from_an_auth_file(auth_registry, gz_hello, tmp_pa
 
 def test_wrong_password_fails_cleanly(auth_registry, gz_hello, tmp_path):
     env = {**os.environ, "REGISTRY_AUTH_FILE": _auth_file(tmp_path, auth_registry.host, "Xq9-bad")}
-    r = subprocess.run([gz_hello, "--push", auth_registry.ref("private:1"), "--insecure"],
-                       capture_output=True, text=True, env=env)
+    r = subprocess.run(
+        [gz_hello, "--push", auth_registry.ref("private:1"), "--insecure"], capture_output=True, text=True, env=env
+    )
     line = one_error_line(r)
     assert r.returncode == 1 and r.stdout == ""
     assert f"401 authentication failed for user '{USER}'" in line and "Xq9-bad" not in line
@@ -361,16 +397,20 @@ class StallingProxy:
 
 def test_killed_push_leaves_no_tag_and_a_second_push_completes(open_registry, tmp_path):
     # Two layers of 3 MB (uncompressed, so the sizes are what goes over the wire).
-    script = nix_build("""let
+    script = nix_build(
+        """let
         big = n: builtins.derivation { name = "big-${n}"; system = pkgs.system; builder = "/bin/sh";
           args = [ "-c" "/bin/dd if=/dev/zero of=$out bs=1000 count=3000 2>/dev/null; echo ${n} >> $out" ]; };
       in dockerTools.streamLayeredImage { name = "killed"; tag = "k";
-        contents = [ (big "one") (big "two") ]; maxLayers = 3; }""", tmp_path)
+        contents = [ (big "one") (big "two") ]; maxLayers = 3; }""",
+        tmp_path,
+    )
     repo = unique("killed")
     proxy = StallingProxy(open_registry.host, budget=4_000_000)
     try:
-        p = subprocess.Popen([script, "--push", f"{proxy.host}/{repo}:k", "--insecure"],
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        p = subprocess.Popen(
+            [script, "--push", f"{proxy.host}/{repo}:k", "--insecure"], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        )
         assert proxy.stalled.wait(60), "the push never reached the budget"
         os.kill(p.pid, signal.SIGKILL)
         p.wait()
@@ -378,7 +418,7 @@ def test_killed_push_leaves_no_tag_and_a_second_push_completes(open_registry, tm
     finally:
         proxy.close()
     assert p.returncode == -signal.SIGKILL and out == b""
-    assert b"uploaded" in err                      # at least one layer made it
+    assert b"uploaded" in err  # at least one layer made it
     assert manifest_status(open_registry, repo, "k") == 404
 
     r = push(script, open_registry.ref(f"{repo}:k"), "--compress", "none")
@@ -389,14 +429,14 @@ def test_killed_push_leaves_no_tag_and_a_second_push_completes(open_registry, tm
 
 # --- pullImage and prefetch ------------------------------------------------------------------
 
+
 def prefetch(ref: str, *args) -> dict:
     r = run(sys.executable, "-m", "builder", "prefetch", ref, "--insecure", "--json", *args, cwd=REPO)
     return json.loads(r.stdout)
 
 
 def pull_expr(args: dict) -> str:
-    fields = " ".join(f"{k} = {json.dumps(v) if not isinstance(v, bool) else str(v).lower()};"
-                      for k, v in args.items())
+    fields = " ".join(f"{k} = {json.dumps(v) if not isinstance(v, bool) else str(v).lower()};" for k, v in args.items())
     return f"dockerTools.pullImage {{ {fields} }}"
 
 
@@ -417,12 +457,15 @@ def test_pull_image_with_the_prefetched_hash(open_registry, gz_hello, tmp_path):
     assert podman_run(f"{name}:v1") == "Hello, world!\n"
 
     # As a base image: its layers first, its Cmd inherited.
-    child = nix_build(f"""let base = {pull_expr(args)};
+    child = nix_build(
+        f"""let base = {pull_expr(args)};
       in dockerTools.streamLayeredImage {{ name = "on-pulled"; tag = "c"; fromImage = base;
-        contents = [ pkgs.figlet ]; }}""", tmp_path)
+        contents = [ pkgs.figlet ]; }}""",
+        tmp_path,
+    )
     child_archive = read_archive(run_stream(child))
     base_ids = archive.config["rootfs"]["diff_ids"]
-    assert child_archive.config["rootfs"]["diff_ids"][:len(base_ids)] == base_ids
+    assert child_archive.config["rootfs"]["diff_ids"][: len(base_ids)] == base_ids
     podman_load(child_archive.raw)
     assert podman_run("on-pulled:c") == "Hello, world!\n"
 
@@ -454,12 +497,13 @@ def test_multi_arch_index_archive_and_push(open_registry, tmp_path):
     archive = read_oci_archive(data)
     assert [i.platform for i in archive.images] == [
         {"architecture": "amd64", "os": "linux"},
-        {"architecture": "arm64", "os": "linux", "variant": "v8"}]
+        {"architecture": "arm64", "os": "linux", "variant": "v8"},
+    ]
     raw = skopeo_inspect("--raw", f"oci-archive:{out}:both")
     assert raw["mediaType"] == "application/vnd.oci.image.index.v1+json"
     assert {m["platform"]["architecture"] for m in raw["manifests"]} == {"amd64", "arm64"}
     assert skopeo_inspect("--override-arch", "arm64", f"oci-archive:{out}:both")["Architecture"] == "arm64"
-    podman_load(data)                                   # podman takes the host's platform
+    podman_load(data)  # podman takes the host's platform
     assert podman_run("multi:both") == "Hello, world!\n"
 
     tool = nix_build(MULTI, tmp_path, attr="copyToRegistry")
@@ -480,7 +524,7 @@ def test_multi_arch_index_archive_and_push(open_registry, tmp_path):
 
 def test_multi_arch_stream_to_stdout_and_layout(tmp_path):
     script = nix_build(MULTI, tmp_path, attr="stream")
-    archive = read_oci_archive(run_stream(script))         # OCI by default
+    archive = read_oci_archive(run_stream(script))  # OCI by default
     assert len(archive.images) == 2
     run(script, "--output", f"{tmp_path}/layout/")
     assert len(read_oci_dir(str(tmp_path / "layout")).images) == 2
@@ -490,48 +534,62 @@ def test_multi_arch_stream_to_stdout_and_layout(tmp_path):
 
 def test_multi_arch_from_archives(tmp_path):
     # Archives (an OCI one, a docker one) are read and checked at build time.
-    out = nix_build("""let
+    out = nix_build(
+        """let
         arm = dockerTools.buildLayeredImage { name = "arc"; tag = "arm"; architecture = "arm64";
           contents = [ pkgs.hello ]; format = "oci"; layerCompression = "gzip"; };
         x86 = dockerTools.buildLayeredImage { name = "arc"; tag = "x86"; contents = [ pkgs.hello ]; };
       in dockerTools.buildMultiArchImage { name = "arc"; tag = "both";
-        images = [ "${arm}" "${x86}" ]; layerCompression = "gzip"; }""", tmp_path)
+        images = [ "${arm}" "${x86}" ]; layerCompression = "gzip"; }""",
+        tmp_path,
+    )
     archive = read_oci_archive(open(out, "rb").read())
     assert [i.config["architecture"] for i in archive.images] == ["arm64", "amd64"]
-    assert skopeo_inspect("--raw", f"oci-archive:{out}:both")["manifests"][1]["platform"] == \
-        {"architecture": "amd64", "os": "linux"}
+    assert skopeo_inspect("--raw", f"oci-archive:{out}:both")["manifests"][1]["platform"] == {
+        "architecture": "amd64",
+        "os": "linux",
+    }
 
 
 def test_multi_arch_two_images_for_one_platform_fail(tmp_path):
     with pytest.raises(NixError) as e:
-        nix_build("""let img = tag: dockerTools.streamLayeredImage { name = "dup"; inherit tag; };
+        nix_build(
+            """let img = tag: dockerTools.streamLayeredImage { name = "dup"; inherit tag; };
           in dockerTools.buildMultiArchImage { name = "dup"; images = [ (img "a") (img "b") ]; }""",
-                  tmp_path)
+            tmp_path,
+        )
     assert "are both for linux/amd64" in e.value.stderr and "Traceback" not in e.value.stderr
 
 
 # --- the pieces, without Nix ------------------------------------------------------------------
 
+
 def test_measure_tar_records_what_the_stream_writes():
-    from builder.known import measure_tar
-    from builder.sinks import HashSink
     import imagekit
+
+    from builder.sinks.sink import HashSink
+    from builder.steps.known import measure_tar
+
     data = imagekit.layer_bytes({"a/b": b"x" * 100_000, "c": os.urandom(5000)})
     layer = imagekit.memory_layer(data)
     diff_id, size, known = measure_tar(layer.write_tar, ["gzip"])
     assert (diff_id, size) == (layer.diff_id, layer.size)
     streamed = HashSink()
-    blob = layer.blob("gzip")            # no probe: nothing known yet, so it measures
+    blob = layer.blob("gzip")  # no probe: nothing known yet, so it measures
     blob.write_to(streamed)
     assert known["gzip"] == (streamed.digest, streamed.size) == (blob.digest, blob.size)
 
 
-@pytest.mark.parametrize("text, want", [
-    ("nixos/nix", ("nixos/nix", None, None)),
-    ("docker://127.0.0.1:5000/a/b:v1", ("127.0.0.1:5000/a/b", "v1", None)),
-    ("host:5000/app", ("host:5000/app", None, None)),
-    ("app@sha256:" + "a" * 64, ("app", None, "sha256:" + "a" * 64)),
-])
+@pytest.mark.parametrize(
+    "text, want",
+    [
+        ("nixos/nix", ("nixos/nix", None, None)),
+        ("docker://127.0.0.1:5000/a/b:v1", ("127.0.0.1:5000/a/b", "v1", None)),
+        ("host:5000/app", ("host:5000/app", None, None)),
+        ("app@sha256:" + "a" * 64, ("app", None, "sha256:" + "a" * 64)),
+    ],
+)
 def test_split_name(text, want):
-    from builder.pull_image import split_name
-    assert split_name(text) == want
+    from builder.model.reference import split_reference
+
+    assert split_reference(text) == want

@@ -10,7 +10,6 @@ import os
 import subprocess
 
 import pytest
-
 from nixhelpers import REPO, nix_build, read_archive, run_stream
 
 SUPPORTED = ("3.9", "3.10", "3.11", "3.12", "3.13")
@@ -28,9 +27,12 @@ def pythons():
 
 @pytest.fixture(scope="module")
 def described(session_tmp):
-    script = nix_build("""dockerTools.streamLayeredImage { name = "pyversions"; tag = "t";
+    script = nix_build(
+        """dockerTools.streamLayeredImage { name = "pyversions"; tag = "t";
       contents = [ pkgs.hello fixtures.withSymlinks fixtures.withHardlinks fixtures.bareFile ];
-      layerCompression = "gzip"; }""", session_tmp)
+      layerCompression = "gzip"; }""",
+        session_tmp,
+    )
     return script, run_stream(script, "--compress", "none"), run_stream(script, "--compress", "gzip")
 
 
@@ -44,8 +46,9 @@ def test_stream_bytes_identical(minor, described):
     description = open(script).read().split("'stream', '")[1].split("'")[0]
     exe = pythons()[minor]
     for flags, expected in ((["--compress", "none"], plain), (["--compress", "gzip"], gzipped)):
-        r = subprocess.run([exe, "-I", "-B", os.path.join(REPO, "builder"), "stream", description, *flags],
-                           capture_output=True)
+        r = subprocess.run(
+            [exe, "-I", "-B", os.path.join(REPO, "builder"), "stream", description, *flags], capture_output=True
+        )
         assert r.returncode == 0, r.stderr.decode()
         assert r.stdout == expected, f"Python {minor} wrote other bytes with {flags}"
     read_archive(plain)

@@ -12,38 +12,46 @@ import shutil
 import subprocess
 import uuid
 
-import pytest
-
-from builder import oci_layout, registry
-from builder.errors import RegistryError, SpecError
-from builder.image import DOCKER_LIST, DOCKER_MANIFEST, OCI_INDEX, OCI_MANIFEST, Blob
-from builder.registry import (Credentials, HttpOpener, Reference, RegistryClient, find_credentials,
-                              parse_challenge, parse_reference, pull, push)
-from builder.sinks import FdSink, Sink
-
 import imagekit
+import pytest
 from imagekit import busybox_image, failing_layer, layer_bytes, make_image, memory_layer, simple_image
 from registry_fixture import PASSWORD, USER, auth_registry, open_registry  # noqa: F401 (fixtures)
+
+from builder.errors import RegistryError, SpecError
+from builder.formats import oci_layout
+from builder.model.image import DOCKER_LIST, DOCKER_MANIFEST, OCI_INDEX, OCI_MANIFEST, Blob
+from builder.model.manifest import image_manifest as manifest_of
+from builder.model.reference import Reference, parse_reference
+from builder.registry.auth import Credentials, find_credentials, parse_challenge
+from builder.registry.client import HttpOpener, RegistryClient
+from builder.registry.pull import pull
+from builder.registry.push import push
+from builder.sinks.sink import FdSink, Sink
 
 DIGEST = "sha256:" + "ab" * 32
 
 
 # --- references, challenges, credentials -------------------------------------------------
 
-@pytest.mark.parametrize("text, want", [
-    ("127.0.0.1:5000/app", Reference("127.0.0.1:5000", "app", "latest")),
-    ("docker://127.0.0.1:5000/a/b:v1.2", Reference("127.0.0.1:5000", "a/b", "v1.2")),
-    ("localhost/x@" + DIGEST, Reference("localhost", "x", None, DIGEST)),
-    ("ghcr.io/o/r:t@" + DIGEST, Reference("ghcr.io", "o/r", "t", DIGEST)),
-    ("app", Reference("docker.io", "library/app", "latest")),
-    ("user/app:1", Reference("docker.io", "user/app", "1")),
-])
+
+@pytest.mark.parametrize(
+    "text, want",
+    [
+        ("127.0.0.1:5000/app", Reference("127.0.0.1:5000", "app", "latest")),
+        ("docker://127.0.0.1:5000/a/b:v1.2", Reference("127.0.0.1:5000", "a/b", "v1.2")),
+        ("localhost/x@" + DIGEST, Reference("localhost", "x", None, DIGEST)),
+        ("ghcr.io/o/r:t@" + DIGEST, Reference("ghcr.io", "o/r", "t", DIGEST)),
+        ("app", Reference("docker.io", "library/app", "latest")),
+        ("user/app:1", Reference("docker.io", "user/app", "1")),
+    ],
+)
 def test_parse_reference(text, want):
     assert parse_reference(text) == want
 
 
-@pytest.mark.parametrize("bad", ["host.io/UPPER:1", "host.io/a:bad tag", "host.io/a@sha256:xyz",
-                                 "host.io/a:" + "t" * 200])
+@pytest.mark.parametrize(
+    "bad", ["host.io/UPPER:1", "host.io/a:bad tag", "host.io/a@sha256:xyz", "host.io/a:" + "t" * 200]
+)
 def test_parse_reference_rejects(bad):
     with pytest.raises(SpecError):
         parse_reference(bad)
@@ -57,11 +65,14 @@ def test_reference_text_and_docker_hub_host():
 
 def test_parse_challenge_keeps_commas_inside_quotes():
     scheme, params = parse_challenge(
-        'Bearer realm="https://auth.example/token",service="reg.example",'
-        'scope="repository:a/b:pull,push"')
+        'Bearer realm="https://auth.example/token",service="reg.example",scope="repository:a/b:pull,push"'
+    )
     assert scheme == "bearer"
-    assert params == {"realm": "https://auth.example/token", "service": "reg.example",
-                      "scope": "repository:a/b:pull,push"}
+    assert params == {
+        "realm": "https://auth.example/token",
+        "service": "reg.example",
+        "scope": "repository:a/b:pull,push",
+    }
     assert parse_challenge('Basic realm="Registry Realm"') == ("basic", {"realm": "Registry Realm"})
 
 
@@ -77,8 +88,10 @@ def b64(text):
 def test_credentials_come_from_env_then_auth_files(tmp_path):
     home = tmp_path / "home"
     (home / ".docker").mkdir(parents=True)
-    auth_file(home / ".docker" / "config.json", {"https://reg.example:5000/v1/": {"auth": b64("d:dp")},
-                                                 "https://index.docker.io/v1/": {"auth": b64("hub:x")}})
+    auth_file(
+        home / ".docker" / "config.json",
+        {"https://reg.example:5000/v1/": {"auth": b64("d:dp")}, "https://index.docker.io/v1/": {"auth": b64("hub:x")}},
+    )
     found = find_credentials("reg.example:5000", environ={}, home=str(home))
     assert (found.username, found.password) == ("d", "dp")
     assert find_credentials("docker.io", environ={}, home=str(home)).username == "hub"
@@ -99,6 +112,7 @@ def test_a_named_auth_file_that_is_missing_is_an_error(tmp_path):
 
 
 # --- protocol steps against a scripted opener ----------------------------------------------
+
 
 class FakeResponse:
     def __init__(self, status, headers=None, body=b""):
@@ -141,22 +155,33 @@ def _body_bytes(body):
     class Collect(Sink):
         def write(self, data):
             parts.append(bytes(data))
+
     body.write_to(Collect())
     return b"".join(parts)
 
 
 def client(script, sleeps=None, clock=lambda: 0.0, **kw):
     sleeps = [] if sleeps is None else sleeps
-    return RegistryClient(parse_reference("reg.test/app:1"), opener=script, sleep=sleeps.append,
-                          clock=clock, environ={}, home="/nonexistent", progress=None, **kw)
+    return RegistryClient(
+        parse_reference("reg.test/app:1"),
+        opener=script,
+        sleep=sleeps.append,
+        clock=clock,
+        environ={},
+        home="/nonexistent",
+        progress=None,
+        **kw,
+    )
 
 
 def test_temporary_failures_are_retried_with_backoff():
     sleeps = []
-    script = Script(("HEAD", "/blobs/", FakeResponse(503)),
-                    ("HEAD", "/blobs/", ConnectionResetError("reset by peer")),
-                    ("HEAD", "/blobs/", http.client.RemoteDisconnected("gone")),
-                    ("HEAD", "/blobs/", FakeResponse(200)))
+    script = Script(
+        ("HEAD", "/blobs/", FakeResponse(503)),
+        ("HEAD", "/blobs/", ConnectionResetError("reset by peer")),
+        ("HEAD", "/blobs/", http.client.RemoteDisconnected("gone")),
+        ("HEAD", "/blobs/", FakeResponse(200)),
+    )
     c = client(script, sleeps)
     assert c.retrying("blob", lambda: c.blob_exists(DIGEST)) is True
     assert sleeps == [1, 2, 4]
@@ -195,17 +220,22 @@ def test_denied_is_reported_as_such():
 def test_bearer_token_flow_with_expiry():
     now = [0.0]
     challenge = {"WWW-Authenticate": 'Bearer realm="https://auth.test/token",service="reg.test"'}
-    token = lambda t: FakeResponse(200, body=json.dumps({"token": t, "expires_in": 100}).encode())
-    script = Script(("GET", "/v2/", FakeResponse(401, challenge)),
-                    ("GET", "auth.test/token", token("t1")),
-                    ("GET", "/v2/", FakeResponse(200)),
-                    ("HEAD", "/blobs/", FakeResponse(404)),
-                    ("GET", "auth.test/token", token("t2")),
-                    ("HEAD", "/blobs/", FakeResponse(200)))
+
+    def token(t):
+        return FakeResponse(200, body=json.dumps({"token": t, "expires_in": 100}).encode())
+
+    script = Script(
+        ("GET", "/v2/", FakeResponse(401, challenge)),
+        ("GET", "auth.test/token", token("t1")),
+        ("GET", "/v2/", FakeResponse(200)),
+        ("HEAD", "/blobs/", FakeResponse(404)),
+        ("GET", "auth.test/token", token("t2")),
+        ("HEAD", "/blobs/", FakeResponse(200)),
+    )
     c = client(script, clock=lambda: now[0], auth=("u", "p"))
     c.ping()
     assert c.blob_exists(DIGEST) is False
-    now[0] = 200.0                      # past expires_in: a new token before the next request
+    now[0] = 200.0  # past expires_in: a new token before the next request
     assert c.blob_exists(DIGEST) is True
 
     token_url, token_headers = script.calls[1][1], script.calls[1][2]
@@ -224,38 +254,44 @@ def test_basic_challenge_without_credentials_says_where_to_put_them():
 def test_push_protocol_steps_and_bodies():
     layer = memory_layer(layer_bytes({"f": b"data"}))
     image = make_image([layer])
-    manifest = oci_layout.image_manifest(image, "none")
-    script = Script(("GET", "/v2/", FakeResponse(200)),
-                    ("HEAD", f"/blobs/{layer.diff_id}", FakeResponse(404)),
-                    ("POST", "/blobs/uploads/",
-                     FakeResponse(202, {"Location": "/v2/app/blobs/uploads/u1?_state=s"})),
-                    ("PUT", "/blobs/uploads/u1?_state=s&digest=sha256%3A", FakeResponse(201)),
-                    ("HEAD", f"/blobs/{image.config_digest}", FakeResponse(200)),
-                    ("PUT", "/manifests/1",
-                     FakeResponse(201, {"Docker-Content-Digest": manifest.blob.digest})))
+    manifest = manifest_of(image, "none")
+    script = Script(
+        ("GET", "/v2/", FakeResponse(200)),
+        ("HEAD", f"/blobs/{layer.diff_id}", FakeResponse(404)),
+        ("POST", "/blobs/uploads/", FakeResponse(202, {"Location": "/v2/app/blobs/uploads/u1?_state=s"})),
+        ("PUT", "/blobs/uploads/u1?_state=s&digest=sha256%3A", FakeResponse(201)),
+        ("HEAD", f"/blobs/{image.config_digest}", FakeResponse(200)),
+        ("PUT", "/manifests/1", FakeResponse(201, {"Docker-Content-Digest": manifest.blob.digest})),
+    )
     lines = []
-    result = push(image, "reg.test/app:1", encoding="none", opener=script, progress=lines.append,
-                  environ={}, home="/nonexistent")
+    result = push(
+        image, "reg.test/app:1", encoding="none", opener=script, progress=lines.append, environ={}, home="/nonexistent"
+    )
     assert script.steps == []
     put_blob, put_manifest = script.calls[3], script.calls[5]
     assert put_blob[0] == "PUT" and put_blob[1].startswith("https://reg.test/v2/app/blobs/uploads/u1")
     assert put_blob[3] == layer_bytes({"f": b"data"})
     assert put_manifest[2]["Content-Type"] == OCI_MANIFEST
     assert put_manifest[3] == _body_bytes(manifest.blob)
-    assert (result.uploaded, result.skipped, result.manifests) == \
-        ([layer.diff_id], [image.config_digest], [manifest.blob.digest])
+    assert (result.uploaded, result.skipped, result.manifests) == (
+        [layer.diff_id],
+        [image.config_digest],
+        [manifest.blob.digest],
+    )
     assert lines[0].startswith("layer 1/1 sha256:") and lines[0].endswith("uploaded")
     assert lines[1].endswith("skipped (already present)")
 
 
 def test_mount_answered_201_sends_nothing():
     layer = memory_layer(layer_bytes({"f": b"x"}))
-    c = client(Script(("POST", f"/blobs/uploads/?mount={layer.diff_id.replace(':', '%3A')}&from=base",
-                       FakeResponse(201))))
+    c = client(
+        Script(("POST", f"/blobs/uploads/?mount={layer.diff_id.replace(':', '%3A')}&from=base", FakeResponse(201)))
+    )
     assert c.start_upload(layer.diff_id, mount_from="base") is None
 
 
 # --- a real registry ----------------------------------------------------------------------
+
 
 def run(*args: str) -> str:
     proc = subprocess.run(args, capture_output=True, text=True)
@@ -279,7 +315,7 @@ def test_push_inspect_and_pull_back(open_registry, tmp_path):
     image = simple_image("bottom", "top")
     ref = open_registry.ref(unique("demo/app") + ":v1")
     result = push(image, ref, insecure=True, progress=None)
-    manifest = oci_layout.image_manifest(image, "gzip")
+    manifest = manifest_of(image, "gzip")
     assert result.digest == manifest.blob.digest
 
     info = skopeo_inspect(ref)
@@ -309,8 +345,8 @@ def test_second_push_sends_only_what_changed(open_registry):
     result = push(second, ref, insecure=True, encoding="none", progress=lines.append)
     assert result.uploaded == [top.diff_id, second.config_digest]
     assert result.skipped == [layer.diff_id for layer in base]
-    assert result.manifests == [oci_layout.image_manifest(second, "none").blob.digest]
-    assert calls == [top.diff_id]          # skipped layers were never generated
+    assert result.manifests == [manifest_of(second, "none").blob.digest]
+    assert calls == [top.diff_id]  # skipped layers were never generated
     assert [line.split()[-1] for line in lines[:4]] == ["present)"] * 3 + ["uploaded"]
 
 
@@ -320,7 +356,7 @@ def test_chunked_upload_of_a_big_blob(open_registry, tmp_path):
     image = make_image([big])
     ref = open_registry.ref(unique("chunked") + ":1")
     result = push(image, ref, insecure=True, encoding="gzip", chunk_size=64 << 10, progress=None)
-    assert big.known["gzip"][1] > 3 * (64 << 10)     # several PATCHes
+    assert big.known["gzip"][1] > 3 * (64 << 10)  # several PATCHes
     assert skopeo_inspect(ref)["Layers"] == [big.known["gzip"][0]]
     assert result.bytes_uploaded == big.known["gzip"][1] + len(image.config_bytes)
     # skopeo re-reads and checks every blob while copying.
@@ -329,8 +365,7 @@ def test_chunked_upload_of_a_big_blob(open_registry, tmp_path):
 
 @needs_skopeo
 def test_multi_arch_push_and_platform_pull(open_registry, tmp_path):
-    images = [simple_image("x86", architecture="amd64"),
-              simple_image("arm", architecture="arm64", variant="v8")]
+    images = [simple_image("x86", architecture="amd64"), simple_image("arm", architecture="arm64", variant="v8")]
     ref = open_registry.ref(unique("multi") + ":1")
     result = push(images, ref, insecure=True, progress=None)
     assert len(result.manifests) == 3
@@ -355,8 +390,7 @@ def test_docker_media_types_for_older_registries(open_registry, tmp_path):
     assert raw["mediaType"] == DOCKER_LIST
     arm_digest = [m["digest"] for m in raw["manifests"] if m["platform"]["architecture"] == "arm64"][0]
     repo = ref.rsplit(":", 1)[0]
-    arm = json.loads(run("skopeo", "inspect", "--raw", "--tls-verify=false",
-                         f"docker://{repo}@{arm_digest}"))
+    arm = json.loads(run("skopeo", "inspect", "--raw", "--tls-verify=false", f"docker://{repo}@{arm_digest}"))
     assert arm["mediaType"] == DOCKER_MANIFEST
     assert arm["layers"][0]["mediaType"] == "application/vnd.docker.image.rootfs.diff.tar.gzip"
     back = pull(ref, str(tmp_path / "p"), platform="linux/arm64", insecure=True, progress=None)
@@ -368,8 +402,14 @@ def test_cross_repository_mount(open_registry):
     source = open_registry.ref(unique("base") + ":1")
     push(make_image([base]), source, insecure=True, encoding="none", progress=None)
     child = make_image([base, memory_layer(layer_bytes({"child": b"c"}))])
-    result = push(child, open_registry.ref(unique("child") + ":1"), insecure=True, encoding="none",
-                  progress=None, mount_from=parse_reference(source).repository)
+    result = push(
+        child,
+        open_registry.ref(unique("child") + ":1"),
+        insecure=True,
+        encoding="none",
+        progress=None,
+        mount_from=parse_reference(source).repository,
+    )
     assert result.mounted == [base.diff_id]
     assert base.diff_id not in result.uploaded
 
@@ -403,6 +443,7 @@ def test_an_abandoned_download_does_not_poison_the_connection(open_registry):
     class DiskFull(Sink):
         def write(self, data):
             raise OSError("no space left on device")
+
     c = RegistryClient(parse_reference(ref), insecure=True, progress=None)
     with pytest.raises(OSError, match="no space left"):
         c.fetch_blob(big.diff_id, DiskFull())
@@ -426,8 +467,9 @@ def test_pull_an_image_pushed_by_skopeo(open_registry, tmp_path):
     assert back.config["config"] == image.config["config"]
 
 
-@pytest.mark.skipif(shutil.which("podman") is None or not imagekit.have_busybox(),
-                    reason="needs podman and a static busybox")
+@pytest.mark.skipif(
+    shutil.which("podman") is None or not imagekit.have_busybox(), reason="needs podman and a static busybox"
+)
 def test_podman_pulls_and_runs_what_we_pushed(open_registry):
     ref = open_registry.ref(unique("runnable") + ":1")
     push(busybox_image("pushed to a registry"), ref, insecure=True, progress=None)
@@ -439,6 +481,7 @@ def test_podman_pulls_and_runs_what_we_pushed(open_registry):
 
 
 # --- a registry with htpasswd auth -------------------------------------------------------
+
 
 class Counting:
     """The real opener, recording each request's method and path."""
@@ -458,8 +501,7 @@ def test_push_with_credentials_from_an_auth_file(auth_registry, tmp_path):
     ref = auth_registry.ref(unique("private") + ":1")
     image = simple_image("secret")
     push(image, ref, insecure=True, progress=None, environ={"REGISTRY_AUTH_FILE": path})
-    assert skopeo_inspect(ref, "--creds", f"{USER}:{PASSWORD}")["Digest"] == \
-        oci_layout.image_manifest(image).blob.digest
+    assert skopeo_inspect(ref, "--creds", f"{USER}:{PASSWORD}")["Digest"] == manifest_of(image).blob.digest
     back = pull(ref, str(tmp_path / "p"), insecure=True, progress=None, auth=(USER, PASSWORD))
     assert back.config_digest == image.config_digest
 
@@ -467,8 +509,14 @@ def test_push_with_credentials_from_an_auth_file(auth_registry, tmp_path):
 def test_wrong_password_fails_cleanly_before_any_upload(auth_registry):
     opener = Counting()
     with pytest.raises(RegistryError) as e:
-        push(simple_image("x"), auth_registry.ref("private:1"), insecure=True, progress=None,
-             auth=Credentials(USER, "wrong", "test"), opener=opener)
+        push(
+            simple_image("x"),
+            auth_registry.ref("private:1"),
+            insecure=True,
+            progress=None,
+            auth=Credentials(USER, "wrong", "test"),
+            opener=opener,
+        )
     assert e.value.status == 401 and not e.value.temporary
     assert f"authentication failed for user '{USER}' (from test)" in str(e.value)
     assert "\n" not in str(e.value) and "wrong" not in str(e.value)
@@ -477,5 +525,11 @@ def test_wrong_password_fails_cleanly_before_any_upload(auth_registry):
 
 def test_no_credentials_for_a_registry_that_wants_them(auth_registry, tmp_path):
     with pytest.raises(RegistryError, match=f"no credentials for {auth_registry.host}"):
-        push(simple_image("x"), auth_registry.ref("private:1"), insecure=True, progress=None,
-             environ={}, home=str(tmp_path))
+        push(
+            simple_image("x"),
+            auth_registry.ref("private:1"),
+            insecure=True,
+            progress=None,
+            environ={},
+            home=str(tmp_path),
+        )

@@ -15,27 +15,28 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import shutil
 import stat
 import subprocess
-import shutil
 import tarfile
 
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from builder import tarstream
-from builder.sinks import CountSink, FdSink, HashSink, Sink
-from builder.rootfs import write_layer as write_store_layer
-from builder.tarstream import DIR, LNK, REG, SYM, Stamp, header, write_tree
+from builder.sinks.sink import CountSink, FdSink, HashSink, Sink
+from builder.tar import tarstream
+from builder.tar.rootfs import write_layer as write_store_layer
+from builder.tar.tarstream import DIR, LNK, REG, SYM, Stamp, header, write_tree
 
 STAMP = Stamp()  # uid 0, gid 0, no names, mtime 1
 NAMED = Stamp(uid=0, gid=0, uname="root", gname="root", mtime=1700000000)
 OWN_TIMES = Stamp(uid=1000, gid=100, uname="user", gname="users", mtime=None)
 
 LONG_DIR = "d" * 60
-LONG_FILE = "n" * 70 + ".txt"           # LONG_DIR/LONG_FILE is over 100 bytes
-LONG_COMPONENT = "x" * 150              # one name over 100 bytes on its own
-LONG_TARGET = "../" + "t" * 120         # a symlink target over 100 bytes
+LONG_FILE = "n" * 70 + ".txt"  # LONG_DIR/LONG_FILE is over 100 bytes
+LONG_COMPONENT = "x" * 150  # one name over 100 bytes on its own
+LONG_TARGET = "../" + "t" * 120  # a symlink target over 100 bytes
 UNICODE = "ünïcødé-名前.txt"
 FILE_TIME = 1234567890
 
@@ -52,6 +53,7 @@ def _content(seed: str, size: int) -> bytes:
 
 def make_fixture(root: str) -> None:
     """The tree every digest below was taken from. Do not change it."""
+
     def put(rel, data, mode):
         path = os.path.join(root, rel)
         os.makedirs(os.path.dirname(path), exist_ok=True)
@@ -65,12 +67,12 @@ def make_fixture(root: str) -> None:
     put("exec.sh", b"#!/bin/sh\necho hi\n", 0o755)
     put("block-512", _content("512", 512), 0o644)
     put("block-513", _content("513", 513), 0o640)
-    put("big.bin", _content("big", 200 * 1024 + 7), 0o444)   # above the sendfile threshold
+    put("big.bin", _content("big", 200 * 1024 + 7), 0o444)  # above the sendfile threshold
     put("setuid", b"s", 0o4755)
     put("sub/nested/deeper/file", b"deep\n", 0o644)
     put(os.path.join(LONG_DIR, LONG_FILE), b"long path\n", 0o644)
     put(os.path.join(LONG_DIR, LONG_COMPONENT), b"long component\n", 0o600)
-    put(UNICODE, "non-ascii\n".encode(), 0o644)
+    put(UNICODE, b"non-ascii\n", 0o644)
     put("hard1", b"same inode\n", 0o644)
     os.link(os.path.join(root, "hard1"), os.path.join(root, "hard2"))
     os.link(os.path.join(root, "hard1"), os.path.join(root, "sub", "hard3"))
@@ -106,6 +108,7 @@ def _tar_bytes(fn) -> bytes:
     class Collect(Sink):
         def write(self, data):
             out.write(data)
+
     fn(Collect())
     return out.getvalue()
 
@@ -116,9 +119,9 @@ def _sha(data: bytes) -> str:
 
 def _tree_archive(tree, stamp, hardlinks, include_root=True):
     def fn(sink):
-        write_tree(sink, os.fsencode(tree), b"fixture", stamp, hardlinks=hardlinks,
-                   include_root=include_root)
+        write_tree(sink, os.fsencode(tree), b"fixture", stamp, hardlinks=hardlinks, include_root=include_root)
         sink.write(tarstream.END_OF_ARCHIVE)
+
     return _tar_bytes(fn)
 
 
@@ -162,8 +165,7 @@ def _store(tmp_path):
     (store / "cccc-file").write_bytes(b"a store path that is a file\n")
     os.chmod(store / "cccc-file", 0o555)
     os.symlink("aaaa-fixture", store / "dddd-link")
-    return ["nix/store/dddd-link", "nix/store/aaaa-fixture", "nix/store/cccc-file",
-            "nix/store/bbbb-single"]
+    return ["nix/store/dddd-link", "nix/store/aaaa-fixture", "nix/store/cccc-file", "nix/store/bbbb-single"]
 
 
 def test_write_store_layer_golden(tmp_path, monkeypatch):
@@ -186,10 +188,10 @@ def _header_cases():
     yield header(b"hard", LNK, 0o644, 0, 0, 1, linkname=b"target")
     yield header(b"huge", REG, 0o644, 0, 0, 1, 8 << 30)
     yield header(b"huge-1", REG, 0o644, 0, 0, 1, (8 << 30) - 1)
-    yield header(b"ids", REG, 0o644, 2 ** 21, 2 ** 30, 1, 0)
-    yield header(b"ids-max", REG, 0o644, 2 ** 21 - 1, 2 ** 21 - 1, 1, 0)
+    yield header(b"ids", REG, 0o644, 2**21, 2**30, 1, 0)
+    yield header(b"ids-max", REG, 0o644, 2**21 - 1, 2**21 - 1, 1, 0)
     yield header(b"old", REG, 0o644, 0, 0, -5, 0)
-    yield header(b"future", REG, 0o644, 0, 0, 2 ** 40, 0)
+    yield header(b"future", REG, 0o644, 0, 0, 2**40, 0)
     yield header(b"x", REG, 0o644, 0, 0, 1, 0, xattrs={"user.b": b"2", "security.a": b"\0\1"})
     yield header(b"dev", tarstream.CHR, 0o600, 0, 0, 1, devmajor=1, devminor=3)
     yield header(b"blk", tarstream.BLK, 0o600, 0, 0, 1, devmajor=8, devminor=300)
@@ -238,15 +240,17 @@ def test_header_edges_golden():
 
 
 @settings(max_examples=400, deadline=None)
-@given(name=st.text(st.characters(blacklist_characters="\0", blacklist_categories=("Cs",)),
-                    min_size=1, max_size=160),
-       kind=st.sampled_from([REG, SYM, LNK]),
-       mode=st.integers(0, 0o7777), uid=st.integers(0, 2 ** 32), gid=st.integers(0, 2 ** 32),
-       mtime=st.integers(-2 ** 34, 2 ** 36), size=st.integers(0, 3000),
-       target=st.text(st.characters(blacklist_characters="\0", blacklist_categories=("Cs",)),
-                      min_size=1, max_size=160),
-       uname=st.text(st.characters(blacklist_characters="\0", blacklist_categories=("Cs",)),
-                     max_size=40))
+@given(
+    name=st.text(st.characters(blacklist_characters="\0", blacklist_categories=("Cs",)), min_size=1, max_size=160),
+    kind=st.sampled_from([REG, SYM, LNK]),
+    mode=st.integers(0, 0o7777),
+    uid=st.integers(0, 2**32),
+    gid=st.integers(0, 2**32),
+    mtime=st.integers(-(2**34), 2**36),
+    size=st.integers(0, 3000),
+    target=st.text(st.characters(blacklist_characters="\0", blacklist_categories=("Cs",)), min_size=1, max_size=160),
+    uname=st.text(st.characters(blacklist_characters="\0", blacklist_categories=("Cs",)), max_size=40),
+)
 def test_header_reads_back(name, kind, mode, uid, gid, mtime, size, target, uname):
     if kind != REG:
         size = 0
@@ -280,6 +284,7 @@ def test_write_file_entry():
 
 
 # --- every sink sees the same bytes -------------------------------------------
+
 
 def test_sinks_agree(tree, tmp_path):
     data = _tree_archive(tree, STAMP, None)
@@ -358,6 +363,7 @@ def test_fd_sink_grows_a_pipe():
 
 # --- readers agree on what is in it -------------------------------------------
 
+
 def _expected_entries(tree, hardlinks: bool):
     """name -> (type, mode, size, link target) walking the tree like the writer."""
     expected = {}
@@ -381,6 +387,7 @@ def _expected_entries(tree, hardlinks: bool):
             else:
                 seen.setdefault(key, name)
                 expected[name] = ("reg", mode, st.st_size, "")
+
     visit(tree, "fixture")
     return expected
 
@@ -393,8 +400,9 @@ def test_python_tarfile_reads_it(tree, hardlinks):
     with tarfile.open(fileobj=io.BytesIO(data)) as tf:
         for m in tf.getmembers():
             name = m.name + ("/" if m.isdir() else "")
-            kind = ("dir" if m.isdir() else "sym" if m.issym() else "hard" if m.islnk()
-                    else "fifo" if m.isfifo() else "reg")
+            kind = (
+                "dir" if m.isdir() else "sym" if m.issym() else "hard" if m.islnk() else "fifo" if m.isfifo() else "reg"
+            )
             got[name] = (kind, m.mode, m.size, m.linkname)
             assert (m.uid, m.gid, m.uname, m.gname, m.mtime) == (0, 0, "root", "root", 1700000000)
             if kind == "reg":
@@ -443,8 +451,12 @@ def test_gnu_tar_reads_it(tree, tmp_path, hardlinks):
     archive = tmp_path / "a.tar"
     archive.write_bytes(data)
     env = dict(os.environ, LC_ALL="C", TZ="UTC")
-    out = subprocess.run(["tar", "--quoting-style=literal", "--numeric-owner", "-tvf", str(archive)],
-                         check=True, stdout=subprocess.PIPE, env=env).stdout
+    out = subprocess.run(
+        ["tar", "--quoting-style=literal", "--numeric-owner", "-tvf", str(archive)],
+        check=True,
+        stdout=subprocess.PIPE,
+        env=env,
+    ).stdout
     expected = _expected_entries(tree, hardlinks)
     got = {}
     for line in out.decode("utf-8", "surrogateescape").splitlines():
@@ -464,6 +476,5 @@ def test_gnu_tar_reads_it(tree, tmp_path, hardlinks):
     subprocess.run(["tar", "-xf", str(archive), "-C", str(dest)], check=True, env=env)
     for name, (kind, _mode, _size, _t) in expected.items():
         if kind == "reg":
-            with open(os.path.join(os.path.dirname(tree), name), "rb") as a, \
-                    open(dest / name, "rb") as b:
+            with open(os.path.join(os.path.dirname(tree), name), "rb") as a, open(dest / name, "rb") as b:
                 assert a.read() == b.read(), name

@@ -11,13 +11,27 @@ import stat
 import tarfile
 
 import pytest
+from layertools import (
+    UMOCI,
+    chrdev,
+    d,
+    drop_clock_mtimes,
+    f,
+    fifo,
+    hard,
+    opq,
+    picture,
+    sym,
+    tar_bytes,
+    umoci_unpack,
+    wh,
+    write_layers,
+)
 
-from builder import paths, whiteout
 from builder.errors import ImageFormatError, UnsafePathError
-from builder.sinks import Sink
-from builder.tarstream import Stamp
-from layertools import (UMOCI, chrdev, d, drop_clock_mtimes, f, fifo, hard, opq, picture,
-                        sym, tar_bytes, umoci_unpack, wh, write_layers)
+from builder.sinks.sink import Sink
+from builder.tar import paths, whiteout
+from builder.tar.tarstream import Stamp
 
 ROOT_ONLY = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (owners, devices)")
 
@@ -32,11 +46,22 @@ class BytesSink(Sink):
 
 # ---------------------------------------------------------------- paths
 
-@pytest.mark.parametrize("name, cleaned", [
-    (b"a", b"a"), (b"./a/b", b"a/b"), (b"/a//b/", b"a/b"), (b"a/./b/.", b"a/b"),
-    (b"a/../b", b"b"), (b"./", b""), (b"/", b""), (b".", b""), (b"a/b/../..", b""),
-    (b"/abs/name", b"abs/name"),
-])
+
+@pytest.mark.parametrize(
+    "name, cleaned",
+    [
+        (b"a", b"a"),
+        (b"./a/b", b"a/b"),
+        (b"/a//b/", b"a/b"),
+        (b"a/./b/.", b"a/b"),
+        (b"a/../b", b"b"),
+        (b"./", b""),
+        (b"/", b""),
+        (b".", b""),
+        (b"a/b/../..", b""),
+        (b"/abs/name", b"abs/name"),
+    ],
+)
 def test_clean_name(name, cleaned):
     assert paths.clean_name(name) == cleaned
 
@@ -47,15 +72,18 @@ def test_clean_name_refuses(name):
         paths.clean_name(name)
 
 
-@pytest.mark.parametrize("links, name, located", [
-    ({}, b"a/b/c", b"a/b/c"),
-    ({b"l": b"real"}, b"l/x", b"real/x"),
-    ({b"l": b"/real/sub"}, b"l/x", b"real/sub/x"),
-    ({b"l": b"real"}, b"l", b"l"),                 # the last component is never followed
-    ({b"real/up": b"../other"}, b"real/up/x", b"other/x"),
-    ({b"l": b"m", b"m": b"/real"}, b"l/x", b"real/x"),
-    ({b"l": b"/"}, b"l/x", b"x"),
-])
+@pytest.mark.parametrize(
+    "links, name, located",
+    [
+        ({}, b"a/b/c", b"a/b/c"),
+        ({b"l": b"real"}, b"l/x", b"real/x"),
+        ({b"l": b"/real/sub"}, b"l/x", b"real/sub/x"),
+        ({b"l": b"real"}, b"l", b"l"),  # the last component is never followed
+        ({b"real/up": b"../other"}, b"real/up/x", b"other/x"),
+        ({b"l": b"m", b"m": b"/real"}, b"l/x", b"real/x"),
+        ({b"l": b"/"}, b"l/x", b"x"),
+    ],
+)
 def test_locate(tmp_path, links, name, located):
     root = os.fsencode(tmp_path)
     os.mkdir(root + b"/real")
@@ -64,11 +92,14 @@ def test_locate(tmp_path, links, name, located):
     assert paths.locate(root, name) == located
 
 
-@pytest.mark.parametrize("links, name, error", [
-    ({b"l": b"../outside"}, b"l/x", UnsafePathError),
-    ({b"real/l": b"../../x"}, b"real/l/x", UnsafePathError),
-    ({b"l": b"l"}, b"l/x", ImageFormatError),      # a loop
-])
+@pytest.mark.parametrize(
+    "links, name, error",
+    [
+        ({b"l": b"../outside"}, b"l/x", UnsafePathError),
+        ({b"real/l": b"../../x"}, b"real/l/x", UnsafePathError),
+        ({b"l": b"l"}, b"l/x", ImageFormatError),  # a loop
+    ],
+)
 def test_locate_refuses(tmp_path, links, name, error):
     root = os.fsencode(tmp_path)
     os.mkdir(root + b"/real")
@@ -85,6 +116,7 @@ def test_locate_through_a_file_is_an_error(tmp_path):
 
 
 # ---------------------------------------------------------------- applying
+
 
 def F(data=b"", mode=0o644, uid=0, mtime=1000):
     return ("f", data, mode, uid, mtime)
@@ -116,69 +148,73 @@ def _short(pic: dict) -> dict:
 APPLY_CASES = {
     "files and dirs": (
         [[d("a", 0o750, mtime=5), f("a/x", b"1", 0o600, uid=7, mtime=6), sym("a/s", "x")]],
-        {b"a": D(0o750, mtime=5), b"a/x": F(b"1", 0o600, uid=7, mtime=6), b"a/s": L(b"x")}),
-    "whiteout a file": (
-        [[d("a"), f("a/x"), f("a/y")], [wh("a/x")]],
-        {b"a": D(), b"a/y": F()}),
-    "whiteout a directory and all below": (
-        [[d("a"), d("a/b"), f("a/b/x"), f("k")], [wh("a")]],
-        {b"k": F()}),
-    "whiteout of a missing path makes nothing": (
-        [[f("k")], [wh("nope/x"), wh("y")]],
-        {b"k": F()}),
+        {b"a": D(0o750, mtime=5), b"a/x": F(b"1", 0o600, uid=7, mtime=6), b"a/s": L(b"x")},
+    ),
+    "whiteout a file": ([[d("a"), f("a/x"), f("a/y")], [wh("a/x")]], {b"a": D(), b"a/y": F()}),
+    "whiteout a directory and all below": ([[d("a"), d("a/b"), f("a/b/x"), f("k")], [wh("a")]], {b"k": F()}),
+    "whiteout of a missing path makes nothing": ([[f("k")], [wh("nope/x"), wh("y")]], {b"k": F()}),
     "opaque hides lower children only": (
-        [[d("a"), f("a/old"), d("a/sub"), f("a/sub/x")],
-         [d("a", 0o700), f("a/new"), opq("a"), f("a/later")]],
-        {b"a": D(0o700), b"a/new": F(), b"a/later": F()}),
+        [[d("a"), f("a/old"), d("a/sub"), f("a/sub/x")], [d("a", 0o700), f("a/new"), opq("a"), f("a/later")]],
+        {b"a": D(0o700), b"a/new": F(), b"a/later": F()},
+    ),
     "opaque keeps the parents of this layer's paths": (
         [[d("a"), f("a/x"), d("a/s"), f("a/s/old")], [d("a"), d("a/s"), f("a/s/n"), opq("a")]],
-        {b"a": D(), b"a/s": D(), b"a/s/n": F()}),
+        {b"a": D(), b"a/s": D(), b"a/s/n": F()},
+    ),
     "a whiteout never deletes what its own layer wrote": (
         [[d("a"), f("a/x")], [d("a"), f("a/y"), wh("a/y"), wh("a/x")]],
-        {b"a": D(), b"a/y": F()}),
-    "whiteout then the same name again": (
-        [[d("a"), f("a/x")], [wh("a"), d("a"), f("a/y")]],
-        {b"a": D(), b"a/y": F()}),
-    "a file replaces a directory": (
-        [[d("a"), f("a/x")], [f("a", b"now a file")]],
-        {b"a": F(b"now a file")}),
-    "a directory replaces a file": (
-        [[f("a", b"file")], [d("a", 0o711), f("a/x")]],
-        {b"a": D(0o711), b"a/x": F()}),
-    "a symlink replaces a directory": (
-        [[d("a"), f("a/x"), d("b")], [sym("a", "b")]],
-        {b"a": L(b"b"), b"b": D()}),
+        {b"a": D(), b"a/y": F()},
+    ),
+    "whiteout then the same name again": ([[d("a"), f("a/x")], [wh("a"), d("a"), f("a/y")]], {b"a": D(), b"a/y": F()}),
+    "a file replaces a directory": ([[d("a"), f("a/x")], [f("a", b"now a file")]], {b"a": F(b"now a file")}),
+    "a directory replaces a file": ([[f("a", b"file")], [d("a", 0o711), f("a/x")]], {b"a": D(0o711), b"a/x": F()}),
+    "a symlink replaces a directory": ([[d("a"), f("a/x"), d("b")], [sym("a", "b")]], {b"a": L(b"b"), b"b": D()}),
     "a directory over a directory keeps its children": (
         [[d("k", 0o700, uid=1), f("k/x")], [d("k", 0o755, uid=3, mtime=9)]],
-        {b"k": D(0o755, uid=3, mtime=9), b"k/x": F()}),
+        {b"k": D(0o755, uid=3, mtime=9), b"k/x": F()},
+    ),
     "directory mtimes survive later children": (
         [[d("a", mtime=100), f("a/x"), d("e", mtime=100), f("e/y")], [f("a/z"), wh("e/y")]],
-        {b"a": D(mtime=100), b"a/x": F(), b"a/z": F(), b"e": D(mtime=100)}),
+        {b"a": D(mtime=100), b"a/x": F(), b"a/z": F(), b"e": D(mtime=100)},
+    ),
     "entries through in-root symlinks": (
-        [[d("real"), sym("rel", "real"), sym("abs", "/real")],
-         [f("rel/a", b"1"), f("abs/b", b"2")]],
-        {b"real": D(), b"rel": L(b"real"), b"abs": L(b"/real"),
-         b"real/a": F(b"1"), b"real/b": F(b"2")}),
+        [[d("real"), sym("rel", "real"), sym("abs", "/real")], [f("rel/a", b"1"), f("abs/b", b"2")]],
+        {b"real": D(), b"rel": L(b"real"), b"abs": L(b"/real"), b"real/a": F(b"1"), b"real/b": F(b"2")},
+    ),
     "a whiteout through a symlinked parent": (
         [[d("real"), f("real/x"), f("real/y"), sym("ln", "real")], [wh("ln/x")]],
-        {b"real": D(), b"real/y": F(), b"ln": L(b"real")}),
+        {b"real": D(), b"real/y": F(), b"ln": L(b"real")},
+    ),
     "a directory entry replaces a symlink to a directory": (
         [[d("real"), f("real/x"), sym("ln", "real")], [d("ln"), f("ln/y")]],
-        {b"real": D(), b"real/x": F(), b"ln": D(), b"ln/y": F()}),
+        {b"real": D(), b"real/x": F(), b"ln": D(), b"ln/y": F()},
+    ),
     "modes with special bits": (
-        [[d("t", 0o1777), f("t/su", b"", 0o4755), f("t/sg", b"", 0o2711), f("t/none", b"", 0o000),
-          d("t/ro", 0o555), f("t/ro/x", b"", 0o444)]],
-        {b"t": D(0o1777), b"t/su": F(mode=0o4755), b"t/sg": F(mode=0o2711),
-         b"t/none": F(mode=0o000), b"t/ro": D(0o555), b"t/ro/x": F(mode=0o444)}),
+        [
+            [
+                d("t", 0o1777),
+                f("t/su", b"", 0o4755),
+                f("t/sg", b"", 0o2711),
+                f("t/none", b"", 0o000),
+                d("t/ro", 0o555),
+                f("t/ro/x", b"", 0o444),
+            ]
+        ],
+        {
+            b"t": D(0o1777),
+            b"t/su": F(mode=0o4755),
+            b"t/sg": F(mode=0o2711),
+            b"t/none": F(mode=0o000),
+            b"t/ro": D(0o555),
+            b"t/ro/x": F(mode=0o444),
+        },
+    ),
     "a later layer writes into a read-only directory": (
         [[d("ro", 0o555), f("ro/x")], [f("ro/y", b"y")]],
-        {b"ro": D(0o555), b"ro/x": F(), b"ro/y": F(b"y")}),
-    "aufs metadata is skipped": (
-        [[f("k"), d(".wh..wh.plnk", 0o700), f(".wh..wh.aufs")]],
-        {b"k": F()}),
-    "a ./ entry sets the root's metadata only": (
-        [[d("./", 0o755), f("k")]],
-        {b"k": F()}),
+        {b"ro": D(0o555), b"ro/x": F(), b"ro/y": F(b"y")},
+    ),
+    "aufs metadata is skipped": ([[f("k"), d(".wh..wh.plnk", 0o700), f(".wh..wh.aufs")]], {b"k": F()}),
+    "a ./ entry sets the root's metadata only": ([[d("./", 0o755), f("k")]], {b"k": F()}),
 }
 
 
@@ -201,10 +237,13 @@ def test_apply_agrees_with_umoci(tmp_path, layers):
 
 
 def test_hardlinks_share_the_inode_and_ignore_their_own_header(tmp_path):
-    files = write_layers(str(tmp_path / "l"), [
-        [f("x", b"data", 0o600, uid=5, mtime=500), hard("h1", "x", 0o755, uid=7, mtime=900)],
-        [hard("h2", "/x")],
-    ])
+    files = write_layers(
+        str(tmp_path / "l"),
+        [
+            [f("x", b"data", 0o600, uid=5, mtime=500), hard("h1", "x", 0o755, uid=7, mtime=900)],
+            [hard("h2", "/x")],
+        ],
+    )
     root = tmp_path / "root"
     whiteout.apply_layers(str(root), files)
     sts = [os.lstat(root / n) for n in ("x", "h1", "h2")]
@@ -228,8 +267,9 @@ def test_missing_parents_are_0755_root_owned_mtime_0(tmp_path):
 
 
 def test_owners_are_recorded_without_chown(tmp_path):
-    files = write_layers(str(tmp_path / "l"), [[d("a", uid=3, gid=4), f("a/x", uid=5, gid=6),
-                                                 hard("a/h", "a/x", uid=9)]])
+    files = write_layers(
+        str(tmp_path / "l"), [[d("a", uid=3, gid=4), f("a/x", uid=5, gid=6), hard("a/h", "a/x", uid=9)]]
+    )
     owners = whiteout.apply_layers(str(tmp_path / "root"), files, chown=False)
     assert owners == {b"a": (3, 4), b"a/x": (5, 6), b"a/h": (5, 6)}
     assert os.lstat(tmp_path / "root" / "a" / "x").st_uid == os.geteuid()
@@ -237,8 +277,10 @@ def test_owners_are_recorded_without_chown(tmp_path):
 
 @ROOT_ONLY
 def test_owners_are_set_as_root(tmp_path):
-    files = write_layers(str(tmp_path / "l"), [[d("a", uid=3, gid=4), f("a/x", b"", 0o4755, uid=5, gid=6),
-                                                 sym("a/s", "x", uid=7, gid=8)]])
+    files = write_layers(
+        str(tmp_path / "l"),
+        [[d("a", uid=3, gid=4), f("a/x", b"", 0o4755, uid=5, gid=6), sym("a/s", "x", uid=7, gid=8)]],
+    )
     whiteout.apply_layers(str(tmp_path / "root"), files)
     got = {n: os.lstat(tmp_path / "root" / n) for n in ("a", "a/x", "a/s")}
     assert [(s.st_uid, s.st_gid) for s in got.values()] == [(3, 4), (5, 6), (7, 8)]
@@ -264,14 +306,17 @@ def test_compressed_and_streamed_layers(tmp_path):
     assert (tmp_path / "root" / "a" / "y").read_bytes() == b"s"
 
 
-@pytest.mark.parametrize("entries, message", [
-    ([f(".wh.")], "bare .wh."),
-    ([hard("h", "missing")], "no such file"),
-    ([f("file"), f("file/x")], "not a directory"),
-    ([sym("s", "")], "empty symlink target"),
-    ([d("dir"), hard("h", "dir")], "no such file"),
-    ([sym("l", "l"), f("l/x")], "too many levels"),
-])
+@pytest.mark.parametrize(
+    "entries, message",
+    [
+        ([f(".wh.")], "bare .wh."),
+        ([hard("h", "missing")], "no such file"),
+        ([f("file"), f("file/x")], "not a directory"),
+        ([sym("s", "")], "empty symlink target"),
+        ([d("dir"), hard("h", "dir")], "no such file"),
+        ([sym("l", "l"), f("l/x")], "too many levels"),
+    ],
+)
 def test_malformed_layers(tmp_path, entries, message):
     files = write_layers(str(tmp_path / "l"), [entries])
     with pytest.raises(ImageFormatError, match=message) as info:
@@ -280,6 +325,7 @@ def test_malformed_layers(tmp_path, entries, message):
 
 
 # ---------------------------------------------------------------- safety
+
 
 def _sentinel(tmp_path):
     outside = tmp_path / "outside"
@@ -321,10 +367,18 @@ def test_absolute_names_and_symlinks_stay_inside(tmp_path):
     # docker, umoci and GNU tar: it lands inside, it does not fail.
     outside = _sentinel(tmp_path)
     absolute = os.fsencode(outside / "sentinel")
-    files = write_layers(str(tmp_path / "l"), [[
-        f(absolute, b"evil"), sym("abs", os.fsencode(outside)), f("abs/other", b"evil"),
-        sym("top", "/"), f("top/x", b"x"),
-    ]])
+    files = write_layers(
+        str(tmp_path / "l"),
+        [
+            [
+                f(absolute, b"evil"),
+                sym("abs", os.fsencode(outside)),
+                f("abs/other", b"evil"),
+                sym("top", "/"),
+                f("top/x", b"x"),
+            ]
+        ],
+    )
     root = tmp_path / "root"
     whiteout.apply_layers(str(root), files)
     assert (root / absolute.lstrip(b"/").decode()).read_bytes() == b"evil"
@@ -336,8 +390,7 @@ def test_absolute_names_and_symlinks_stay_inside(tmp_path):
 
 def test_a_file_entry_never_writes_through_an_existing_symlink(tmp_path):
     outside = _sentinel(tmp_path)
-    files = write_layers(str(tmp_path / "l"), [[sym("s", os.fsencode(outside / "sentinel"))],
-                                                 [f("s", b"evil")]])
+    files = write_layers(str(tmp_path / "l"), [[sym("s", os.fsencode(outside / "sentinel"))], [f("s", b"evil")]])
     whiteout.apply_layers(str(tmp_path / "root"), files)
     assert (tmp_path / "root" / "s").read_bytes() == b"evil"
     assert not os.path.islink(tmp_path / "root" / "s")
@@ -352,6 +405,7 @@ def test_the_root_cannot_change_type(tmp_path):
 
 # ---------------------------------------------------------------- changesets
 
+
 def _trees(tmp_path, lower_layers, upper_layers):
     files = write_layers(str(tmp_path / "l"), lower_layers + upper_layers)
     lower, upper = str(tmp_path / "lower"), str(tmp_path / "upper")
@@ -365,8 +419,18 @@ def _entries(data: bytes):
         return [(m.name, m.type, m.mode, m.size, m.linkname) for m in tar]
 
 
-BASE = [[d("etc"), f("etc/a", b"A"), f("etc/b", b"B"), d("usr"), d("usr/lib"),
-         f("usr/lib/x", b"X"), f("usr/lib/y", b"Y"), sym("lib", "usr/lib")]]
+BASE = [
+    [
+        d("etc"),
+        f("etc/a", b"A"),
+        f("etc/b", b"B"),
+        d("usr"),
+        d("usr/lib"),
+        f("usr/lib/x", b"X"),
+        f("usr/lib/y", b"Y"),
+        sym("lib", "usr/lib"),
+    ]
+]
 
 CHANGESET_CASES = {
     "nothing changed": ([], []),
@@ -380,19 +444,27 @@ CHANGESET_CASES = {
     "a directory becomes a file": ([[f("usr", b"F")]], [(b"usr", "modify")]),
     "a file becomes a directory": (
         [[d("etc/a"), f("etc/a/in")]],
-        [(b"etc", "context"), (b"etc/a", "modify"), (b"etc/a/in", "add")]),
+        [(b"etc", "context"), (b"etc/a", "modify"), (b"etc/a/in", "add")],
+    ),
     "a directory deleted and made again": (
         [[wh("usr"), d("usr"), d("usr/lib"), f("usr/lib/x", b"X"), f("usr/lib/new")]],
-        [(b"usr", "context"), (b"usr/lib", "context"), (b"usr/lib/y", "delete"),
-         (b"usr/lib/new", "add")]),
+        [(b"usr", "context"), (b"usr/lib", "context"), (b"usr/lib/y", "delete"), (b"usr/lib/new", "add")],
+    ),
     "a symlink retargeted": ([[sym("lib", "usr")]], [(b"lib", "modify")]),
     "whiteouts come before their siblings": (
         [[f("-first"), wh("etc"), f("zz")]],
-        [(b"etc", "delete"), (b"-first", "add"), (b"zz", "add")]),
+        [(b"etc", "delete"), (b"-first", "add"), (b"zz", "add")],
+    ),
     "a new hardlink brings its target along": (
         [[hard("etc/h", "usr/lib/x")]],
-        [(b"etc", "context"), (b"etc/h", "add"), (b"usr", "context"),
-         (b"usr/lib", "context"), (b"usr/lib/x", "modify")]),  # its group changed
+        [
+            (b"etc", "context"),
+            (b"etc/h", "add"),
+            (b"usr", "context"),
+            (b"usr/lib", "context"),
+            (b"usr/lib/x", "modify"),
+        ],
+    ),  # its group changed
 }
 
 
@@ -412,8 +484,7 @@ def test_changeset(tmp_path, upper_layers, expected):
 
 
 def test_changeset_entries(tmp_path):
-    _, lower, upper = _trees(tmp_path, BASE, [[wh("etc/a"), f("usr/lib/x", b"new"),
-                                                hard("etc/h", "usr/lib/x")]])
+    _, lower, upper = _trees(tmp_path, BASE, [[wh("etc/a"), f("usr/lib/x", b"new"), hard("etc/h", "usr/lib/x")]])
     sink = BytesSink()
     whiteout.write_changeset(sink, lower, upper, Stamp(uid=0, gid=0, mtime=1))
     assert _entries(sink.data) == [
@@ -437,8 +508,12 @@ def test_a_hardlinked_file_changed_in_place(tmp_path):
     os.utime(tmp_path / "upper" / "usr" / "lib" / "x", (1000, 1000))
     changes = whiteout.compute_changeset(lower, upper)
     assert [(c.path, c.kind) for c in changes] == [
-        (b"etc", "context"), (b"etc/h", "modify"), (b"usr", "context"), (b"usr/lib", "context"),
-        (b"usr/lib/x", "modify")]
+        (b"etc", "context"),
+        (b"etc/h", "modify"),
+        (b"usr", "context"),
+        (b"usr/lib", "context"),
+        (b"usr/lib/x", "modify"),
+    ]
     sink = BytesSink()
     whiteout.write_changeset(sink, lower, upper)
     types = {n: (t, link) for n, t, _, _, link in _entries(sink.data)}
@@ -497,9 +572,11 @@ def test_a_real_wh_file_cannot_go_in_a_changeset(tmp_path):
 
 # ---------------------------------------------------------------- flattening
 
+
 def test_flattened_layer_equals_the_stack(tmp_path):
-    layers = BASE + [[wh("etc/a"), f("usr/lib/x", b"new", uid=3), hard("h", "usr/lib/x"),
-                      d("usr/lib", 0o700, mtime=50)]]
+    layers = BASE + [
+        [wh("etc/a"), f("usr/lib/x", b"new", uid=3), hard("h", "usr/lib/x"), d("usr/lib", 0o700, mtime=50)]
+    ]
     files = write_layers(str(tmp_path / "l"), layers)
     owners = whiteout.apply_layers(str(tmp_path / "stack"), files)
     sink, again = BytesSink(), BytesSink()

@@ -13,17 +13,19 @@ import tempfile
 import pytest
 from hypothesis import HealthCheck, assume, event, given, settings
 from hypothesis import strategies as st
+from layertools import UMOCI, d, drop_clock_mtimes, f, fifo, hard, opq, picture, sym, umoci_unpack, wh, write_layers
 
-from builder import whiteout
 from builder.errors import ImageFormatError
-from builder.sinks import Sink
-from layertools import (UMOCI, d, drop_clock_mtimes, f, fifo, hard, opq, picture, sym,
-                        umoci_unpack, wh, write_layers)
+from builder.sinks.sink import Sink
+from builder.tar import whiteout
 
 AS_ROOT = os.geteuid() == 0
 # Kept small (umoci runs cost time); WHITEOUT_EXAMPLES=1000 for a long hunt.
-SETTINGS = settings(max_examples=int(os.environ.get("WHITEOUT_EXAMPLES", 40)), deadline=None,
-                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+SETTINGS = settings(
+    max_examples=int(os.environ.get("WHITEOUT_EXAMPLES", 40)),
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+)
 
 NAMES = [b"a", b"b", b"c"]
 # Targets that cannot climb above the root from any depth: the rule where
@@ -73,8 +75,7 @@ class Model:
 
 @st.composite
 def entry(draw, model: Model, used: set):
-    kind = draw(st.sampled_from(["file"] * 4 + ["dir"] * 3 + ["sym"] * 2 +
-                                ["hard", "wh", "wh", "opq", "fifo"]))
+    kind = draw(st.sampled_from(["file"] * 4 + ["dir"] * 3 + ["sym"] * 2 + ["hard", "wh", "wh", "opq", "fifo"]))
     # Half the time a path the stack already has: whiteouts, hardlinks and
     # type changes then meet something.
     known = sorted(model.kinds)
@@ -85,8 +86,14 @@ def entry(draw, model: Model, used: set):
     if kind == "file":
         model.drop(rel)
         model.kinds[rel] = "f"
-        return f(rel, draw(st.sampled_from([b"", b"1", b"22", b"x" * 700])),
-                 draw(st.sampled_from(FILE_MODES)), uid, gid, mtime)
+        return f(
+            rel,
+            draw(st.sampled_from([b"", b"1", b"22", b"x" * 700])),
+            draw(st.sampled_from(FILE_MODES)),
+            uid,
+            gid,
+            mtime,
+        )
     if kind == "dir":
         if model.kinds.get(rel) != "d":
             model.drop(rel)
@@ -183,8 +190,11 @@ def _check_layer_shape(data: bytes):
             assert m.isreg() and m.size == 0 and m.mode == 0o600
             target = (parent + "/" if parent else "") + base[4:]
             assert target not in names, "a path both written and whited out"
-            later_siblings = [n for n in seen if n.rpartition("/")[0] == parent and n != parent
-                              and not n.rpartition("/")[2].startswith(".wh.")]
+            later_siblings = [
+                n
+                for n in seen
+                if n.rpartition("/")[0] == parent and n != parent and not n.rpartition("/")[2].startswith(".wh.")
+            ]
             assert not later_siblings, "a whiteout after a sibling entry"
         if m.islnk():
             assert m.linkname in seen, "a hardlink to an entry not earlier in the layer"
@@ -218,27 +228,37 @@ def test_changeset_rebuilds_upper(stack):
         rebuilt = os.path.join(tmp, "rebuilt")
         rebuilt_owners = whiteout.apply_layers(rebuilt, lower_files + [changeset])
         assert picture(rebuilt, rebuilt_owners) == picture(upper, upper_owners)
-        assert whiteout.compute_changeset(upper, rebuilt, lower_owners=upper_owners,
-                                          upper_owners=rebuilt_owners) == []
+        assert whiteout.compute_changeset(upper, rebuilt, lower_owners=upper_owners, upper_owners=rebuilt_owners) == []
 
         theirs = umoci_unpack(os.path.join(tmp, "umoci"), lower_files + [changeset])
         assert theirs is not None
         _same(upper, upper_owners, theirs)
 
 
-EDITS = ["rewrite", "replace", "chmod", "chown", "unlink", "mkdir", "newfile", "symlink",
-         "link", "rename", "dir_to_file", "touch"]
+EDITS = [
+    "rewrite",
+    "replace",
+    "chmod",
+    "chown",
+    "unlink",
+    "mkdir",
+    "newfile",
+    "symlink",
+    "link",
+    "rename",
+    "dir_to_file",
+    "touch",
+]
 
 
 def _edit(root: str, op: str, pick: int, arg: int) -> None:
     """One change a customisation script could make, at a path picked from
     what is there now."""
-    existing = sorted(os.path.relpath(os.path.join(dp, n), root)
-                      for dp, dns, fns in os.walk(root) for n in dns + fns)
-    dirs = ["."] + [p for p in existing if os.path.isdir(os.path.join(root, p))
-                    and not os.path.islink(os.path.join(root, p))]
-    files = [p for p in existing if os.path.isfile(os.path.join(root, p))
-             and not os.path.islink(os.path.join(root, p))]
+    existing = sorted(os.path.relpath(os.path.join(dp, n), root) for dp, dns, fns in os.walk(root) for n in dns + fns)
+    dirs = ["."] + [
+        p for p in existing if os.path.isdir(os.path.join(root, p)) and not os.path.islink(os.path.join(root, p))
+    ]
+    files = [p for p in existing if os.path.isfile(os.path.join(root, p)) and not os.path.islink(os.path.join(root, p))]
     path = os.path.join(root, existing[pick % len(existing)]) if existing else None
     fresh = os.path.join(root, dirs[pick % len(dirs)], "n%d" % arg)
     if op in ("mkdir", "newfile", "symlink", "link") and os.path.lexists(fresh):
@@ -279,8 +299,11 @@ def _edit(root: str, op: str, pick: int, arg: int) -> None:
 
 
 @SETTINGS
-@given(stacks(1, 3), st.lists(st.tuples(st.sampled_from(EDITS), st.integers(0, 50), st.integers(0, 5)),
-                              max_size=8), st.booleans())
+@given(
+    stacks(1, 3),
+    st.lists(st.tuples(st.sampled_from(EDITS), st.integers(0, 50), st.integers(0, 5)), max_size=8),
+    st.booleans(),
+)
 def test_changeset_of_script_edits(layers, edits, hardlinks):
     """The runAsRoot case: a copy of the lower tree edited in place."""
     with tempfile.TemporaryDirectory() as tmp:
@@ -319,6 +342,5 @@ def test_flattened_stack_is_the_stack(layers):
         with open(flat, "wb") as out:
             out.write(sink.data)
         flat_owners = whiteout.apply_layers(os.path.join(tmp, "flat"), [flat])
-        assert picture(os.path.join(tmp, "flat"), flat_owners) == \
-            picture(os.path.join(tmp, "stack"), owners)
+        assert picture(os.path.join(tmp, "flat"), flat_owners) == picture(os.path.join(tmp, "stack"), owners)
         shutil.rmtree(os.path.join(tmp, "flat"))

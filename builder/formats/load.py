@@ -1,0 +1,137 @@
+"""The one loader of images: any image a user may hand us, read into the
+image model.
+
+Accepted: an image of this project (a stream executable or a description
+directory: its layers are reused as described, nothing copied), a docker
+archive (plain or compressed, one image picked by name/tag when it holds
+several), an OCI archive or an OCI layout directory (one manifest picked by
+platform or ref).
+
+``load_target`` is what every stream, archive and push command goes
+through: an image of this project (one description, a multi-platform
+description, or a stream executable naming either) as one Image or a list
+of Images written as an image index.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tarfile
+from dataclasses import dataclass
+from typing import List, Optional, Union
+
+from builder.errors import ImageFormatError, SpecError
+from builder.formats.description import find_description, read_description
+from builder.formats.docker_archive import read_docker_archive
+from builder.formats.oci_layout import read_oci
+from builder.model.image import Image
+from builder.tar.layerfile import detect_encoding, plain_archive
+
+__all__ = ["MULTI_FILE", "MULTI_VERSION", "Loaded", "load_image", "load_target", "multi_dir", "note_unknown_digests"]
+
+# A multi-platform description: a directory with one description per image.
+MULTI_FILE = "multiarch.json"
+MULTI_VERSION = 1
+
+
+def _tar_names(path: str, workdir: Optional[str]) -> Optional[set]:
+    """Top-level names of a tar (unpacking a compressed one once), or None."""
+    if workdir is None and detect_encoding(path, 0) != "none":
+        return None
+    plain = plain_archive(path, workdir)
+    try:
+        with tarfile.open(plain, "r:") as tar:
+            return {m.name[2:] if m.name.startswith("./") else m.name for m in tar.getmembers()}
+    except tarfile.TarError:
+        return None
+
+
+def load_image(
+    path: str,
+    *,
+    workdir: Optional[str] = None,
+    name: Optional[str] = None,
+    tag: Optional[str] = None,
+    architecture: Optional[str] = None,
+    variant: Optional[str] = None,
+) -> Image:
+    if not os.path.lexists(path):
+        raise ImageFormatError(f"{path}: no such image")
+    if not os.path.exists(path):
+        raise ImageFormatError(f"{path}: a symlink to {os.readlink(path)}, which does not exist")
+    described = find_description(path)
+    if described:
+        return read_description(described).image
+    if os.path.isdir(path):
+        if os.path.exists(os.path.join(path, "oci-layout")):
+            return read_oci(path, architecture=architecture, variant=variant, ref=tag, workdir=workdir)
+        raise ImageFormatError(f"{path}: a directory, but neither an OCI layout nor an image of this project")
+    names = _tar_names(path, workdir)
+    # An OCI index knows platforms, so it is read whenever the archive has one,
+    # unless a name is asked for (only manifest.json's RepoTags carry it).
+    if names is not None and "oci-layout" in names and ("manifest.json" not in names or name is None):
+        return read_oci(path, architecture=architecture, variant=variant, ref=tag, workdir=workdir)
+    return read_docker_archive(path, workdir, name=name, tag=tag)
+
+
+@dataclass
+class Loaded:
+    """What a stream or push writes: one image or a per-platform group."""
+
+    target: Union[Image, List[Image]]
+    repo_tag: str
+    layer_compression: str  # whose digests the build recorded
+
+    @property
+    def multi(self) -> bool:
+        return not isinstance(self.target, Image)
+
+    @property
+    def images(self) -> List[Image]:
+        return list(self.target) if self.multi else [self.target]
+
+
+def multi_dir(path: str) -> Optional[str]:
+    if os.path.isdir(path) and os.path.exists(os.path.join(path, MULTI_FILE)):
+        return path
+    return None
+
+
+def load_target(path: str) -> Loaded:
+    """The image(s) behind ``path``: a description directory, a multi-platform
+    description, or a stream executable naming one."""
+    described = multi_dir(path) or find_description(path)
+    if described is None:
+        raise SpecError(f"{path}: not an image of this project (a stream executable or an image description)")
+    multi = multi_dir(described)
+    if multi is None:
+        desc = read_description(described)
+        return Loaded(desc.image, desc.repo_tag, desc.layer_compression)
+    try:
+        with open(os.path.join(multi, MULTI_FILE), "rb") as f:
+            doc = json.load(f)
+    except (OSError, ValueError) as e:
+        raise SpecError(f"{multi}: not a multi-platform description ({e})") from None
+    if doc.get("version") != MULTI_VERSION:
+        raise SpecError(
+            f"{multi}: multi-platform description version {doc.get('version')!r}, this builder reads {MULTI_VERSION}"
+        )
+    images = [read_description(os.path.join(multi, rel)).image for rel in doc["images"]]
+    return Loaded(images, doc["repoTag"], doc.get("layerCompression", "none"))
+
+
+def note_unknown_digests(loaded: Loaded, encoding: str) -> None:
+    """One line on stderr when the build did not record this encoding's
+    digests: each such layer is compressed once more to learn its digest."""
+    if encoding == "none":
+        return
+    missing = sum(1 for image in loaded.images for layer in image.layers if encoding not in layer.known)
+    if missing:
+        print(
+            f"note: {missing} layer(s) have no {encoding} digest from the build "
+            f'(set layerCompression = "{encoding}"): compressing them twice',
+            file=sys.stderr,
+            flush=True,
+        )

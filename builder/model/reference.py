@@ -1,0 +1,124 @@
+"""Image names, tags and references: the one parser of ``HOST/NAME:TAG@DIGEST``.
+
+Docker Hub's rules live here too: a name without a registry host (a first
+component with no dot or port that is not ``localhost``) is on Docker Hub,
+in ``library/`` when it has a single component.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Optional, Set, Tuple
+
+from builder.errors import SpecError
+
+__all__ = [
+    "DIGEST_RE",
+    "DOCKER_HUB",
+    "Reference",
+    "check_image_name",
+    "check_tag",
+    "docker_hub_aliases",
+    "parse_reference",
+    "qualified_name",
+    "split_reference",
+    "split_repo_tag",
+]
+
+DIGEST_RE = re.compile(r"^sha256:[0-9a-f]{64}$")
+DOCKER_HUB = "docker.io"
+_DOCKER_HUB_API = "registry-1.docker.io"
+_DOCKER_HUB_ALIASES = frozenset({DOCKER_HUB, _DOCKER_HUB_API, "index.docker.io"})
+
+# distribution/reference grammar, lower-case repository path with an optional host.
+_NAME_COMPONENT = r"[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*"
+_HOST = r"(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?(?:\.[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)*(?::[0-9]+)?/)"
+_NAME_RE = re.compile(rf"^{_HOST}?{_NAME_COMPONENT}(?:/{_NAME_COMPONENT})*$")
+_TAG_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$")
+
+
+def check_image_name(name: str) -> str:
+    if not _NAME_RE.match(name) or len(name) > 255:
+        raise SpecError(
+            f"name: {name!r} is not a valid image name (lower-case letters, digits, "
+            "separators . _ -, path components with /, an optional registry host first)"
+        )
+    return name
+
+
+def check_tag(tag: str) -> str:
+    if not _TAG_RE.match(tag):
+        raise SpecError(f"tag: {tag!r} is not a valid tag (letters, digits, _ . -; at most 128)")
+    return tag
+
+
+def split_reference(text: str) -> Tuple[str, Optional[str], Optional[str]]:
+    """``[docker://]NAME[:TAG][@DIGEST]`` -> (NAME, TAG or None, DIGEST or None), as typed."""
+    rest = text[len("docker://") :] if text.startswith("docker://") else text
+    rest, _, digest = rest.partition("@")
+    name, colon, tag = rest.rpartition(":")
+    if not colon or "/" in tag:
+        return rest, None, digest or None
+    return name, tag, digest or None
+
+
+def split_repo_tag(ref: str) -> Tuple[str, str]:
+    """``host:5000/a/b:tag`` -> (``host:5000/a/b``, ``tag``); no tag means latest."""
+    name, tag, _ = split_reference(ref)
+    return name, tag or "latest"
+
+
+def _registry_and_repository(name: str) -> Tuple[str, str]:
+    first, slash, path = name.partition("/")
+    if slash and ("." in first or ":" in first or first == "localhost"):
+        return first, path
+    return DOCKER_HUB, name if slash else "library/" + name
+
+
+def qualified_name(name: str) -> str:
+    """The fully qualified name containerd stores (and ``docker save``
+    writes): a bare ``app`` is ``docker.io/library/app``."""
+    return "/".join(_registry_and_repository(name))
+
+
+def docker_hub_aliases(host: str) -> Set[str]:
+    """The names one registry goes by in auth files."""
+    return set(_DOCKER_HUB_ALIASES) if host in _DOCKER_HUB_ALIASES else {host}
+
+
+@dataclass(frozen=True)
+class Reference:
+    registry: str  # host[:port]; docker.io for Docker Hub
+    repository: str
+    tag: Optional[str] = None
+    digest: Optional[str] = None
+
+    @property
+    def api_host(self) -> str:
+        return _DOCKER_HUB_API if self.registry == DOCKER_HUB else self.registry
+
+    @property
+    def target(self) -> str:
+        """What a manifest URL names: the digest when there is one."""
+        return self.digest or self.tag or "latest"
+
+    def __str__(self) -> str:
+        text = f"{self.registry}/{self.repository}"
+        if self.tag:
+            text += ":" + self.tag
+        if self.digest:
+            text += "@" + self.digest
+        return text
+
+
+def parse_reference(text: str) -> Reference:
+    """``[docker://]HOST[:PORT]/NAME[:TAG|@DIGEST]``, Docker Hub without a host."""
+    name, tag, digest = split_reference(text)
+    if "@" in text and not DIGEST_RE.match(digest or ""):
+        raise SpecError(f"{text}: {digest or ''!r} is not a sha256 digest")
+    if tag is not None:
+        check_tag(tag)
+    registry, repository = _registry_and_repository(name)
+    check_image_name(f"{registry}/{repository}")
+    return Reference(registry, repository, tag if (tag or digest) else "latest", digest)

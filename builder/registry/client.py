@@ -1,0 +1,646 @@
+"""A registry client (OCI distribution-spec v1.1, as distribution 2.8 speaks it).
+
+``push`` sends an image (or a group of per-platform images as an index):
+blobs first, each skipped when the registry has it (HEAD) or mounted from
+another repository, then manifests, and the tag last, so a push that dies
+half-way never leaves a tag pointing at missing blobs. ``pull`` fetches one
+platform's manifest, config and layers into an OCI layout directory, every
+blob checked against its digest before it gets its name there.
+
+Everything that touches the outside is a parameter: the HTTP ``opener``,
+``sleep`` and ``clock`` for retries and token expiry, ``environ`` and
+``home`` for credentials. Tests pass fakes; nothing is patched.
+"""
+
+from __future__ import annotations
+
+import base64
+import http.client
+import json
+import os
+import socket
+import ssl
+import tempfile
+import time
+import urllib.parse
+from dataclasses import dataclass
+from typing import Callable, Dict, Optional, Sequence, Tuple, Union
+
+from builder.errors import BuildError, DigestMismatch, RegistryError
+from builder.model.image import DOCKER_LIST, DOCKER_MANIFEST, OCI_INDEX, OCI_MANIFEST, Blob, sha256_digest
+from builder.model.reference import DIGEST_RE, Reference
+from builder.registry.auth import Credentials, find_credentials, parse_challenge
+from builder.report import progress_line
+from builder.sinks.sink import Sink
+
+__all__ = ["DEFAULT_CHUNK", "MANIFEST_ACCEPT", "HttpOpener", "Proxy", "RegistryClient", "proxy_for"]
+
+MANIFEST_ACCEPT = ", ".join([OCI_MANIFEST, OCI_INDEX, DOCKER_MANIFEST, DOCKER_LIST])
+DEFAULT_CHUNK = 64 << 20
+# Registries should accept manifests up to 4 MiB (distribution-spec); more
+# than this is not a manifest, and we will not hold it in memory.
+_MANIFEST_LIMIT = 8 << 20
+_READ_CHUNK = 1 << 20
+_SEND_BUFFER = 256 << 10
+
+
+# --- HTTP -----------------------------------------------------------------------
+
+
+class _SendFailed(ConnectionError):
+    """The socket broke while a request body was being sent."""
+
+
+class _ConnectFailed(ConnectionError):
+    def __init__(self, message: str, temporary: bool):
+        super().__init__(message)
+        self.temporary = temporary
+
+
+class _SocketSink(Sink):
+    """Streams a request body onto the socket; refuses to send past the
+    Content-Length announced, which would corrupt the next request."""
+
+    def __init__(self, sock: socket.socket, limit: int):
+        self.sock = sock
+        self.limit = limit
+        self.size = 0
+        self.buffer = bytearray()
+
+    def _count(self, n: int) -> None:
+        self.size += n
+        if self.size > self.limit:
+            raise BuildError(f"blob writer produced more than its {self.limit} bytes")
+
+    def write(self, data) -> None:
+        self._count(len(data))
+        self.buffer += data
+        if len(self.buffer) >= _SEND_BUFFER:
+            self.flush()
+
+    def flush(self) -> None:
+        try:
+            self.sock.sendall(self.buffer)
+        except OSError as e:
+            raise _SendFailed(f"connection lost while sending: {e}") from e
+        self.buffer.clear()
+
+    def copy_file(self, fd: int, size: int) -> None:
+        self._count(size)
+        self.flush()
+        offset = os.lseek(fd, 0, os.SEEK_CUR)
+        # socket.sendfile uses sendfile(2) on plain sockets, send() under TLS.
+        with open(fd, "rb", buffering=0, closefd=False) as f:
+            try:
+                sent = self.sock.sendfile(f, offset, size)
+            except OSError as e:
+                raise _SendFailed(f"connection lost while sending: {e}") from e
+        if sent != size:
+            raise BuildError(f"file shrank while sending: {size - sent} bytes missing")
+
+
+Body = Union[None, bytes, Blob]
+
+
+class _Response:
+    """An http.client response that knows whether its body was read to the
+    end: a connection may carry the next request only then."""
+
+    def __init__(self, raw: http.client.HTTPResponse):
+        self.raw = raw
+        self.status, self.reason, self.headers = raw.status, raw.reason, raw.headers
+        self.abandoned = False
+
+    def read(self, n: Optional[int] = None) -> bytes:
+        return self.raw.read(n)
+
+    def close(self) -> None:
+        self.abandoned = self.abandoned or not self.raw.isclosed()
+        self.raw.close()
+
+    @property
+    def finished(self) -> bool:
+        return self.raw.isclosed() and not self.abandoned
+
+
+@dataclass(frozen=True)
+class Proxy:
+    host: str
+    port: int
+    authorization: Optional[str]  # a Proxy-Authorization header value
+
+
+def proxy_for(scheme: str, netloc: str, environ) -> Optional[Proxy]:
+    """The HTTP proxy ``https_proxy``/``http_proxy``/``all_proxy`` name for
+    ``scheme://netloc``, unless ``no_proxy`` exempts it (as curl and skopeo
+    read them; lower-case names win)."""
+    env = {}
+    for key in sorted(environ, key=lambda k: k.islower()):  # upper-case first, lower-case wins
+        if key.lower() in ("http_proxy", "https_proxy", "all_proxy", "no_proxy") and environ[key]:
+            env[key.lower()] = environ[key]
+    host = (urllib.parse.urlsplit("//" + netloc).hostname or "").lower()
+    for entry in env.get("no_proxy", "").split(","):
+        entry = entry.strip().lower()
+        if entry == "*":
+            return None
+        if entry.count(":") == 1:
+            entry = entry.rsplit(":", 1)[0]  # host:port
+        entry = entry.lstrip("*").lstrip(".")
+        if entry and (host == entry or host.endswith("." + entry)):
+            return None
+    url = env.get(f"{scheme}_proxy") or env.get("all_proxy")
+    if not url:
+        return None
+    parts = urllib.parse.urlsplit(url if "://" in url else "http://" + url)
+    # An https:// proxy URL is taken as Python's urllib takes it: plain HTTP
+    # to the proxy, TLS through the tunnel.
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        if not env.get(f"{scheme}_proxy"):
+            return None  # all_proxy=socks5://... is for other programs
+        raise RegistryError(f"{scheme}_proxy {url!r}: only HTTP proxies are supported")
+    auth = None
+    if parts.username is not None:
+        pair = f"{urllib.parse.unquote(parts.username)}:{urllib.parse.unquote(parts.password or '')}"
+        auth = "Basic " + base64.b64encode(pair.encode()).decode()
+    return Proxy(parts.hostname, parts.port or 80, auth)
+
+
+class HttpOpener:
+    """``opener(method, url, headers, body) -> response`` over http.client,
+    one kept-alive connection per host. ``body`` is bytes or a Blob, whose
+    writer streams straight onto the socket. Network failures come out as
+    ConnectionError, TimeoutError or http.client.HTTPException; anything a
+    blob writer raises comes out unchanged. A proxy named in ``environ``
+    (https_proxy, http_proxy, all_proxy, no_proxy) is reached with CONNECT."""
+
+    def __init__(self, timeout: float = 300.0, context: Optional[ssl.SSLContext] = None, environ=None):
+        self.timeout = timeout
+        self.context = context
+        self.environ = os.environ if environ is None else environ
+        self.pool: Dict[Tuple[str, str], http.client.HTTPConnection] = {}
+        self.last: Dict[Tuple[str, str], _Response] = {}
+
+    def _connection(self, scheme: str, netloc: str) -> http.client.HTTPConnection:
+        key = (scheme, netloc)
+        conn = self.pool.get(key)
+        if conn is None:
+            if scheme not in ("http", "https"):
+                raise RegistryError(f"unsupported URL scheme {scheme!r}")
+            proxy = proxy_for(scheme, netloc, self.environ)
+            target = (proxy.host, proxy.port) if proxy else (netloc, None)
+            if scheme == "https":
+                conn = http.client.HTTPSConnection(
+                    *target, timeout=self.timeout, context=self.context or ssl.create_default_context()
+                )
+            else:
+                conn = http.client.HTTPConnection(*target, timeout=self.timeout)
+            if proxy:
+                conn.set_tunnel(
+                    netloc, headers={"Proxy-Authorization": proxy.authorization} if proxy.authorization else None
+                )
+            self.pool[key] = conn
+        last = self.last.pop(key, None)
+        if last is not None and not last.finished:
+            conn.close()  # unread body bytes would be taken for the next answer
+        if conn.sock is None:
+            try:
+                conn.connect()
+            except ssl.SSLError as e:
+                raise _ConnectFailed(f"TLS with {netloc} failed: {e}", temporary=False) from e
+            except OSError as e:
+                raise _ConnectFailed(f"cannot connect to {netloc}: {e}", temporary=True) from e
+        return conn
+
+    def __call__(self, method: str, url: str, headers: Dict[str, str], body: Body = None):
+        parts = urllib.parse.urlsplit(url)
+        conn = self._connection(parts.scheme, parts.netloc)
+        path = (parts.path or "/") + ("?" + parts.query if parts.query else "")
+        response = _Response(self._exchange(conn, method, path, headers, body))
+        self.last[(parts.scheme, parts.netloc)] = response
+        return response
+
+    def _exchange(
+        self, conn: http.client.HTTPConnection, method: str, path: str, headers: Dict[str, str], body: Body
+    ) -> http.client.HTTPResponse:
+        try:
+            conn.putrequest(method, path, skip_accept_encoding=True)
+            for key, value in headers.items():
+                conn.putheader(key, value)
+            if body is not None or method in ("POST", "PUT", "PATCH"):
+                conn.putheader("Content-Length", str(_body_size(body)))
+            conn.endheaders()
+            if isinstance(body, (bytes, bytearray)):
+                conn.send(body)
+            elif body is not None:
+                self._stream(conn, body)
+            return conn.getresponse()
+        except _SendFailed:
+            # The server may have answered (a 401, a 413) and closed: its
+            # answer says more than the broken pipe.
+            try:
+                return conn.getresponse()
+            except Exception:
+                conn.close()
+                raise
+        except BaseException:
+            conn.close()
+            raise
+
+    @staticmethod
+    def _stream(conn: http.client.HTTPConnection, blob: Blob) -> None:
+        sink = _SocketSink(conn.sock, blob.size)
+        blob.write_to(sink)
+        sink.flush()
+        if sink.size != blob.size:
+            raise DigestMismatch(f"{blob.digest}: size", str(blob.size), str(sink.size))
+
+    def close(self) -> None:
+        for conn in self.pool.values():
+            conn.close()
+        self.pool.clear()
+        self.last.clear()
+
+
+def _body_size(body: Body) -> int:
+    if body is None:
+        return 0
+    return len(body) if isinstance(body, (bytes, bytearray)) else body.size
+
+
+# --- the protocol, one method per step -----------------------------------------------
+
+
+def _with_query(url: str, **params: str) -> str:
+    parts = urllib.parse.urlsplit(url)
+    extra = urllib.parse.urlencode(params)
+    query = f"{parts.query}&{extra}" if parts.query else extra
+    return urllib.parse.urlunsplit(parts._replace(query=query))
+
+
+def _error_text(body: bytes) -> str:
+    """The registry's error JSON as "CODE: message; ..." (or the raw start)."""
+    try:
+        errors = json.loads(body).get("errors") or []
+        return "; ".join(
+            f"{e.get('code', '?')}: {e.get('message', '')}".rstrip(": ") for e in errors if isinstance(e, dict)
+        )
+    except (ValueError, AttributeError):
+        return body[:200].decode("utf-8", "replace").strip()
+
+
+def _retryable(e: BaseException) -> bool:
+    return getattr(e, "temporary", True)
+
+
+class RegistryClient:
+    """A session with one repository: connection reuse, auth and retries."""
+
+    def __init__(
+        self,
+        reference: Reference,
+        *,
+        insecure: bool = False,
+        auth: Union[Credentials, Tuple[str, str], None] = None,
+        opener: Optional[Callable] = None,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
+        retries: int = 4,
+        backoff: float = 1.0,
+        environ: Optional[Dict[str, str]] = None,
+        home: Optional[str] = None,
+        actions: str = "pull",
+        extra_scopes: Sequence[str] = (),
+        progress: Optional[Callable[[str], None]] = progress_line,
+    ):
+        self.ref = reference
+        self.base = f"{'http' if insecure else 'https'}://{reference.api_host}"
+        if isinstance(auth, tuple):
+            auth = Credentials(auth[0], auth[1])
+        self.credentials = (
+            auth if auth is not None else find_credentials(reference.registry, environ=environ, home=home)
+        )
+        self.opener = opener or HttpOpener()
+        self.sleep, self.clock = sleep, clock
+        self.retries, self.backoff = retries, backoff
+        self.scopes = [f"repository:{reference.repository}:{actions}", *extra_scopes]
+        self.progress = progress or (lambda line: None)
+        self.authorization: Optional[str] = None
+        self.challenge: Optional[Tuple[str, Dict[str, str]]] = None
+        self.expires = float("inf")
+        self.owns_opener = opener is None
+
+    def close(self) -> None:
+        if self.owns_opener:
+            self.opener.close()
+
+    # -- plumbing --
+
+    def url(self, path: str) -> str:
+        return f"{self.base}/v2/{self.ref.repository}/{path}"
+
+    def _send(self, method: str, url: str, headers: Dict[str, str], body: Body):
+        try:
+            return self.opener(method, url, headers, body)
+        except (ConnectionError, TimeoutError, http.client.HTTPException, ssl.SSLError) as e:
+            raise RegistryError(
+                f"connection failed: {e}", method=method, url=_plain(url), temporary=_retryable(e)
+            ) from e
+
+    def _headers(self, url: str, headers: Optional[Dict[str, str]]) -> Dict[str, str]:
+        headers = dict(headers or {})
+        # Credentials go only to the registry itself, never to a redirect target.
+        if self.authorization and url.startswith(self.base + "/"):
+            if self.challenge and self.challenge[0] == "bearer" and self.clock() >= self.expires:
+                self._authorize(self.challenge)
+            headers["Authorization"] = self.authorization
+        return headers
+
+    def request(
+        self,
+        method: str,
+        url: str,
+        headers: Optional[Dict[str, str]] = None,
+        body: Body = None,
+        ok: Sequence[int] = (200,),
+    ):
+        """One exchange; a 401 gets one new authorization and one more try.
+        Returns the response with its body unread for 2xx, else raises."""
+        resp = self._send(method, url, self._headers(url, headers), body)
+        if resp.status == 401:
+            challenge = resp.headers.get("WWW-Authenticate") or ""
+            _drain(resp)
+            self._authorize(parse_challenge(challenge), method, url)
+            resp = self._send(method, url, self._headers(url, headers), body)
+        if resp.status not in ok:
+            raise self._failure(method, url, resp)
+        return resp
+
+    def _failure(self, method: str, url: str, resp) -> RegistryError:
+        text = _error_text(_drain(resp, limit=1 << 16))
+        status = resp.status
+        if status == 401:
+            who = (
+                f"user {self.credentials.username!r} (from {self.credentials.source})"
+                if self.credentials
+                else "no credentials"
+            )
+            message = f"authentication failed for {who}"
+        elif status == 403 or "DENIED" in text:
+            message = "access denied"
+        elif status == 404:
+            message = "not found"
+        else:
+            message = f"unexpected answer {getattr(resp, 'reason', '')}".strip()
+        if text:
+            message += f" ({text})"
+        return RegistryError(
+            f"{status} {message}",
+            method=method,
+            url=_plain(url),
+            status=status,
+            temporary=status >= 500 or status == 429,
+        )
+
+    def retrying(self, what: str, step: Callable[[], object]):
+        """``step`` again after 1, 2, 4... s when the failure is temporary
+        (5xx, 429, a dropped connection); other errors go straight up."""
+        for attempt in range(self.retries + 1):
+            try:
+                return step()
+            except RegistryError as e:
+                if not e.temporary or attempt == self.retries:
+                    raise
+                delay = self.backoff * 2**attempt
+                self.progress(f"{what}: {e}; retrying in {delay:g} s")
+                self.sleep(delay)
+
+    # -- auth --
+
+    def ping(self) -> None:
+        """GET /v2/: learns whether and how to authenticate, and checks the
+        credentials before any blob is sent."""
+        self.retrying(f"connecting to {self.ref.registry}", lambda: _drain(self.request("GET", f"{self.base}/v2/")))
+
+    def _authorize(self, challenge: Tuple[str, Dict[str, str]], method: str = "GET", url: str = "") -> None:
+        scheme, params = challenge
+        if scheme == "basic":
+            if self.credentials is None:
+                raise RegistryError(
+                    f"401 authentication required and no credentials for "
+                    f"{self.ref.registry} (set REGISTRY_AUTH_FILE, "
+                    "~/.docker/config.json or REGISTRY_USERNAME/REGISTRY_PASSWORD)",
+                    method=method,
+                    url=_plain(url),
+                    status=401,
+                )
+            self.authorization = self.credentials.basic()
+        elif scheme == "bearer" and params.get("realm"):
+            self.authorization = "Bearer " + self._token(params)
+        else:
+            raise RegistryError(
+                f"401 with an authentication scheme this client does not speak: {scheme or '(none)'}",
+                method=method,
+                url=_plain(url),
+                status=401,
+            )
+        self.challenge = challenge
+
+    def _token(self, params: Dict[str, str]) -> str:
+        scopes = list(self.scopes)
+        if params.get("scope") and params["scope"] not in scopes:
+            scopes.append(params["scope"])
+        query = [("scope", s) for s in scopes]
+        if params.get("service"):
+            query.insert(0, ("service", params["service"]))
+        url = params["realm"] + ("&" if "?" in params["realm"] else "?") + urllib.parse.urlencode(query)
+        headers = {"Authorization": self.credentials.basic()} if self.credentials else {}
+        resp = self._send("GET", url, headers, None)
+        if resp.status != 200:
+            raise self._failure("GET", url, resp)
+        try:
+            answer = json.loads(_drain(resp, limit=1 << 20))
+            token = answer.get("token") or answer.get("access_token")
+        except (ValueError, AttributeError):
+            token, answer = None, {}
+        if not token:
+            raise RegistryError("token server answered without a token", method="GET", url=_plain(url))
+        # Refresh a little early: a request must not start with a token about to lapse.
+        self.expires = self.clock() + max(float(answer.get("expires_in") or 60) - 5, 1)
+        return token
+
+    # -- blobs --
+
+    def blob_exists(self, digest: str) -> bool:
+        resp = self.request("HEAD", self.url(f"blobs/{digest}"), ok=(200, 404))
+        _drain(resp)
+        return resp.status == 200
+
+    def start_upload(self, digest: str, mount_from: Optional[str] = None) -> Optional[str]:
+        """An upload URL, or None when the blob was mounted from ``mount_from``."""
+        url = self.url("blobs/uploads/")
+        if mount_from:
+            url = _with_query(url, mount=digest, **{"from": mount_from})
+        resp = self.request("POST", url, ok=(201, 202))
+        _drain(resp)
+        if resp.status == 201:
+            return None
+        return _location(resp, "POST", url)
+
+    def upload_whole(self, location: str, blob: Blob) -> None:
+        url = _with_query(location, digest=blob.digest)
+        _drain(self.request("PUT", url, {"Content-Type": "application/octet-stream"}, blob, ok=(201,)))
+
+    def upload_chunks(self, location: str, blob: Blob, chunk_size: int) -> None:
+        """PATCH the blob ``chunk_size`` bytes at a time, then close with a PUT.
+        Chunks are spooled to a temporary file, because the writer pushes
+        bytes while each PATCH needs its length up front."""
+        with tempfile.TemporaryFile() as spool:
+            uploader = _ChunkUploader(self, location, chunk_size, spool)
+            blob.write_to(uploader)
+            uploader.send_chunk()
+        if uploader.offset != blob.size:
+            raise DigestMismatch(f"{blob.digest}: size", str(blob.size), str(uploader.offset))
+        url = _with_query(uploader.location, digest=blob.digest)
+        _drain(self.request("PUT", url, ok=(201,)))
+
+    def cancel_upload(self, location: str) -> None:
+        """Best effort: the registry would expire the upload anyway."""
+        try:
+            _drain(self.request("DELETE", location, ok=(204, 404)))
+        except (RegistryError, OSError):
+            pass
+
+    def fetch_blob(self, digest: str, sink: Sink) -> int:
+        resp = self._get_following(self.url(f"blobs/{digest}"), {})
+        size = 0
+        try:
+            while True:
+                chunk = resp.read(_READ_CHUNK)
+                if not chunk:
+                    break
+                size += len(chunk)
+                sink.write(chunk)
+        except (ConnectionError, TimeoutError, http.client.HTTPException) as e:
+            resp.close()
+            raise RegistryError(
+                f"connection lost while downloading: {e}", method="GET", url=self.url(f"blobs/{digest}"), temporary=True
+            ) from e
+        except BaseException:
+            resp.close()
+            raise
+        return size
+
+    def _get_following(self, url: str, headers: Dict[str, str]):
+        # Blob GETs may redirect to storage (S3, a CDN): 307 and its kin.
+        for _ in range(5):
+            resp = self.request("GET", url, headers, ok=(200, 301, 302, 303, 307, 308))
+            if resp.status == 200:
+                return resp
+            location = _location(resp, "GET", url)
+            _drain(resp)
+            url = location
+        raise RegistryError("too many redirects", method="GET", url=_plain(url))
+
+    # -- manifests --
+
+    def put_manifest(self, blob: Blob, target: str) -> None:
+        url = self.url(f"manifests/{target}")
+        body = _blob_bytes(blob)
+        resp = self.request("PUT", url, {"Content-Type": blob.media_type}, body, ok=(201, 200))
+        answered = resp.headers.get("Docker-Content-Digest")
+        _drain(resp)
+        if answered and answered != blob.digest:
+            raise DigestMismatch(f"manifest stored at {_plain(url)}", blob.digest, answered)
+
+    def get_manifest(self, target: str) -> Tuple[bytes, str]:
+        """A manifest's exact bytes and media type, checked against the digest
+        asked for, or the one the registry says it has."""
+        url = self.url(f"manifests/{target}")
+        resp = self._get_following(url, {"Accept": MANIFEST_ACCEPT})
+        media_type = (resp.headers.get("Content-Type") or "").split(";")[0].strip()
+        claimed = resp.headers.get("Docker-Content-Digest")
+        data = _drain(resp, limit=_MANIFEST_LIMIT)
+        expected = target if DIGEST_RE.match(target) else claimed
+        got = sha256_digest(data)
+        if expected and expected != got:
+            raise DigestMismatch(f"manifest {_plain(url)}", expected, got)
+        return data, media_type
+
+
+class _ChunkUploader(Sink):
+    """Collects a writer's bytes into a spool and sends each full chunk as one PATCH."""
+
+    def __init__(self, client: RegistryClient, location: str, chunk_size: int, spool):
+        self.client = client
+        self.location = location
+        self.chunk_size = chunk_size
+        self.spool = spool
+        self.pending = 0
+        self.offset = 0
+
+    def write(self, data) -> None:
+        view = memoryview(data)
+        while view:
+            room = self.chunk_size - self.pending
+            self.spool.write(view[:room])
+            self.pending += min(room, len(view))
+            view = view[room:]
+            if self.pending == self.chunk_size:
+                self.send_chunk()
+
+    def send_chunk(self) -> None:
+        if not self.pending:
+            return
+        spool, size = self.spool, self.pending
+        spool.flush()
+
+        def replay(sink: Sink) -> None:
+            spool.seek(0)
+            sink.copy_file(spool.fileno(), size)
+
+        headers = {
+            "Content-Type": "application/octet-stream",
+            "Content-Range": f"{self.offset}-{self.offset + size - 1}",
+        }
+        resp = self.client.request(
+            "PATCH", self.location, headers, Blob("application/octet-stream", "", size, replay), ok=(202,)
+        )
+        _drain(resp)
+        self.location = _location(resp, "PATCH", self.location)
+        self.offset += size
+        self.pending = 0
+        spool.seek(0)
+        spool.truncate()
+
+
+def _location(resp, method: str, url: str) -> str:
+    """The Location an answer points to, made absolute (registries send it relative)."""
+    location = resp.headers.get("Location")
+    if not location:
+        raise RegistryError(f"{resp.status} without a Location header", method=method, url=_plain(url))
+    return urllib.parse.urljoin(url, location)
+
+
+def _drain(resp, limit: int = 1 << 20) -> bytes:
+    """Read a whole (small) body, so the connection can carry the next request."""
+    data = resp.read(limit + 1)
+    if len(data) > limit:
+        resp.close()
+        raise RegistryError(f"answer larger than {limit} bytes")
+    return data
+
+
+def _plain(url: str) -> str:
+    # Upload URLs carry a long opaque _state query: not worth a line of an error.
+    return url.split("?", 1)[0]
+
+
+def _blob_bytes(blob: Blob) -> bytes:
+    parts = []
+
+    class _Collect(Sink):
+        def write(self, data) -> None:
+            parts.append(bytes(data))
+
+    blob.write_to(_Collect())
+    return b"".join(parts)

@@ -1,0 +1,306 @@
+"""Deterministic compression sinks.
+
+gzip is made on every core and still depends only on the input bytes, the
+level and zlib:
+
+* The input is cut into blocks of exactly ``GZIP_BLOCK_SIZE`` bytes (the
+  last one shorter, never empty unless the whole input is), wherever the
+  ``write`` calls happen to fall.
+* Each block is compressed on its own as a raw deflate stream, primed with
+  the last 32 KiB of the block before it as a preset dictionary, and ended
+  with a sync flush (an empty stored block, so the next block starts on a
+  byte boundary); the last block ends the deflate stream instead. Blocks run
+  in a thread pool (zlib releases the GIL) and are written in input order,
+  so neither the number of threads nor their timing changes a byte.
+* One gzip header: no name, no comment, mtime 0, XFL from the level, and
+  OS byte 255 ("unknown"), which is what Go's ``compress/gzip`` writes, so
+  it says nothing about the machine that built the layer. One trailer: the
+  CRC-32 of the input (per-block CRCs, combined) and its size mod 2^32.
+
+The result is one ordinary gzip member: ``gzip -d``, ``pigz -d``, Python's
+``gzip`` and Go's reader all take it. Changing ``GZIP_LEVEL``,
+``GZIP_BLOCK_SIZE`` or the zlib version can change the bytes (and the
+digests of compressed layers); ``gzip_format()`` names all three.
+
+At most ``2 × threads`` blocks are in flight (each under 1 MiB with zlib's
+state), so memory is bounded however big the input; a stream that fits in
+one block never starts a thread.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import struct
+import subprocess
+import threading
+import zlib
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from typing import Iterator, Optional
+
+from builder.errors import BuildError
+from builder.sinks.sink import Sink
+
+__all__ = [
+    "ENCODINGS",
+    "GZIP_BLOCK_SIZE",
+    "GZIP_LEVEL",
+    "GZIP_OS",
+    "compressor",
+    "default_threads",
+    "gzip_format",
+]
+
+ENCODINGS = ("none", "gzip", "zstd")
+GZIP_LEVEL = 6
+GZIP_BLOCK_SIZE = 256 << 10
+GZIP_OS = 255
+ZSTD_LEVEL = 3
+
+_WINDOW = 32 << 10  # deflate's window: the most a dictionary can give
+_MEM_LEVEL = 8  # zlib's default
+_INFLIGHT_PER_THREAD = 2  # blocks queued or being compressed, per thread
+
+
+def gzip_format() -> str:
+    """Everything the gzip bytes depend on besides the input."""
+    return f"gzip-level{GZIP_LEVEL}-block{GZIP_BLOCK_SIZE}-mem{_MEM_LEVEL}-zlib{zlib.ZLIB_RUNTIME_VERSION}"
+
+
+def default_threads() -> int:
+    """The CPUs this process may use, and no more than ``NIX_BUILD_CORES``
+    inside a Nix build that sets it (0 there means all)."""
+    try:
+        n = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        n = os.cpu_count() or 1
+    cores = os.environ.get("NIX_BUILD_CORES", "")
+    if cores.isdigit() and int(cores) > 0:
+        n = min(n, int(cores))
+    return max(1, n)
+
+
+# --- CRC-32 of a concatenation ------------------------------------------------
+# Python's zlib has no crc32_combine. The CRC of A+B is CRC(A) times x^(8|B|)
+# plus CRC(B), all modulo the CRC polynomial; polynomials are held the way
+# zlib holds CRCs, bit-reflected (bit 31 is the x^0 coefficient).
+
+_CRC_POLY = 0xEDB88320
+_X0 = 1 << 31
+
+
+def _gf2_mulmod(a: int, b: int) -> int:
+    product = 0
+    while a:
+        if a & _X0:
+            product ^= b
+        a = (a << 1) & 0xFFFFFFFF
+        b = (b >> 1) ^ _CRC_POLY if b & 1 else b >> 1
+    return product
+
+
+def _x_pow_bytes(n: int) -> int:
+    """x^(8n) modulo the CRC polynomial."""
+    result, base, e = _X0, _X0 >> 8, n  # base: x^8
+    while e:
+        if e & 1:
+            result = _gf2_mulmod(result, base)
+        base = _gf2_mulmod(base, base)
+        e >>= 1
+    return result
+
+
+_BLOCK_SHIFT = _x_pow_bytes(GZIP_BLOCK_SIZE)
+
+
+def crc32_combine(crc1: int, crc2: int, len2: int) -> int:
+    """zlib.crc32(a + b) from zlib.crc32(a), zlib.crc32(b) and len(b)."""
+    shift = _BLOCK_SHIFT if len2 == GZIP_BLOCK_SIZE else _x_pow_bytes(len2)
+    return _gf2_mulmod(shift, crc1) ^ crc2
+
+
+# --- gzip ---------------------------------------------------------------------
+
+
+def _gzip_header(level: int) -> bytes:
+    xfl = 2 if level == 9 else 4 if level == 1 else 0
+    # magic, CM=deflate, FLG=0, MTIME=0, XFL, OS
+    return b"\x1f\x8b\x08\x00\x00\x00\x00\x00" + bytes((xfl, GZIP_OS))
+
+
+def _deflate_block(block: bytes, zdict: bytes, last: bool, level: int):
+    if zdict:
+        z = zlib.compressobj(level, zlib.DEFLATED, -15, _MEM_LEVEL, zlib.Z_DEFAULT_STRATEGY, zdict)
+    else:
+        z = zlib.compressobj(level, zlib.DEFLATED, -15, _MEM_LEVEL)
+    head = z.compress(block)
+    tail = z.flush(zlib.Z_FINISH if last else zlib.Z_SYNC_FLUSH)
+    return (head + tail if head else tail), zlib.crc32(block), len(block)
+
+
+class _GzipSink(Sink):
+    """Block-parallel, deterministic gzip into ``inner`` (see the module notes)."""
+
+    def __init__(
+        self, inner: Sink, level: int = GZIP_LEVEL, threads: Optional[int] = None, block_size: int = GZIP_BLOCK_SIZE
+    ):
+        if block_size < _WINDOW:
+            raise ValueError("gzip block size must be at least 32 KiB")
+        self.inner = inner
+        self.level = level
+        self.block_size = block_size
+        self.threads = max(1, threads or default_threads())
+        self.pending = bytearray()
+        self.zdict = b""
+        self.crc = 0
+        self.size = 0
+        self.inflight: deque = deque()
+        self.pool: Optional[ThreadPoolExecutor] = None
+        self.inner.write(_gzip_header(level))
+
+    def write(self, data) -> None:
+        pending = self.pending
+        pending += data
+        bs = self.block_size
+        # A block leaves only once more input follows it: the last block is
+        # known at close, and then ends the stream.
+        if len(pending) > bs:
+            view = memoryview(pending)
+            start = 0
+            while len(pending) - start > bs:
+                self._submit(bytes(view[start : start + bs]))
+                start += bs
+            view.release()
+            del pending[:start]
+
+    def _submit(self, block: bytes) -> None:
+        zdict, self.zdict = self.zdict, block[-_WINDOW:]
+        if self.threads == 1:
+            self._emit(*_deflate_block(block, zdict, False, self.level))
+            return
+        if self.pool is None:
+            self.pool = ThreadPoolExecutor(self.threads, thread_name_prefix="gzip")
+        self.inflight.append(self.pool.submit(_deflate_block, block, zdict, False, self.level))
+        # Bounded: wait for the oldest block when the queue is full; write out
+        # whatever else is already done.
+        inflight = self.inflight
+        if len(inflight) >= _INFLIGHT_PER_THREAD * self.threads:
+            self._emit(*inflight.popleft().result())
+        while inflight and inflight[0].done():
+            self._emit(*inflight.popleft().result())
+
+    def _emit(self, out: bytes, crc: int, n: int) -> None:
+        self.crc = crc32_combine(self.crc, crc, n)
+        self.size += n
+        self.inner.write(out)
+
+    def close(self) -> None:
+        try:
+            while self.inflight:
+                self._emit(*self.inflight.popleft().result())
+            self._emit(*_deflate_block(bytes(self.pending), self.zdict, True, self.level))
+            self.pending.clear()
+            self.inner.write(struct.pack("<II", self.crc, self.size & 0xFFFFFFFF))
+        finally:
+            self._shutdown()
+
+    def abort(self) -> None:
+        for f in self.inflight:
+            f.cancel()
+        self.inflight.clear()
+        self._shutdown()
+
+    def _shutdown(self) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(wait=True, cancel_futures=True)
+            self.pool = None
+
+
+# --- zstd ---------------------------------------------------------------------
+
+
+class _ZstdProgramSink(Sink):
+    """zstd through a ``zstd`` program (pkgs.zstd): the standard library has
+    no zstd (before 3.14, and the builder keeps to what every supported
+    Python has). One thread: output depends only on input, level and
+    the program's version. Used for whole archives, made and kept in one
+    build, never for layers whose digests must match a later stream."""
+
+    def __init__(self, inner: Sink, program: str):
+        self.inner = inner
+        try:
+            self.proc = subprocess.Popen(
+                [program, "-q", "-c", f"-{ZSTD_LEVEL}", "-T1"], stdin=subprocess.PIPE, stdout=subprocess.PIPE
+            )
+        except OSError as e:
+            raise BuildError(f"cannot run {program}: {e.strerror}") from None
+        self.error: Optional[BaseException] = None
+        self.reader = threading.Thread(target=self._drain, daemon=True)
+        self.reader.start()
+
+    def _drain(self) -> None:
+        try:
+            while True:
+                chunk = self.proc.stdout.read(1 << 20)
+                if not chunk:
+                    return
+                self.inner.write(chunk)
+        except BaseException as e:  # handed to the writing thread in close()
+            self.error = e
+
+    def write(self, data) -> None:
+        try:
+            self.proc.stdin.write(data)
+        except BrokenPipeError:
+            self.close()
+
+    def close(self) -> None:
+        try:
+            self.proc.stdin.close()
+        except BrokenPipeError:
+            pass
+        self.reader.join()
+        code = self.proc.wait()
+        if self.error is not None:
+            raise self.error
+        if code != 0:
+            raise BuildError(f"zstd failed with exit code {code}")
+
+    def abort(self) -> None:
+        self.proc.kill()
+        self.reader.join()
+        self.proc.wait()
+
+
+@contextlib.contextmanager
+def compressor(
+    encoding: str, inner: Sink, *, threads: Optional[int] = None, zstd_program: Optional[str] = None
+) -> Iterator[Sink]:
+    """A sink that compresses into ``inner``; the stream ends on exit.
+
+    ``threads`` only changes the speed of gzip, never its bytes (default:
+    the CPUs this process may run on). If the body raises, the stream is
+    left unfinished and the worker threads are stopped. ``zstd_program``:
+    the zstd executable that whole archives are compressed with.
+    """
+    if encoding == "gzip":
+        sink = _GzipSink(inner, GZIP_LEVEL, threads)
+    elif encoding == "zstd":
+        if not zstd_program:
+            raise BuildError(
+                'zstd is only for whole archives (compressor = "zstd", through pkgs.zstd); '
+                "compress layers with gzip or none"
+            )
+        sink = _ZstdProgramSink(inner, zstd_program)
+    elif encoding == "none":
+        yield inner
+        return
+    else:
+        raise BuildError(f"unknown compression {encoding!r}: expected one of {', '.join(ENCODINGS)}")
+    try:
+        yield sink
+    except BaseException:
+        sink.abort()
+        raise
+    sink.close()

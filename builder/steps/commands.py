@@ -1,0 +1,66 @@
+"""User commands at build time: ``extraCommands``, ``fakeRootCommands``,
+``runAsRoot``. Their environment, the fakeroot session a step re-enters
+itself in, and proot making an image root look like ``/``.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from typing import List, Optional, Sequence
+
+from builder.contract import Attrs
+from builder.errors import BuildError
+
+__all__ = ["chroot_prefix", "command_env", "rerun_under_fakeroot", "run_commands"]
+
+# The ``builder`` package's own directory: ``python3 -I DIR`` runs its
+# ``__main__``.
+_BUILDER_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def run_commands(what: str, script: str, cwd: str, env: dict, argv_prefix: Sequence[str] = ()) -> None:
+    if not script.strip():
+        return
+    argv = list(argv_prefix) + [env["BASH"], "-e", "-c", script]
+    result = subprocess.run(argv, cwd=cwd, env=env)
+    if result.returncode < 0:
+        raise BuildError(f"{what} was killed by signal {-result.returncode}")
+    if result.returncode != 0:
+        raise BuildError(f"{what} failed with exit code {result.returncode}")
+
+
+def command_env(attrs: Attrs) -> dict:
+    path = ":".join(os.path.join(p, "bin") for p in attrs.list("tools"))
+    # The build's environment is kept: under fakeroot it carries LD_PRELOAD
+    # and FAKEROOTKEY, without which chown would not be faked.
+    return {
+        **os.environ,
+        "PATH": path,
+        "BASH": attrs.str("bash", required=True),
+        "HOME": "/homeless-shelter",
+        "out": attrs.out,
+    }
+
+
+def chroot_prefix(attrs: Attrs, root: str) -> List[str]:
+    """proot makes the image root look like ``/``; /nix/store stays visible.
+    Host library dirs the image root lacks are bound too, so a dynamically
+    linked shell from outside the store (a non-sandboxed build) still runs."""
+    proot = attrs.str("proot", required=True)
+    argv = [proot, "-r", root, "-w", "/", "-b", "/nix/store", "-b", "/proc", "-b", "/dev"]
+    for host_dir in ("/lib", "/lib64", "/usr", "/bin"):
+        if os.path.isdir(host_dir) and not os.path.lexists(root + host_dir):
+            argv += ["-b", host_dir]
+    return argv
+
+
+def rerun_under_fakeroot(attrs: Attrs, step: str, env: Optional[dict] = None) -> None:
+    """Run build step ``step`` of this builder inside one fakeroot session, so
+    the owners commands set are what ``os.lstat`` sees when packing."""
+    python = sys.executable or attrs.str("python", required=True)
+    argv = [attrs.str("fakeroot", required=True), "--", python, "-I", "-B", _BUILDER_DIR, step]
+    if subprocess.run(argv, env=env).returncode != 0:
+        # The session itself printed what went wrong.
+        raise BuildError("", already_reported=True)

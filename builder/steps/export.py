@@ -1,0 +1,34 @@
+"""Build time: an image's merged root filesystem as one tar (``exportImage``)."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+
+from builder.contract import Attrs
+from builder.formats.load import load_image
+from builder.sinks.output import open_output
+from builder.sinks.sink import FdSink
+from builder.tar import whiteout
+
+__all__ = ["export_image"]
+
+
+def export_image(attrs: Attrs) -> None:
+    with tempfile.TemporaryDirectory(dir=os.environ.get("TMPDIR")) as work:
+        image = load_image(
+            attrs.str("fromImage", required=True),
+            workdir=work,
+            name=attrs.str("fromImageName"),
+            tag=attrs.str("fromImageTag"),
+        )
+        files = []
+        for i, layer in enumerate(image.layers):
+            path = os.path.join(work, f"layer-{i}.tar")
+            with open(path, "wb") as f:
+                sink = FdSink(f.fileno())
+                layer.write_tar(sink)
+                sink.flush()
+            files.append(path)
+        with open_output(attrs.out) as sink:
+            whiteout.write_flattened(sink, files, workdir=work)

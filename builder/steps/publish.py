@@ -1,0 +1,83 @@
+"""Pushing an image of this project to a registry, and the ``copyToRegistry``
+executable that does it (like nix2container's).
+
+``push_target`` is what ``stream --push REF``, ``builder push`` and the
+copy-to-registry script all run: the image's layers as the build described
+them, each skipped when the registry already has it (an unchanged layer is
+never read), manifests last. Progress goes to stderr; the digest the tag
+now points at is the only line on stdout.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Optional
+
+from builder.contract import Attrs
+from builder.errors import BuildError, RegistryError
+from builder.formats.load import load_target, note_unknown_digests
+from builder.registry.push import push
+from builder.report import human_size
+from builder.steps.known import encodings_of
+
+__all__ = ["push_target", "write_push_script"]
+
+# --format as a manifest flavour: the archive formats' registry equivalents.
+_FLAVOURS = {None: "oci", "oci": "oci", "oci-dir": "oci", "docker": "docker"}
+
+
+def push_target(
+    source: str,
+    ref: Optional[str],
+    *,
+    insecure: bool = False,
+    fmt: Optional[str] = None,
+    layer_compression: Optional[str] = None,
+) -> str:
+    """Push the image(s) behind ``source`` to ``ref`` (``[docker://]HOST[:PORT]/NAME:TAG``;
+    None: the image's own name and tag). Returns the pushed digest."""
+    loaded = load_target(source)
+    encoding = layer_compression or loaded.layer_compression
+    encodings_of(encoding, "--compress")
+    if fmt not in _FLAVOURS:
+        raise BuildError(f"unknown format {fmt!r}: expected docker or oci")
+    target = ref or loaded.repo_tag
+    note_unknown_digests(loaded, encoding)
+    try:
+        result = push(loaded.target, target, insecure=insecure, encoding=encoding, flavour=_FLAVOURS[fmt])
+    except RegistryError as e:
+        if not insecure and "TLS with" in str(e):
+            raise RegistryError(f"{e} (a registry without TLS needs --insecure)") from None
+        raise
+    print(
+        f"{len(result.uploaded)} blob(s) uploaded ({human_size(result.bytes_uploaded)}), "
+        f"{len(result.skipped)} already present, {len(result.mounted)} mounted, "
+        f"{len(result.manifests)} manifest(s)",
+        file=sys.stderr,
+        flush=True,
+    )
+    return result.digest
+
+
+def write_push_script(attrs: Attrs) -> None:
+    """``copyToRegistry``: ``$out/bin/copy-to-registry [REF] [--insecure] ...``
+    pushes the image; without REF, to its own name and tag."""
+    python = attrs.str("python", required=True)
+    src = attrs.str("src", required=True)
+    description = attrs.str("description", required=True)
+    text = (
+        f"#!{python} -IB\n"
+        "# Pushes the image: copy-to-registry [[docker://]HOST[:PORT]/NAME:TAG] [--insecure]\n"
+        "#   [--format oci|docker] [--compress none|gzip|zstd]\n"
+        "import sys\n"
+        f"sys.path.insert(0, {src!r})\n"
+        "from builder.cli import main\n"
+        f"sys.exit(main(['push', {description!r}, *sys.argv[1:]]))\n"
+    )
+    bindir = os.path.join(attrs.out, "bin")
+    os.makedirs(bindir)
+    path = os.path.join(bindir, "copy-to-registry")
+    with open(path, "w") as f:
+        f.write(text)
+    os.chmod(path, 0o555)

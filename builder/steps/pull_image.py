@@ -1,0 +1,169 @@
+"""``pullImage``: an image fetched from a registry by digest into a docker
+archive, as a fixed-output derivation; and ``prefetch``, which prints the
+``imageDigest`` and ``hash`` that derivation needs (like nix-prefetch-docker).
+
+Both go through ``write_pulled``: the same download (every blob, manifest
+and diff_id checked), the same archive bytes, once into ``$out`` and once
+into a hash. The archive holds the config as the registry stored it and
+every layer uncompressed, so its bytes depend only on the image's content
+and the final name and tag: not on the registry's compression, the zlib
+version, or the tool that pushed it. podman and docker load it, and as
+``fromImage`` its layers are read in place.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import ssl
+import sys
+import tempfile
+from typing import Optional
+
+from builder.contract import Attrs
+from builder.errors import BuildError, SpecError
+from builder.formats.docker_archive import write_docker_archive
+from builder.model.image import Image, sha256_digest
+from builder.model.platform import host_platform, platform_from_parts, platform_text
+from builder.model.reference import DIGEST_RE, check_image_name, check_tag, parse_reference, split_reference
+from builder.registry.client import HttpOpener, RegistryClient
+from builder.registry.pull import pull
+from builder.sinks.output import open_output
+from builder.sinks.sink import HashSink, Sink
+
+__all__ = ["prefetch", "pull_image", "write_pulled"]
+
+
+def _opener(tls_verify: bool, ca_file: Optional[str]) -> Optional[HttpOpener]:
+    if not tls_verify or not ca_file:
+        return None
+    try:
+        return HttpOpener(context=ssl.create_default_context(cafile=ca_file))
+    except (OSError, ssl.SSLError) as e:
+        raise BuildError(f"cannot read CA certificates from {ca_file}: {e}") from None
+
+
+def write_pulled(
+    sink: Sink,
+    *,
+    image_name: str,
+    image_digest: str,
+    final_ref: str,
+    os_: str = "linux",
+    arch: Optional[str] = None,
+    variant: Optional[str] = None,
+    tls_verify: bool = True,
+    ca_file: Optional[str] = None,
+    workdir: Optional[str] = None,
+) -> Image:
+    """Fetch ``image_name@image_digest`` for one platform (an index resolves
+    to it) and write it to ``sink`` as a docker archive tagged ``final_ref``."""
+    name, tag, digest = split_reference(image_name)
+    if tag or digest:
+        raise SpecError(
+            f"imageName: {image_name!r} must be a name without tag or digest (the digest goes in imageDigest)"
+        )
+    if not DIGEST_RE.match(image_digest or ""):
+        raise SpecError(f"imageDigest: {image_digest!r} is not a sha256 digest (sha256:<64 hex>)")
+    final_name, final_tag = final_ref.rsplit(":", 1)
+    check_image_name(final_name)
+    check_tag(final_tag)
+    platform = platform_text(platform_from_parts(os_, arch or host_platform()["architecture"], variant))
+    opener = _opener(tls_verify, ca_file)
+    session = {"opener": opener} if opener else {}
+    try:
+        with tempfile.TemporaryDirectory(dir=workdir) as layout:
+            image = pull(f"{name}@{image_digest}", layout, platform=platform, insecure=not tls_verify, **session)
+            write_docker_archive(sink, [(image, [final_ref])], "none")
+    finally:
+        if opener is not None:
+            opener.close()
+    return image
+
+
+def pull_image(attrs: Attrs) -> None:
+    """The fixed-output build: Nix checks the archive against the hash."""
+    name, _, digest = attrs.str("sourceURL", required=True).removeprefix("docker://").partition("@")
+    with open_output(attrs.out) as sink:
+        write_pulled(
+            sink,
+            image_name=name,
+            image_digest=digest,
+            final_ref=attrs.str("destNameTag", required=True),
+            os_=attrs.str("os", "linux"),
+            arch=attrs.str("arch"),
+            variant=attrs.str("variant"),
+            tls_verify=attrs.bool("tlsVerify", True),
+            ca_file=attrs.str("sslCertFile"),
+        )
+
+
+def _resolve_digest(name: str, tag: str, insecure: bool) -> str:
+    """The digest a tag points at now: of the index, when it is one."""
+    reference = parse_reference(f"{name}:{tag}")
+    client = RegistryClient(reference, insecure=insecure, actions="pull")
+    try:
+        client.ping()
+        data, _ = client.retrying("manifest", lambda: client.get_manifest(tag))
+    finally:
+        client.close()
+    return sha256_digest(data)
+
+
+def _nix_string(text: str) -> str:
+    return json.dumps(text).replace("${", "\\${")
+
+
+def prefetch(
+    ref: str,
+    *,
+    os_: str = "linux",
+    arch: Optional[str] = None,
+    variant: Optional[str] = None,
+    insecure: bool = False,
+    final_image_name: Optional[str] = None,
+    final_image_tag: Optional[str] = None,
+    as_json: bool = False,
+    out=None,
+) -> dict:
+    """Print the pullImage arguments for ``ref`` with the hash of the archive
+    pullImage will write for them."""
+    out = out or sys.stdout
+    name, tag, digest = split_reference(ref)
+    platform_text(platform_from_parts(os_, arch or host_platform()["architecture"], variant))  # before any network
+    digest = digest or _resolve_digest(name, tag or "latest", insecure)
+    final_name = final_image_name or name
+    final_tag = final_image_tag or tag or "latest"
+    hashed = HashSink()
+    write_pulled(
+        hashed,
+        image_name=name,
+        image_digest=digest,
+        final_ref=f"{final_name}:{final_tag}",
+        os_=os_,
+        arch=arch,
+        variant=variant,
+        tls_verify=not insecure,
+    )
+    sri = "sha256-" + base64.b64encode(bytes.fromhex(hashed.digest.split(":", 1)[1])).decode()
+    args = {
+        "imageName": name,
+        "imageDigest": digest,
+        "hash": sri,
+        "finalImageName": final_name,
+        "finalImageTag": final_tag,
+    }
+    if os_ != "linux":
+        args["os"] = os_
+    if arch:
+        args["arch"] = arch
+    if variant:
+        args["variant"] = variant
+    if insecure:
+        args["tlsVerify"] = False
+    if as_json:
+        out.write(json.dumps(args, indent=2) + "\n")
+    else:
+        lines = [f"  {k} = {'false' if v is False else _nix_string(v)};" for k, v in args.items()]
+        out.write("{\n" + "\n".join(lines) + "\n}\n")
+    return args

@@ -1,0 +1,119 @@
+"""Stream time: write a described image to an archive, one pass, no hashing.
+
+The description's digests were computed at build time; here every layer's
+bytes are written once. A size check guards each member (see
+docker_archive._member); tests hash the whole output against the digests.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Optional
+
+from builder.errors import BuildError
+from builder.formats.docker_archive import write_docker_archive
+from builder.formats.load import load_target, note_unknown_digests
+from builder.sinks.output import open_output
+from builder.steps.known import encodings_of
+
+__all__ = ["FORMATS", "stream"]
+
+FORMATS = ("docker", "oci", "oci-dir")
+
+
+def _is_directory(output: Optional[str]) -> bool:
+    return bool(output) and output != "-" and (output.endswith("/") or os.path.isdir(output))
+
+
+def stream(
+    description: str,
+    *,
+    output: Optional[str] = None,
+    fmt: Optional[str] = None,
+    layer_compression: Optional[str] = None,
+    archive_compression: str = "none",
+    zstd_program: Optional[str] = None,
+) -> None:
+    """Write the image(s) behind ``description`` (a description, a
+    multi-platform description or a stream executable).
+
+    ``fmt``: "docker" (the default for one image), "oci" (one archive with
+    index.json and manifest.json; the default for several platforms) or
+    "oci-dir" (an OCI layout directory at ``output``, also chosen when
+    ``output`` is a directory or ends in /). ``layer_compression`` None
+    means the one whose digests the build recorded (layerCompression).
+    ``zstd_program`` compresses the whole archive where Python cannot.
+    """
+    loaded = load_target(description)
+    encoding = layer_compression or loaded.layer_compression
+    encodings_of(encoding, "--compress")
+    to_directory = _is_directory(output)
+    if fmt is None:
+        fmt = "oci-dir" if to_directory else "oci" if loaded.multi else "docker"
+    elif fmt == "oci" and to_directory:
+        fmt = "oci-dir"
+    if fmt not in FORMATS:
+        raise BuildError(f"unknown format {fmt!r}: expected docker, oci or oci-dir")
+    if fmt == "docker" and loaded.multi:
+        raise BuildError(
+            f"{loaded.repo_tag} is a multi-platform image; a docker archive holds one "
+            "image per tag: use --format oci (or oci-dir)"
+        )
+    if fmt == "docker" and to_directory:
+        raise BuildError(
+            f"--output {output}: a directory; a docker archive is a file "
+            "(--format oci-dir writes an OCI layout directory)"
+        )
+    note_unknown_digests(loaded, encoding)
+    images = [(loaded.target, [loaded.repo_tag])]
+    if fmt == "oci-dir":
+        if not output or output == "-":
+            raise BuildError("--format oci-dir writes a directory: give --output DIR")
+        if archive_compression != "none":
+            raise BuildError("an OCI layout directory is not compressed as a whole")
+        from builder.formats.oci_layout import write_oci_layout
+
+        write_oci_layout(output, images, encoding)
+    elif fmt == "docker":
+        with open_output(output, archive_compression, zstd_program) as sink:
+            write_docker_archive(sink, images, encoding)
+    else:
+        from builder.formats.oci_layout import write_oci_archive
+
+        with open_output(output, archive_compression, zstd_program) as sink:
+            write_oci_archive(sink, images, encoding)
+
+
+def write_stream_script(attrs) -> None:
+    """The stream executable: a Python script bound to one description."""
+    python = attrs.str("python", required=True)
+    text = (
+        f"#!{python} -IB\n"
+        "# Writes the image to stdout: $(nix-build ...) | podman load\n"
+        "# Options: --format docker|oci|oci-dir, --compress none|gzip|zstd, --output PATH,\n"
+        "#   --push [docker://]HOST[:PORT]/NAME:TAG [--insecure]\n"
+        "import sys\n"
+        f"sys.path.insert(0, {attrs.str('src', required=True)!r})\n"
+        "from builder.cli import main\n"
+        f"sys.exit(main(['stream', {attrs.str('description', required=True)!r}, *sys.argv[1:]]))\n"
+    )
+    out = attrs.out
+    with open(out, "w") as f:
+        f.write(text)
+    os.chmod(out, 0o555)
+
+
+def write_archive(attrs) -> None:
+    """buildLayeredImage and friends: the stream, compressed as a whole, into the store."""
+    compressor = attrs.str("compressor", "gz")
+    outer = {"gz": "gzip", "zstd": "zstd", "none": "none"}.get(compressor)
+    if outer is None:
+        raise BuildError(f'compressor: unknown value {compressor!r}: expected "gz", "zstd" or "none"')
+    stream(
+        attrs.str("description", required=True),
+        output=attrs.out,
+        archive_compression=outer,
+        fmt=attrs.str("format", "docker"),
+        layer_compression=attrs.str("layerCompression", "none"),
+        zstd_program=attrs.str("zstd"),
+    )

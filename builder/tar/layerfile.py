@@ -1,0 +1,188 @@
+"""Layers whose bytes already exist in a file: a base image's layer, a
+customisation layer tar. The bytes are a range of a file, plain or
+compressed; a layer made from them streams that range (decompressing when
+needed) and never holds it in memory.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import shutil
+import subprocess
+import zlib
+from dataclasses import dataclass
+from typing import Optional
+
+from builder.errors import BuildError, DigestMismatch, ImageFormatError
+from builder.model.image import Layer
+from builder.sinks.sink import HashSink, Sink
+
+__all__ = ["FileRange", "decompress_file", "detect_encoding", "layer_from_range", "plain_archive", "range_stats"]
+
+_MAGIC = {b"\x1f\x8b": "gzip", b"\x28\xb5\x2f\xfd": "zstd"}
+_CHUNK = 1 << 20
+
+
+@dataclass(frozen=True)
+class FileRange:
+    path: str
+    offset: int
+    size: int
+
+    def copy_to(self, sink: Sink) -> None:
+        fd = os.open(self.path, os.O_RDONLY)
+        try:
+            os.lseek(fd, self.offset, os.SEEK_SET)
+            sink.copy_file(fd, self.size)
+        finally:
+            os.close(fd)
+
+    def chunks(self):
+        with open(self.path, "rb") as f:
+            f.seek(self.offset)
+            remaining = self.size
+            while remaining:
+                data = f.read(min(_CHUNK, remaining))
+                if not data:
+                    raise ImageFormatError(f"{self.path}: truncated at offset {self.offset + self.size - remaining}")
+                remaining -= len(data)
+                yield data
+
+
+def detect_encoding(path: str, offset: int) -> str:
+    with open(path, "rb") as f:
+        f.seek(offset)
+        head = f.read(4)
+    for magic, name in _MAGIC.items():
+        if head.startswith(magic):
+            return name
+    return "none"
+
+
+def _decompressor(encoding: str):
+    if encoding == "gzip":
+        return zlib.decompressobj(47)  # gzip header, any window size
+    if encoding == "zstd":
+        raise BuildError(
+            "reading zstd needs the zstd program (pkgs.zstd), which only "
+            "whole archives get: layers inside must be plain or gzip"
+        )
+    raise BuildError(f"unknown layer compression {encoding!r}")
+
+
+def plain_archive(path: str, workdir: Optional[str]) -> str:
+    """A plain tar of the archive at ``path``: itself, or it decompressed
+    once into ``workdir`` (named after it, so several can sit side by side,
+    and reused by every reader that asks again)."""
+    encoding = detect_encoding(path, 0)
+    if encoding == "none":
+        return path
+    if workdir is None:
+        raise ImageFormatError(f"{path}: a compressed archive needs a work directory to unpack into")
+    plain = os.path.join(workdir, os.path.basename(path).split(".")[0] + "-unpacked.tar")
+    if not os.path.exists(plain):
+        decompress_file(path, encoding, plain + ".part")
+        os.replace(plain + ".part", plain)
+    return plain
+
+
+def decompress_file(path: str, encoding: str, dest: str) -> None:
+    if encoding == "gzip":
+        try:
+            with gzip.open(path, "rb") as src, open(dest, "wb") as out:
+                shutil.copyfileobj(src, out, _CHUNK)
+        except (OSError, EOFError, zlib.error) as e:
+            raise ImageFormatError(f"{path}: broken gzip data ({e})") from None
+        return
+    program = shutil.which("zstd") if encoding == "zstd" else None
+    if program:
+        return _decompress_with(program, path, dest)
+    try:
+        _decompressor(encoding)
+    except BuildError as e:
+        raise ImageFormatError(f"{path}: {encoding}-compressed, and {e}") from None
+
+
+def _decompress_with(program: str, path: str, dest: str) -> None:
+    """A whole zstd file through a zstd program on PATH (pkgs.zstd in
+    builds): the standard library has no zstd."""
+    with open(path, "rb") as src, open(dest, "wb") as out:
+        r = subprocess.run([program, "-q", "-d", "-c"], stdin=src, stdout=out, stderr=subprocess.PIPE)
+    if r.returncode != 0:
+        raise ImageFormatError(f"{path}: broken zstd data ({r.stderr.decode().strip()})")
+
+
+def _decompress_chunks(chunks, encoding: str, sink: Sink, what: str) -> None:
+    # gzip members may be concatenated (pigz -i, some registries): restart
+    # the decompressor on each member.
+    d = _decompressor(encoding)
+    try:
+        for chunk in chunks:
+            while chunk:
+                sink.write(d.decompress(chunk))
+                if encoding == "gzip" and d.eof:
+                    chunk = d.unused_data
+                    d = _decompressor(encoding)
+                else:
+                    chunk = b""
+    except (zlib.error, EOFError, ValueError) as e:
+        raise ImageFormatError(f"{what}: broken {encoding} data ({e})") from None
+
+
+def range_stats(rng: FileRange, what: str = "layer") -> dict:
+    """Encoding, uncompressed digest and size, and the stored digest: one pass."""
+    encoding = detect_encoding(rng.path, rng.offset)
+    stored = HashSink()
+    if encoding == "none":
+        rng.copy_to(stored)
+        plain = stored
+    else:
+        plain = HashSink()
+
+        def hashed_chunks():
+            for chunk in rng.chunks():
+                stored.write(chunk)
+                yield chunk
+
+        _decompress_chunks(hashed_chunks(), encoding, plain, what)
+    return {
+        "encoding": encoding,
+        "diffId": plain.digest,
+        "size": plain.size,
+        "storedDigest": stored.digest,
+        "storedSize": stored.size,
+    }
+
+
+def layer_from_range(rng: FileRange, diff_id: str, *, verify: bool, what: str, stats: dict = None) -> Layer:
+    """A Layer streaming ``rng``. With ``verify``, its bytes are hashed once
+    now and checked against ``diff_id``; ``stats`` are results of an earlier
+    check (from a build-time description)."""
+    if stats is None:
+        if verify:
+            stats = range_stats(rng, what)
+            if stats["diffId"] != diff_id:
+                raise DigestMismatch(what, diff_id, stats["diffId"])
+        else:
+            raise BuildError(f"{what}: no size known for an unverified layer")
+    encoding = stats["encoding"]
+    source = {
+        "kind": "file",
+        "path": rng.path,
+        "offset": rng.offset,
+        "size": rng.size,
+        "encoding": encoding,
+        "storedDigest": stats["storedDigest"],
+        "storedSize": stats["storedSize"],
+    }
+    if encoding == "none":
+        return Layer(diff_id, stats["size"], rng.copy_to, source=source)
+    return Layer(
+        diff_id,
+        stats["size"],
+        lambda sink: _decompress_chunks(rng.chunks(), encoding, sink, what),
+        known={encoding: (stats["storedDigest"], stats["storedSize"])},
+        native=(encoding, rng.copy_to),
+        source=source,
+    )

@@ -1,0 +1,476 @@
+"""The one place where tar bytes are made.
+
+We pack every header ourselves instead of using ``tarfile`` so that the bytes
+are the same with any Python: ``tarfile`` copies float mtimes, host user
+names and hardlink identities, and its PAX choices changed between versions.
+
+Format: POSIX ustar headers; a PAX extended header (``x``) is added only
+when a field does not fit (names or link targets over 100 bytes, sizes of
+8 GiB and more, big ids or times). Directories are named with a trailing
+slash. An archive ends with two zero blocks and is not padded further.
+
+Speed: a header is made from pieces cached per (mode, owner, time, type,
+names), so per entry only the name, the size and the checksum are new; a
+tree is walked with one ``lstat`` per entry, and a small file costs an
+``open``, one ``read`` and a ``close`` (big ones go by ``sendfile`` when the
+sink is a file descriptor). ``tests/test_tarstream.py`` pins the bytes.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Optional
+from zlib import adler32
+
+from builder.errors import BuildError
+from builder.sinks.sink import Sink
+
+__all__ = [
+    "BLK",
+    "BLOCK",
+    "CHR",
+    "DIR",
+    "END_OF_ARCHIVE",
+    "FIFO",
+    "LNK",
+    "REG",
+    "SYM",
+    "Stamp",
+    "header",
+    "padding",
+    "write_entry",
+    "write_file_entry",
+    "write_tree",
+]
+
+BLOCK = 512
+END_OF_ARCHIVE = b"\0" * (2 * BLOCK)
+
+REG, LNK, SYM, CHR, BLK, DIR, FIFO = b"0", b"1", b"2", b"3", b"4", b"5", b"6"
+_PAX = b"x"
+_PAX_NAME = b"././@PaxHeader"
+
+_OCTAL_LIMIT = {8: 0o7777777, 12: 0o77777777777}
+_MAX8 = _OCTAL_LIMIT[8]
+_MAX12 = _OCTAL_LIMIT[12]
+
+# padding(n) for every n % 512: shared, immutable.
+_PADDING = tuple(b"\0" * (-n % BLOCK) for n in range(BLOCK))
+
+
+@dataclass(frozen=True)
+class Stamp:
+    """Owner and time written into entries; ``None`` keeps the file's own."""
+
+    uid: Optional[int] = 0
+    gid: Optional[int] = 0
+    uname: str = ""
+    gname: str = ""
+    mtime: Optional[int] = 1
+
+
+def padding(size: int) -> bytes:
+    return _PADDING[size % BLOCK]
+
+
+def _octal(value: int, width: int) -> bytes:
+    return b"%0*o\0" % (width - 1, value)
+
+
+def _pax_record(key: bytes, value: bytes) -> bytes:
+    # The length prefix counts itself, so find the fixed point.
+    body = b" " + key + b"=" + value + b"\n"
+    length = len(body) + 1
+    while len(b"%d" % length) + len(body) != length:
+        length = len(b"%d" % length) + len(body)
+    return b"%d" % length + body
+
+
+def _ustar_general(
+    name: bytes,
+    mode: int,
+    uid: int,
+    gid: int,
+    size: int,
+    mtime: int,
+    kind: bytes,
+    linkname: bytes,
+    uname: bytes,
+    gname: bytes,
+    devmajor: int,
+    devminor: int,
+) -> bytes:
+    """Field by field. Only used for values that overflow their fields (the
+    header then grows past 512 bytes, as it always did); see ``_ustar``."""
+    block = bytearray(BLOCK)
+    block[0 : len(name)] = name
+    block[100:108] = _octal(mode, 8)
+    block[108:116] = _octal(uid, 8)
+    block[116:124] = _octal(gid, 8)
+    block[124:136] = _octal(size, 12)
+    block[136:148] = _octal(mtime, 12)
+    block[148:156] = b" " * 8
+    block[156:157] = kind
+    block[157 : 157 + len(linkname)] = linkname
+    block[257:265] = b"ustar\x0000"
+    block[265 : 265 + len(uname)] = uname
+    block[297 : 297 + len(gname)] = gname
+    block[329:337] = _octal(devmajor, 8)
+    block[337:345] = _octal(devminor, 8)
+    block[148:156] = b"%06o\0 " % sum(block)
+    return bytes(block)
+
+
+def _bytesum(data: bytes) -> int:
+    """sum(data) for at most 256 bytes (names, link targets, numbers), in C:
+    Adler-32's low half is 1 + the byte sum modulo 65521, and 256 bytes sum
+    to at most 65280."""
+    return (adler32(data) & 0xFFFF) - 1
+
+
+@lru_cache(maxsize=4096)
+def _fixed_fields(
+    mode: int, uid: int, gid: int, mtime: int, kind: bytes, uname: bytes, gname: bytes, devmajor: int, devminor: int
+):
+    """The parts of a header that do not depend on name, size or link target:
+    bytes 100-124 (mode, uid, gid), 136-148 (mtime), 156-512 with an empty
+    link target, and the checksum of them all plus the checksum field's
+    eight spaces."""
+    ids = b"%07o\0%07o\0%07o\0" % (mode, uid, gid)
+    mt = b"%011o\0" % mtime
+    tail = b"".join(
+        (
+            kind,
+            b"\0" * 100,
+            b"ustar\x0000",
+            uname.ljust(32, b"\0"),
+            gname.ljust(32, b"\0"),
+            b"%07o\0%07o\0" % (devmajor, devminor),
+            b"\0" * 167,
+        )
+    )
+    return ids, mt, tail, sum(ids) + sum(mt) + sum(tail) + 8 * 32
+
+
+def _ustar(
+    name: bytes,
+    mode: int,
+    uid: int,
+    gid: int,
+    size: int,
+    mtime: int,
+    kind: bytes,
+    linkname: bytes,
+    uname: bytes,
+    gname: bytes,
+    devmajor: int,
+    devminor: int,
+) -> bytes:
+    if not (
+        0 <= mode <= _MAX8
+        and 0 <= uid <= _MAX8
+        and 0 <= gid <= _MAX8
+        and 0 <= size <= _MAX12
+        and 0 <= mtime <= _MAX12
+        and 0 <= devmajor <= _MAX8
+        and 0 <= devminor <= _MAX8
+        and len(name) <= 100
+        and len(linkname) <= 100
+        and len(kind) == 1
+        and len(uname) <= 32
+        and len(gname) <= 32
+    ):
+        return _ustar_general(name, mode, uid, gid, size, mtime, kind, linkname, uname, gname, devmajor, devminor)
+    ids, mt, tail, check = _fixed_fields(mode, uid, gid, mtime, kind, bytes(uname), bytes(gname), devmajor, devminor)
+    name = bytes(name)
+    sz = b"%011o\0" % size
+    check += _bytesum(name) + _bytesum(sz)
+    if linkname:
+        linkname = bytes(linkname)
+        check += _bytesum(linkname)
+        tail = kind + linkname.ljust(100, b"\0") + tail[101:]
+    return b"".join((name.ljust(100, b"\0"), ids, sz, mt, b"%06o\0 " % check, tail))
+
+
+@lru_cache(maxsize=256)
+def _owner_names(uname: str, gname: str):
+    return uname.encode()[:32], gname.encode()[:32]
+
+
+def header(
+    name: bytes,
+    kind: bytes,
+    mode: int,
+    uid: int,
+    gid: int,
+    mtime: int,
+    size: int = 0,
+    linkname: bytes = b"",
+    uname: str = "",
+    gname: str = "",
+    devmajor: int = 0,
+    devminor: int = 0,
+    xattrs: Optional[dict] = None,
+) -> bytes:
+    """Header block(s) for one entry; a PAX header first when needed."""
+    ub, gb = _owner_names(uname, gname)
+    if (
+        len(name) <= 100
+        and len(linkname) <= 100
+        and size <= _MAX12
+        and 0 <= mtime <= _MAX12
+        and uid <= _MAX8
+        and gid <= _MAX8
+        and not xattrs
+    ):
+        return _ustar(name, mode, uid, gid, size, mtime, kind, linkname, ub, gb, devmajor, devminor)
+    records = []
+    if len(name) > 100:
+        records.append(_pax_record(b"path", name))
+        name = name[:100]
+    if len(linkname) > 100:
+        records.append(_pax_record(b"linkpath", linkname))
+        linkname = linkname[:100]
+    if size > _MAX12:
+        records.append(_pax_record(b"size", b"%d" % size))
+        size = 0
+    if not 0 <= mtime <= _MAX12:
+        records.append(_pax_record(b"mtime", b"%d" % mtime))
+        mtime = 0 if mtime < 0 else _MAX12
+    if uid > _MAX8:
+        records.append(_pax_record(b"uid", b"%d" % uid))
+        uid = 0
+    if gid > _MAX8:
+        records.append(_pax_record(b"gid", b"%d" % gid))
+        gid = 0
+    for key in sorted(xattrs or ()):
+        records.append(_pax_record(b"SCHILY.xattr." + key.encode(), xattrs[key]))
+    entry = _ustar(name, mode, uid, gid, size, mtime, kind, linkname, ub, gb, devmajor, devminor)
+    if not records:
+        return entry
+    body = b"".join(records)
+    pax = _ustar(_PAX_NAME, 0o644, 0, 0, len(body), max(0, min(mtime, _MAX12)), _PAX, b"", b"", b"", 0, 0)
+    return pax + body + padding(len(body)) + entry
+
+
+def write_file_entry(sink: Sink, name: bytes, mode: int, data: bytes, stamp: Stamp) -> None:
+    """A regular file whose contents are in memory (generated files)."""
+    sink.write(
+        header(
+            name,
+            REG,
+            mode,
+            stamp.uid or 0,
+            stamp.gid or 0,
+            stamp.mtime or 0,
+            len(data),
+            uname=stamp.uname,
+            gname=stamp.gname,
+        )
+    )
+    sink.write(data)
+    sink.write(padding(len(data)))
+
+
+def _copy_member(sink: Sink, head: bytes, path: bytes, size: int) -> None:
+    """Header, contents and padding of a regular file."""
+    if not size:
+        # Nothing to read: an empty file is not even opened.
+        sink.write(head)
+        return
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        framed = getattr(sink, "write_framed", None)
+        if framed is not None:
+            framed(head, fd, size, _PADDING[size % BLOCK])
+        else:  # a sink that does not derive from Sink
+            sink.write(head)
+            sink.copy_file(fd, size)
+            sink.write(_PADDING[size % BLOCK])
+    finally:
+        os.close(fd)
+
+
+def _entry(sink: Sink, path: bytes, name: bytes, st: os.stat_result, stamp: Stamp, hardlinks: Optional[dict]) -> bool:
+    """Write one entry's header (and contents). True when it is a directory."""
+    mode = stat.S_IMODE(st.st_mode)
+    uid = st.st_uid if stamp.uid is None else stamp.uid
+    gid = st.st_gid if stamp.gid is None else stamp.gid
+    mtime = int(st.st_mtime) if stamp.mtime is None else stamp.mtime
+    uname, gname = stamp.uname, stamp.gname
+    fmt = stat.S_IFMT(st.st_mode)
+    if fmt == stat.S_IFDIR:
+        sink.write(header(name + b"/", DIR, mode, uid, gid, mtime, 0, b"", uname, gname))
+        return True
+    if fmt == stat.S_IFREG:
+        if hardlinks is not None and st.st_nlink > 1:
+            key = (st.st_dev, st.st_ino)
+            first = hardlinks.get(key)
+            if first is not None:
+                sink.write(header(name, LNK, mode, uid, gid, mtime, 0, first, uname, gname))
+                return False
+            hardlinks[key] = name
+        size = st.st_size
+        _copy_member(sink, header(name, REG, mode, uid, gid, mtime, size, b"", uname, gname), path, size)
+    elif fmt == stat.S_IFLNK:
+        sink.write(header(name, SYM, mode, uid, gid, mtime, 0, os.readlink(path), uname, gname))
+    elif fmt in (stat.S_IFCHR, stat.S_IFBLK):
+        kind = CHR if fmt == stat.S_IFCHR else BLK
+        sink.write(
+            header(name, kind, mode, uid, gid, mtime, 0, b"", uname, gname, os.major(st.st_rdev), os.minor(st.st_rdev))
+        )
+    elif fmt == stat.S_IFIFO:
+        sink.write(header(name, FIFO, mode, uid, gid, mtime, 0, b"", uname, gname))
+    else:
+        raise BuildError(f"{os.fsdecode(path)}: cannot put a socket or unknown file type in a layer")
+    return False
+
+
+def write_tree(
+    sink: Sink, path: bytes, name: bytes, stamp: Stamp, hardlinks: Optional[dict] = None, include_root: bool = True
+) -> None:
+    """Write ``path`` and everything below it, pre-order, children sorted.
+
+    ``hardlinks`` is a dict shared across one layer to keep hardlinks as
+    typeflag 1 entries; ``None`` writes every link as its own regular file
+    (store layers: the bytes must not depend on store optimisation).
+    """
+    st = os.lstat(path)
+    if include_root:
+        _entry(sink, path, name, st, stamp, hardlinks)
+    if not stat.S_ISDIR(st.st_mode):
+        return
+    # The loop below is _entry inlined for directories, regular files and
+    # symlinks when the stamp fixes owner and time, with the header packed in
+    # place (the same bytes as header(), which does the rest: long names, big
+    # files, other kinds, owners and times from the files).
+    s_uid, s_gid, s_mtime = stamp.uid, stamp.gid, stamp.mtime
+    fixed = (
+        s_uid is not None
+        and s_gid is not None
+        and s_mtime is not None
+        and 0 <= s_uid <= _MAX8
+        and 0 <= s_gid <= _MAX8
+        and 0 <= s_mtime <= _MAX12
+    )
+    uname, gname = stamp.uname, stamp.gname
+    ub, gb = _owner_names(uname, gname)
+    write = sink.write
+    framed = getattr(sink, "write_framed", None)
+    lstat, listdir, readlink, open_, close = os.lstat, os.listdir, os.readlink, os.open, os.close
+    rdonly = os.O_RDONLY
+    pad = _PADDING
+    zeros = b"\0"
+    # _bytesum inlined: (adler32(b) & 0xFFFF) - 1, the -1s folded into check
+    # st_mode (type and permissions) -> the header's fixed fields for it
+    fields = {}
+    kinds = {stat.S_IFREG: REG, stat.S_IFDIR: DIR, stat.S_IFLNK: SYM}
+    stack = []
+
+    def push_children(dirpath: bytes, dirname: bytes) -> None:
+        # Sorted by bytes: never depend on directory listing order or locale.
+        base = dirpath if dirpath.endswith(b"/") else dirpath + b"/"
+        prefix = dirname + b"/" if dirname else b""
+        names = listdir(dirpath)
+        names.sort(reverse=True)
+        stack.extend([(base + n, prefix + n) for n in names])
+
+    push_children(path, name)
+    while stack:
+        path, name = stack.pop()
+        st = lstat(path)
+        m = st.st_mode
+        f = fields.get(m)
+        if f is None:
+            kind = kinds.get(m & 0o170000)
+            if not fixed or kind is None:
+                if _entry(sink, path, name, st, stamp, hardlinks):
+                    push_children(path, name)
+                continue
+            f = fields[m] = _fixed_fields(m & 0o7777, s_uid, s_gid, s_mtime, kind, ub, gb, 0, 0)
+        ids, mt, tail, check = f
+        check -= 2
+        if tail[0] == 48:  # b"0": regular file
+            if hardlinks is not None and st.st_nlink > 1:
+                key = (st.st_dev, st.st_ino)
+                first = hardlinks.get(key)
+                if first is not None:
+                    write(header(name, LNK, m & 0o7777, s_uid, s_gid, s_mtime, 0, first, uname, gname))
+                    continue
+                hardlinks[key] = name
+            size = st.st_size
+            if len(name) <= 100 and size <= _MAX12:
+                sz = b"%011o\0" % size
+                head = b"".join(
+                    (
+                        name.ljust(100, zeros),
+                        ids,
+                        sz,
+                        mt,
+                        b"%06o\0 " % (check + (adler32(name) & 0xFFFF) + (adler32(sz) & 0xFFFF)),
+                        tail,
+                    )
+                )
+            else:
+                head = header(name, REG, m & 0o7777, s_uid, s_gid, s_mtime, size, b"", uname, gname)
+            if not size:
+                write(head)
+            elif framed is not None:
+                fd = open_(path, rdonly)
+                try:
+                    framed(head, fd, size, pad[size % BLOCK])
+                finally:
+                    close(fd)
+            else:
+                _copy_member(sink, head, path, size)
+        elif tail[0] == 53:  # b"5": directory
+            dname = name + b"/"
+            if len(dname) <= 100:
+                write(
+                    b"".join(
+                        (
+                            dname.ljust(100, zeros),
+                            ids,
+                            b"00000000000\0",
+                            mt,
+                            b"%06o\0 " % (check + 1 + (adler32(dname) & 0xFFFF) + _SIZE0_SUM),
+                            tail,
+                        )
+                    )
+                )
+            else:
+                write(header(dname, DIR, m & 0o7777, s_uid, s_gid, s_mtime, 0, b"", uname, gname))
+            push_children(path, name)
+        else:  # symlink
+            target = readlink(path)
+            if len(name) <= 100 and len(target) <= 100:
+                write(
+                    b"".join(
+                        (
+                            name.ljust(100, zeros),
+                            ids,
+                            b"00000000000\0",
+                            mt,
+                            b"%06o\0 " % (check + (adler32(name) & 0xFFFF) + _SIZE0_SUM + (adler32(target) & 0xFFFF)),
+                            tail[:1],
+                            target.ljust(100, zeros),
+                            tail[101:],
+                        )
+                    )
+                )
+            else:
+                write(header(name, SYM, m & 0o7777, s_uid, s_gid, s_mtime, 0, target, uname, gname))
+
+
+_SIZE0_SUM = sum(b"%011o\0" % 0)
+
+
+def write_entry(
+    sink: Sink, path: bytes, name: bytes, st: os.stat_result, stamp: Stamp, hardlinks: Optional[dict] = None
+) -> None:
+    """One entry for a path already lstat'ed. Changesets and flattened trees
+    choose their entries, and each entry's owner, themselves."""
+    _entry(sink, path, name, st, stamp, hardlinks)
