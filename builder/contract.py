@@ -12,7 +12,7 @@ from typing import Any, Optional
 
 from builder.errors import SpecError
 
-__all__ = ["Attrs", "load_attrs"]
+__all__ = ["Attrs", "attrs_json_path", "load_attrs"]
 
 
 class Attrs:
@@ -64,8 +64,22 @@ def _describe(types) -> str:
     return " or ".join(names.get(t, t.__name__) for t in _tuple(types))
 
 
+def attrs_json_path() -> str:
+    """Where Nix wrote ``.attrs.json``: ``$NIX_ATTRS_JSON_FILE``, except that
+    some Nix versions (2.8 among them) set it to the build directory's path
+    outside the sandbox, where a sandboxed build cannot see it
+    (NixOS/nix#6736); the file is then in ``$NIX_BUILD_TOP``."""
+    given = os.environ.get("NIX_ATTRS_JSON_FILE")
+    if given and os.path.exists(given):
+        return given
+    top = os.environ.get("NIX_BUILD_TOP")
+    if top and os.path.exists(os.path.join(top, ".attrs.json")):
+        return os.path.join(top, ".attrs.json")
+    return given or ".attrs.json"
+
+
 def load_attrs(path: Optional[str] = None) -> Attrs:
-    path = path or os.environ.get("NIX_ATTRS_JSON_FILE") or ".attrs.json"
+    path = path or attrs_json_path()
     try:
         with open(path, "rb") as f:
             return Attrs(json.load(f), path)
