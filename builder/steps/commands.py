@@ -61,6 +61,10 @@ def rerun_under_fakeroot(attrs: Attrs, step: str, env: Optional[dict] = None) ->
     the owners commands set are what ``os.lstat`` sees when packing."""
     python = sys.executable or attrs.str("python", required=True)
     argv = [attrs.str("fakeroot", required=True), "--", python, "-I", "-B", _BUILDER_DIR, step]
+    # fakeroot records an owner, then also tries the real chown and forgives
+    # only EPERM; in a sandbox's user namespace an unmapped owner is EINVAL,
+    # and chown would fail. The real chown cannot succeed in a build anyway.
+    env = {**(os.environ if env is None else env), "FAKEROOTDONTTRYCHOWN": "1"}
     if subprocess.run(argv, env=env).returncode != 0:
         # The session itself printed what went wrong.
         raise BuildError("", already_reported=True)
