@@ -45,15 +45,12 @@ def command_env(attrs: Attrs) -> dict:
 
 
 def chroot_prefix(attrs: Attrs, root: str) -> List[str]:
-    """proot makes the image root look like ``/``; /nix/store stays visible.
-    Host library dirs the image root lacks are bound too, so a dynamically
-    linked shell from outside the store (a non-sandboxed build) still runs."""
+    """proot makes the image root look like ``/``: nothing of the build's
+    file system is seen but the store (where the commands' programs and
+    their libraries are), /proc and /dev."""
     proot = attrs.str("proot", required=True)
-    argv = [proot, "-r", root, "-w", "/", "-b", "/nix/store", "-b", "/proc", "-b", "/dev"]
-    for host_dir in ("/lib", "/lib64", "/usr", "/bin"):
-        if os.path.isdir(host_dir) and not os.path.lexists(root + host_dir):
-            argv += ["-b", host_dir]
-    return argv
+    store = os.environ.get("NIX_STORE") or "/nix/store"
+    return [proot, "-r", root, "-w", "/", "-b", store, "-b", "/proc", "-b", "/dev"]
 
 
 def rerun_under_fakeroot(attrs: Attrs, step: str, env: Optional[dict] = None) -> None:
