@@ -8,6 +8,16 @@ import pytest
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+# Every Nix build of the tests runs in Nix's sandbox, as builds do on Linux
+# by default: it sees the store and its build directory, nothing else. This
+# applies to each nix-build, nix-instantiate and nix the tests start,
+# whatever /etc/nix/nix.conf says, and without a silent fallback to an
+# unsandboxed build. DOCKERTOOLS_TEST_SANDBOX=false runs them without it.
+SANDBOX = os.environ.get("DOCKERTOOLS_TEST_SANDBOX", "true")
+if SANDBOX not in ("true", "false"):
+    raise pytest.UsageError(f"DOCKERTOOLS_TEST_SANDBOX must be true or false, got {SANDBOX!r}")
+os.environ["NIX_CONFIG"] = os.environ.get("NIX_CONFIG", "") + f"\nsandbox = {SANDBOX}\nsandbox-fallback = false\n"
+
 
 def _have(tool: str) -> bool:
     return shutil.which(tool) is not None
