@@ -17,7 +17,7 @@ import tarfile
 from typing import List, Optional, Sequence, Tuple
 
 from builder.errors import ImageFormatError
-from builder.formats.members import write_dir, write_member
+from builder.formats.members import members_by_name, write_dir, write_member
 from builder.model.image import Blob, Image, Layer, canonical_json
 from builder.sinks.sink import Sink
 from builder.tar import tarstream
@@ -73,7 +73,7 @@ class _ArchiveReader:
             members = self.tar.getmembers()
         except tarfile.TarError as e:
             raise ImageFormatError(f"{path}: not a complete image archive ({e})") from None
-        self.members = {m.name[2:] if m.name.startswith("./") else m.name: m for m in members}
+        self.members = members_by_name(members)
         if "manifest.json" not in self.members:
             raise ImageFormatError(f"{path}: not a docker image archive (no manifest.json)")
         self.manifest = self._json("manifest.json")
