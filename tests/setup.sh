@@ -62,5 +62,6 @@ runtime = "runc"
 CONF
 fi
 
-# Test-only Python packages, for the machine's python3 (the one the tests run).
-python3 -c 'import pytest, hypothesis' 2>/dev/null || python3 -m pip install -q pytest hypothesis
+# Test-only Python packages and checkers, for the machine's python3 (the one
+# the tests run). The builder itself needs none of them.
+python3 -c 'import pytest, hypothesis, ruff, mypy' 2>/dev/null || python3 -m pip install -q pytest hypothesis ruff mypy
