@@ -124,6 +124,9 @@ let
 
   withPassthru = drv: passthru: meta: drv // passthru // { inherit passthru meta; };
 
+  # passthru.sbom and what the conf build records for it.
+  sbom = import ./nix/sbom.nix { inherit runBuilder; };
+
   # Like nix2container's: $out/bin/copy-to-registry [[docker://]HOST/NAME:TAG] [--insecure]
   # pushes the image (to its own name and tag without an argument).
   copyToRegistryOf = description: withPassthru
@@ -214,6 +217,7 @@ let
     , layeringPipeline ? null    # nixpkgs' custom layering steps: not implemented, a warning says so
     , debug ? false              # nixpkgs prints its layering; accepted and ignored
     , layerCompression ? "none"  # "gzip"/"zstd": compressed-layer digests computed at build time
+    , sbomFormat ? "spdx"        # passthru.sbom: "spdx" (2.3) or "cyclonedx" (1.5), JSON
     }:
     let
       fn = "streamLayeredImage";
@@ -254,6 +258,7 @@ let
         maxLayers = checkMaxLayers fn maxLayers;
         os = "linux";
         customisationLayer = custom;
+        sbomContents = sbom.contentsMeta contentsList;
         excludePaths = [ custom ];
         exportReferencesGraph.closure = [ custom ]
           ++ (if chk "includeStorePaths" [ "bool" ] includeStorePaths then contentsList else [ ]);
@@ -268,6 +273,7 @@ let
       inherit imageName imageTag conf;
       isExe = true;
       copyToRegistry = copyToRegistryOf conf;
+      sbom = sbom.sbomOf baseName (sbom.checkSbomFormat fn sbomFormat) conf;
     } // chk "passthru" [ "set" ] passthru) (chk "meta" [ "set" ] meta);
 
   buildLayeredImage = args@{ name
@@ -283,7 +289,7 @@ let
         ((if checkFormat fn format == "docker" then { } else { inherit format; })
           // ifCompressed fn layerCompression);
     in
-    withPassthru archive ({ inherit (stream) imageName imageTag conf copyToRegistry; inherit stream; }
+    withPassthru archive ({ inherit (stream) imageName imageTag conf copyToRegistry sbom; inherit stream; }
       // (args.passthru or { })) (args.meta or { });
 
   # One new layer on an optional base, as nixpkgs' buildImage. runAsRoot runs
@@ -310,6 +316,7 @@ let
     , includeNixDB ? false
     , diskSize ? 1024              # accepted and ignored: no virtual machine here
     , buildVMMemorySize ? 512      # accepted and ignored
+    , sbomFormat ? "spdx"          # passthru.sbom: "spdx" or "cyclonedx"
     , passthru ? { }
     , meta ? { }
     }:
@@ -360,12 +367,17 @@ let
         maxLayers = 1000000;
         includeStorePaths = false;
         customisationLayer = layer;
+        # For the SBOM: the closure the layer holds, and its roots.
+        sbomContents = sbom.contentsMeta roots;
+        excludePaths = [ configRefs ];
+        exportReferencesGraph.sbomClosure = roots ++ [ configRefs ];
       };
       imageTag = if tag != null then tag else hashPart conf;
       archive = archiveOf fn baseName compressor conf { };
     in
     withPassthru archive ({ inherit imageName imageTag conf layer; buildArgs = args;
-                            copyToRegistry = copyToRegistryOf conf; }
+                            copyToRegistry = copyToRegistryOf conf;
+                            sbom = sbom.sbomOf baseName (sbom.checkSbomFormat fn sbomFormat) conf; }
       // chk "passthru" [ "set" ] passthru) (chk "meta" [ "set" ] meta);
 
   buildImageWithNixDb = args: buildImage (args // { includeNixDB = true; });
@@ -684,7 +696,7 @@ let
       stream = streamNixShellImage (builtins.removeAttrs args [ "compressor" ]);
       archive = archiveOf fn (baseNameOf stream.imageName) compressor stream.conf { };
     in
-    withPassthru archive { inherit (stream) imageName imageTag conf copyToRegistry; inherit stream; } { };
+    withPassthru archive { inherit (stream) imageName imageTag conf copyToRegistry sbom; inherit stream; } { };
 
   # As nixpkgs' lib.makeOverridable: image.override { tag = "v2"; } (or a
   # function of the old arguments) is the same call with changed arguments.
