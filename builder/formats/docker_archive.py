@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import os
 import tarfile
-from typing import List, Optional, Sequence, Tuple
+from typing import IO, Dict, List, Optional, Sequence, Tuple, cast
 
 from builder.errors import ImageFormatError
 from builder.formats.members import members_by_name, write_dir, write_member
@@ -91,7 +91,8 @@ class _ArchiveReader:
                     f"{path}: manifest.json entry {i} is not "
                     '{"Config": FILE, "Layers": [FILE, ...], "RepoTags": [...]}'
                 )
-        self._layers = {}  # member name -> Layer: a tar listed twice is read once
+        # (member name, diff_id) -> Layer: a tar listed twice is read once
+        self._layers: Dict[Tuple[str, str], Layer] = {}
 
     def _file(self, name: str) -> tarfile.TarInfo:
         m = self.members.get(name)
@@ -101,14 +102,18 @@ class _ArchiveReader:
             raise ImageFormatError(f"{self.path}: {name} is missing from the archive")
         return m
 
+    def _read(self, name: str) -> bytes:
+        # _file() only gives regular members, and those always have contents.
+        return cast(IO[bytes], self.tar.extractfile(self._file(name))).read()
+
     def _json(self, name: str):
         try:
-            return json.loads(self.tar.extractfile(self._file(name)).read())
+            return json.loads(self._read(name))
         except ValueError as e:
             raise ImageFormatError(f"{self.path}: {name} is not JSON ({e})") from None
 
     def load(self, entry: dict) -> Image:
-        config_bytes = self.tar.extractfile(self._file(entry["Config"])).read()
+        config_bytes = self._read(entry["Config"])
         try:
             config = json.loads(config_bytes)
         except ValueError as e:

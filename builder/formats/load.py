@@ -91,7 +91,7 @@ class Loaded:
 
     @property
     def images(self) -> List[Image]:
-        return list(self.target) if self.multi else [self.target]
+        return [self.target] if isinstance(self.target, Image) else list(self.target)
 
 
 def multi_dir(path: str) -> Optional[str]:
