@@ -9,6 +9,7 @@ let
   inherit (checks) checkName checkTag checkConfig checkPaths checkContents checkFromImage;
   inherit (builder) python runBuilder writeTree archiveOf copyToRegistryOf;
   inherit (result) mkResult;
+  sbom = import ./sbom.nix { inherit runBuilder; };
 
   # One new layer on an optional base, as nixpkgs' buildImage. runAsRoot runs
   # as root in the merged root filesystem with no virtual machine (fakeroot
@@ -34,6 +35,7 @@ let
     , includeNixDB ? false
     , diskSize ? 1024              # accepted and ignored: no virtual machine here
     , buildVMMemorySize ? 512      # accepted and ignored
+    , sbomFormat ? "spdx"          # passthru.sbom: "spdx" or "cyclonedx"
     , passthru ? { }
     , meta ? { }
     }:
@@ -84,6 +86,10 @@ let
         maxLayers = 1000000;
         includeStorePaths = false;
         customisationLayer = layer;
+        # For the SBOM: the closure the layer holds, and its roots.
+        sbomContents = sbom.contentsMeta roots;
+        excludePaths = [ configRefs ];
+        exportReferencesGraph.sbomClosure = roots ++ [ configRefs ];
       };
     in
     mkResult {
@@ -95,6 +101,7 @@ let
         imageTag = if tag != null then tag else hashPart conf;
         buildArgs = args;
         copyToRegistry = copyToRegistryOf conf;
+        sbom = sbom.sbomOf baseName (sbom.checkSbomFormat fn sbomFormat) conf;
       } // chk "passthru" [ "set" ] passthru;
       meta = chk "meta" [ "set" ] meta;
     };

@@ -10,6 +10,7 @@ let
     checkPaths checkContents checkFromImage;
   inherit (builder) python runBuilder archiveOf copyToRegistryOf streamScript;
   inherit (result) mkResult;
+  sbom = import ./sbom.nix { inherit runBuilder; };
 
   # The customisation layer: contents linked at /, extraCommands,
   # fakeRootCommands under fakeroot, the Nix database.
@@ -97,6 +98,7 @@ let
     , layeringPipeline ? null    # nixpkgs' custom layering steps: not implemented, a warning says so
     , debug ? false              # nixpkgs prints its layering; accepted and ignored
     , layerCompression ? "none"  # "gzip"/"zstd": compressed-layer digests computed at build time
+    , sbomFormat ? "spdx"        # passthru.sbom: "spdx" (2.3) or "cyclonedx" (1.5), JSON
     }:
     let
       fn = "streamLayeredImage";
@@ -137,6 +139,7 @@ let
         maxLayers = checkMaxLayers fn maxLayers;
         os = "linux";
         customisationLayer = custom;
+        sbomContents = sbom.contentsMeta contentsList;
         excludePaths = [ custom ];
         exportReferencesGraph.closure = [ custom ]
           ++ (if chk "includeStorePaths" [ "bool" ] includeStorePaths then contentsList else [ ]);
@@ -151,6 +154,7 @@ let
         imageTag = if tag != null then tag else hashPart conf;
         isExe = true;
         copyToRegistry = copyToRegistryOf conf;
+        sbom = sbom.sbomOf baseName (sbom.checkSbomFormat fn sbomFormat) conf;
       } // chk "passthru" [ "set" ] passthru;
       meta = chk "meta" [ "set" ] meta;
     };
@@ -171,7 +175,7 @@ let
       drv = archiveOf fn (baseNameOf stream.imageName) compressor stream.conf
         ((if checkFormat fn format == "docker" then { } else { inherit format; })
           // ifCompressed fn layerCompression);
-      passthru = { inherit (stream) imageName imageTag conf copyToRegistry; inherit stream; }
+      passthru = { inherit (stream) imageName imageTag conf copyToRegistry sbom; inherit stream; }
         // (args.passthru or { });
       meta = args.meta or { };
     };

@@ -131,7 +131,7 @@ let
       function = buildNixShellImage;
       inherit args;
       drv = archiveOf fn (baseNameOf stream.imageName) compressor stream.conf { };
-      passthru = { inherit (stream) imageName imageTag conf copyToRegistry; inherit stream; };
+      passthru = { inherit (stream) imageName imageTag conf copyToRegistry sbom; inherit stream; };
     };
 in
 {
