@@ -5,8 +5,11 @@ import sys
 
 import pytest
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+TESTS = os.path.dirname(os.path.abspath(__file__))
+# The builder, and the helpers both suites share (tests/support).
+sys.path.insert(0, os.path.dirname(TESTS))
+sys.path.insert(0, os.path.join(TESTS, "support"))
+sys.path.insert(0, TESTS)
 
 
 def _have(tool: str) -> bool:
