@@ -11,7 +11,7 @@ import stat
 import tarfile
 
 import pytest
-from layertools import (
+from tarbuild import (
     UMOCI,
     chrdev,
     d,

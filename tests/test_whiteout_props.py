@@ -13,7 +13,7 @@ import tempfile
 import pytest
 from hypothesis import HealthCheck, assume, event, given, settings
 from hypothesis import strategies as st
-from layertools import UMOCI, d, drop_clock_mtimes, f, fifo, hard, opq, picture, sym, umoci_unpack, wh, write_layers
+from tarbuild import UMOCI, d, drop_clock_mtimes, f, fifo, hard, opq, picture, sym, umoci_unpack, wh, write_layers
 
 from builder.errors import ImageFormatError
 from builder.sinks.sink import Sink
