@@ -18,21 +18,13 @@ from hypothesis import strategies as st
 from builder.errors import BuildError
 from builder.sinks import compress
 from builder.sinks.compress import GZIP_BLOCK_SIZE, compressor
-from builder.sinks.sink import HashSink, Sink
+from builder.sinks.sink import CountSink, HashSink, MemorySink
 
 B = GZIP_BLOCK_SIZE
 
 
-class Collect(Sink):
-    def __init__(self):
-        self.data = bytearray()
-
-    def write(self, data):
-        self.data += data
-
-
 def gz(data: bytes, threads=None, chunk=None) -> bytes:
-    out = Collect()
+    out = MemorySink()
     with compressor("gzip", out, threads=threads) as s:
         if chunk is None:
             s.write(data)
@@ -99,7 +91,7 @@ def test_copy_file_same_as_write(tmp_path):
     data = sample(4 * B + 99, 3)
     path = tmp_path / "in"
     path.write_bytes(b"skip" + data)
-    out = Collect()
+    out = MemorySink()
     fd = os.open(path, os.O_RDONLY)
     try:
         os.lseek(fd, 4, os.SEEK_SET)
@@ -116,7 +108,7 @@ def test_copy_file_shrunk(tmp_path):
     path.write_bytes(b"abc")
     fd = os.open(path, os.O_RDONLY)
     try:
-        with pytest.raises(OSError, match="shrank"), compressor("gzip", Collect()) as s:
+        with pytest.raises(OSError, match="shrank"), compressor("gzip", MemorySink()) as s:
             s.copy_file(fd, 10)
     finally:
         os.close(fd)
@@ -137,7 +129,7 @@ def test_header_and_trailer():
 
 
 def test_size_trailer_wraps_mod_2_32():
-    s = compress._GzipSink(Collect(), threads=1)
+    s = compress._GzipSink(MemorySink(), threads=1)
     s.size = (1 << 32) - 1
     s.write(b"ab")
     s.close()
@@ -174,11 +166,7 @@ def test_close_to_pigz_in_size():
 def test_bounded_in_flight():
     seen = []
 
-    class Slow(Sink):
-        def write(self, data):
-            pass
-
-    s = compress._GzipSink(Slow(), threads=3)
+    s = compress._GzipSink(CountSink(), threads=3)
     data = sample(40 * B, 6)
     for i in range(0, len(data), 3 * B + 17):
         s.write(data[i : i + 3 * B + 17])
@@ -190,7 +178,7 @@ def test_bounded_in_flight():
 
 
 def test_exception_stops_workers_and_writes_no_trailer():
-    out = Collect()
+    out = MemorySink()
     sinks = []
     with pytest.raises(RuntimeError, match="boom"), compressor("gzip", out, threads=4) as s:
         sinks.append(s)
@@ -229,7 +217,7 @@ def test_crc32_combine_block_length():
 )
 def test_any_split_any_threads(sizes, threads, seed):
     data = sample(sum(sizes), seed)
-    out = Collect()
+    out = MemorySink()
     with compressor("gzip", out, threads=threads) as s:
         pos = 0
         for n in sizes:
@@ -240,18 +228,18 @@ def test_any_split_any_threads(sizes, threads, seed):
 
 
 def test_none_is_the_inner_sink():
-    inner = Collect()
+    inner = MemorySink()
     with compressor("none", inner) as s:
         assert s is inner
 
 
 def test_unknown_encoding():
-    with pytest.raises(BuildError, match="unknown compression"), compressor("brotli", Collect()):
+    with pytest.raises(BuildError, match="unknown compression"), compressor("brotli", MemorySink()):
         pass
 
 
 def test_zstd_needs_the_program():
-    with pytest.raises(BuildError, match="only for whole archives"), compressor("zstd", Collect()):
+    with pytest.raises(BuildError, match="only for whole archives"), compressor("zstd", MemorySink()):
         pass
 
 
@@ -261,7 +249,7 @@ def test_zstd_through_the_program_round_trips_and_repeats():
     data = sample(3 * B, 2)
     outputs = []
     for _ in range(2):
-        out = Collect()
+        out = MemorySink()
         with compressor("zstd", out, zstd_program=program) as s:
             s.write(data)
         outputs.append(bytes(out.data))

@@ -12,7 +12,8 @@ import uuid
 
 import imagekit
 import pytest
-from imagekit import busybox_image, layer_bytes, make_image, memory_layer, simple_image
+from imagekit import busybox_image, layer_tar, make_image, memory_layer, simple_image
+from tarbuild import layer_bytes
 
 from builder.errors import BuildError, DigestMismatch, ImageFormatError
 from builder.formats import docker_archive
@@ -20,7 +21,7 @@ from builder.formats.oci_layout import IMAGE_NAME, REF_NAME, read_oci, write_oci
 from builder.model import manifest
 from builder.model.image import OCI_INDEX, OCI_MANIFEST, Layer, sha256_digest
 from builder.model.platform import parse_platform
-from builder.sinks.sink import FdSink, Sink
+from builder.sinks.sink import FdSink
 
 
 def needs(*tools):
@@ -224,17 +225,6 @@ def test_layout_refuses_a_blob_whose_bytes_do_not_match(tmp_path):
 # --- reading back ---------------------------------------------------------------------
 
 
-def layer_bytes_of(layer) -> bytes:
-    parts = []
-
-    class Collect(Sink):
-        def write(self, data):
-            parts.append(bytes(data))
-
-    layer.write_tar(Collect())
-    return b"".join(parts)
-
-
 @pytest.mark.parametrize("encoding", ["none", "gzip"])
 def test_read_back_from_archive_streams_layers_in_place(tmp_path, encoding):
     image = simple_image("one", "two")
@@ -243,7 +233,7 @@ def test_read_back_from_archive_streams_layers_in_place(tmp_path, encoding):
     assert back.config_bytes == image.config_bytes
     assert [l.diff_id for l in back.layers] == [l.diff_id for l in image.layers]
     for ours, theirs in zip(image.layers, back.layers):
-        assert layer_bytes_of(theirs) == layer_bytes_of(ours)
+        assert layer_tar(theirs) == layer_tar(ours)
         # The layer is a range of the archive itself, not a copy.
         assert theirs.source["path"] == archive and theirs.source["offset"] > 0
         assert theirs.source["encoding"] == encoding
@@ -305,7 +295,7 @@ def test_read_a_layout_written_by_skopeo(tmp_path):
     # skopeo rewrites the config when it converts; the layers stay ours.
     assert back.config["config"]["Labels"] == image.config["config"]["Labels"]
     assert [l.diff_id for l in back.layers] == [l.diff_id for l in image.layers]
-    assert [layer_bytes_of(l) for l in back.layers] == [layer_bytes_of(l) for l in image.layers]
+    assert [layer_tar(l) for l in back.layers] == [layer_tar(l) for l in image.layers]
 
 
 # --- several platforms ------------------------------------------------------------------

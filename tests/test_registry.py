@@ -14,8 +14,9 @@ import uuid
 
 import imagekit
 import pytest
-from imagekit import busybox_image, failing_layer, layer_bytes, make_image, memory_layer, simple_image
+from imagekit import busybox_image, failing_layer, make_image, memory_layer, simple_image
 from registry_fixture import PASSWORD, USER, auth_registry, open_registry  # noqa: F401 (fixtures)
+from tarbuild import layer_bytes
 
 from builder.errors import RegistryError, SpecError
 from builder.formats import oci_layout
@@ -26,7 +27,7 @@ from builder.registry.auth import Credentials, find_credentials, parse_challenge
 from builder.registry.client import HttpOpener, RegistryClient
 from builder.registry.pull import pull
 from builder.registry.push import push
-from builder.sinks.sink import FdSink, Sink
+from builder.sinks.sink import FdSink, MemorySink, Sink
 
 DIGEST = "sha256:" + "ab" * 32
 
@@ -150,14 +151,9 @@ class Script:
 def _body_bytes(body):
     if body is None or isinstance(body, bytes):
         return body
-    parts = []
-
-    class Collect(Sink):
-        def write(self, data):
-            parts.append(bytes(data))
-
-    body.write_to(Collect())
-    return b"".join(parts)
+    sink = MemorySink()
+    body.write_to(sink)
+    return bytes(sink.data)
 
 
 def client(script, sleeps=None, clock=lambda: 0.0, **kw):

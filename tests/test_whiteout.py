@@ -11,37 +11,16 @@ import stat
 import tarfile
 
 import pytest
-from tarbuild import (
-    UMOCI,
-    chrdev,
-    d,
-    drop_clock_mtimes,
-    f,
-    fifo,
-    hard,
-    opq,
-    picture,
-    sym,
-    tar_bytes,
-    umoci_unpack,
-    wh,
-    write_layers,
-)
+from picture import drop_clock_mtimes, picture
+from tarbuild import chrdev, d, f, fifo, hard, opq, sym, tar_bytes, wh, write_layers
+from umocihelpers import UMOCI, umoci_unpack
 
 from builder.errors import ImageFormatError, UnsafePathError
-from builder.sinks.sink import Sink
+from builder.sinks.sink import MemorySink
 from builder.tar import paths, whiteout
 from builder.tar.tarstream import Stamp
 
 ROOT_ONLY = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (owners, devices)")
-
-
-class BytesSink(Sink):
-    def __init__(self):
-        self.data = bytearray()
-
-    def write(self, data) -> None:
-        self.data += data
 
 
 # ---------------------------------------------------------------- paths
@@ -473,7 +452,7 @@ def test_changeset(tmp_path, upper_layers, expected):
     lower_files, lower, upper = _trees(tmp_path, BASE, upper_layers)
     changes = whiteout.compute_changeset(lower, upper)
     assert [(c.path, c.kind) for c in changes] == expected
-    sink = BytesSink()
+    sink = MemorySink()
     assert whiteout.write_changeset(sink, lower, upper) == changes
     layer = tmp_path / "changeset.tar"
     layer.write_bytes(sink.data)
@@ -485,7 +464,7 @@ def test_changeset(tmp_path, upper_layers, expected):
 
 def test_changeset_entries(tmp_path):
     _, lower, upper = _trees(tmp_path, BASE, [[wh("etc/a"), f("usr/lib/x", b"new"), hard("etc/h", "usr/lib/x")]])
-    sink = BytesSink()
+    sink = MemorySink()
     whiteout.write_changeset(sink, lower, upper, Stamp(uid=0, gid=0, mtime=1))
     assert _entries(sink.data) == [
         ("etc", tarfile.DIRTYPE, 0o755, 0, ""),
@@ -495,7 +474,7 @@ def test_changeset_entries(tmp_path):
         ("usr/lib", tarfile.DIRTYPE, 0o755, 0, ""),
         ("usr/lib/x", tarfile.LNKTYPE, 0o644, 0, "etc/h"),
     ]
-    plain = BytesSink()
+    plain = MemorySink()
     whiteout.write_changeset(plain, lower, upper, Stamp(uid=0, gid=0, mtime=1), hardlinks=False)
     assert [t for _, t, *_ in _entries(plain.data)].count(tarfile.LNKTYPE) == 0
 
@@ -514,7 +493,7 @@ def test_a_hardlinked_file_changed_in_place(tmp_path):
         (b"usr/lib", "context"),
         (b"usr/lib/x", "modify"),
     ]
-    sink = BytesSink()
+    sink = MemorySink()
     whiteout.write_changeset(sink, lower, upper)
     types = {n: (t, link) for n, t, _, _, link in _entries(sink.data)}
     assert types["etc/h"] == (tarfile.REGTYPE, "") and types["usr/lib/x"] == (tarfile.LNKTYPE, "etc/h")
@@ -527,7 +506,7 @@ def test_a_hardlinked_file_changed_in_place(tmp_path):
 
 def test_changesets_are_deterministic(tmp_path):
     _, lower, upper = _trees(tmp_path, BASE, [[f("etc/c", b"C"), wh("usr/lib/y"), hard("h", "etc/a")]])
-    first, second = BytesSink(), BytesSink()
+    first, second = MemorySink(), MemorySink()
     whiteout.write_changeset(first, lower, upper)
     whiteout.write_changeset(second, lower, upper)
     assert first.data == second.data
@@ -535,11 +514,11 @@ def test_changesets_are_deterministic(tmp_path):
 
 def test_end_false_leaves_the_archive_open(tmp_path):
     _, lower, upper = _trees(tmp_path, BASE, [[f("etc/c", b"C")]])
-    whole, open_ = BytesSink(), BytesSink()
+    whole, open_ = MemorySink(), MemorySink()
     whiteout.write_changeset(whole, lower, upper)
     whiteout.write_changeset(open_, lower, upper, end=False)
     assert bytes(whole.data) == bytes(open_.data) + b"\0" * 1024
-    flat, flat_open = BytesSink(), BytesSink()
+    flat, flat_open = MemorySink(), MemorySink()
     files = write_layers(str(tmp_path / "l2"), BASE)
     whiteout.write_flattened(flat, files)
     whiteout.write_flattened(flat_open, files, end=False)
@@ -557,7 +536,7 @@ def test_owner_tables_replace_lstat(tmp_path):
     table = {b"etc/a": (42, 42)}
     changes = whiteout.compute_changeset(lower, upper, upper_owners=table)
     assert [(c.path, c.kind) for c in changes] == [(b"etc", "context"), (b"etc/a", "modify")]
-    sink = BytesSink()
+    sink = MemorySink()
     whiteout.write_changeset(sink, lower, upper, upper_owners=table)
     with tarfile.open(fileobj=io.BytesIO(bytes(sink.data))) as tar:
         assert tar.getmember("etc/a").uid == 42
@@ -579,7 +558,7 @@ def test_flattened_layer_equals_the_stack(tmp_path):
     ]
     files = write_layers(str(tmp_path / "l"), layers)
     owners = whiteout.apply_layers(str(tmp_path / "stack"), files)
-    sink, again = BytesSink(), BytesSink()
+    sink, again = MemorySink(), MemorySink()
     whiteout.write_flattened(sink, files, workdir=str(tmp_path))
     whiteout.write_flattened(again, files, workdir=str(tmp_path))
     assert sink.data == again.data
@@ -594,7 +573,7 @@ def test_flattened_layer_equals_the_stack(tmp_path):
 
 def test_flattening_with_a_stamp(tmp_path):
     files = write_layers(str(tmp_path / "l"), [[d("a", uid=3, mtime=9), f("a/x", uid=4, mtime=9)]])
-    sink = BytesSink()
+    sink = MemorySink()
     whiteout.write_flattened(sink, files, Stamp(uid=0, gid=0, mtime=1))
     with tarfile.open(fileobj=io.BytesIO(bytes(sink.data))) as tar:
         assert {(m.name, m.uid, m.mtime) for m in tar} == {("a", 0, 1), ("a/x", 0, 1)}

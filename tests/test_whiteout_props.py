@@ -13,10 +13,12 @@ import tempfile
 import pytest
 from hypothesis import HealthCheck, assume, event, given, settings
 from hypothesis import strategies as st
-from tarbuild import UMOCI, d, drop_clock_mtimes, f, fifo, hard, opq, picture, sym, umoci_unpack, wh, write_layers
+from picture import drop_clock_mtimes, picture
+from tarbuild import d, f, fifo, hard, opq, sym, wh, write_layers
+from umocihelpers import UMOCI, umoci_unpack
 
 from builder.errors import ImageFormatError
-from builder.sinks.sink import Sink
+from builder.sinks.sink import MemorySink
 from builder.tar import whiteout
 
 AS_ROOT = os.geteuid() == 0
@@ -34,14 +36,6 @@ TARGETS = [b"a", b"b", b"c", b"x", b"/a", b"/b/c", b"/x/y", b"."]
 FILE_MODES = [0o644, 0o600, 0o755, 0o4755, 0o2711, 0o444, 0o000]
 DIR_MODES = [0o755, 0o700, 0o555, 0o1777, 0o750]
 IDS = [0, 1, 1000]
-
-
-class BytesSink(Sink):
-    def __init__(self):
-        self.data = bytearray()
-
-    def write(self, data) -> None:
-        self.data += data
 
 
 @st.composite
@@ -213,7 +207,7 @@ def test_changeset_rebuilds_upper(stack):
         lower_owners, upper_owners = _apply(lower, lower_files), _apply(upper, files)
         assume(lower_owners is not None and upper_owners is not None)
 
-        sink, again = BytesSink(), BytesSink()
+        sink, again = MemorySink(), MemorySink()
         owners = dict(lower_owners=lower_owners, upper_owners=upper_owners)
         changes = whiteout.write_changeset(sink, lower, upper, **owners)
         whiteout.write_changeset(again, lower, upper, **owners)
@@ -313,7 +307,7 @@ def test_changeset_of_script_edits(layers, edits, hardlinks):
         subprocess.run(["cp", "-a", lower, upper], check=True)  # keeps hardlinks, owners, times
         for op, pick, arg in edits:
             _edit(upper, op, pick, arg)
-        sink = BytesSink()
+        sink = MemorySink()
         changes = whiteout.write_changeset(sink, lower, upper, hardlinks=hardlinks)
         for kind in sorted({c.kind for c in changes}):
             event(f"changeset has {kind}")
@@ -333,7 +327,7 @@ def test_flattened_stack_is_the_stack(layers):
         files = write_layers(os.path.join(tmp, "layers"), layers)
         owners = _apply(os.path.join(tmp, "stack"), files)
         assume(owners is not None)
-        sink, again = BytesSink(), BytesSink()
+        sink, again = MemorySink(), MemorySink()
         whiteout.write_flattened(sink, files, workdir=tmp)
         whiteout.write_flattened(again, files, workdir=tmp)
         assert sink.data == again.data
