@@ -7,8 +7,10 @@ from typing import List, Optional
 
 from tarbuild import d, f, layer_bytes, sym, tar_bytes
 
+from builder.formats.oci_layout import write_oci_archive
+from builder.model import manifest
 from builder.model.image import Image, Layer, canonical_json, sha256_digest
-from builder.sinks.sink import MemorySink
+from builder.sinks.sink import FdSink, MemorySink
 
 BUSYBOX = "/bin/busybox"
 
@@ -62,6 +64,11 @@ def simple_image(*contents: str, **kw) -> Image:
     return make_image(layers, **kw)
 
 
+def multi_arch() -> List[Image]:
+    """Two images, amd64 and arm64/v8, to go under one tag."""
+    return [simple_image("x86", architecture="amd64"), simple_image("arm", architecture="arm64", variant="v8")]
+
+
 def busybox_image(message: str = "hello") -> Image:
     """A runnable image: static busybox as /bin/sh, plus a file to print."""
     with open(BUSYBOX, "rb") as src:
@@ -87,3 +94,17 @@ def layer_tar(layer: Layer) -> bytes:
     sink = MemorySink()
     layer.write_tar(sink)
     return bytes(sink.data)
+
+
+def manifest_digest(image: Image, encoding: str = "gzip") -> str:
+    return manifest.image_manifest(image, encoding).blob.digest
+
+
+def write_oci_archive_file(path, images, encoding: str = "gzip") -> str:
+    """An OCI archive of ``images`` ([(image or images, tags)]) at ``path``."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        write_oci_archive(FdSink(fd), images, encoding)
+    finally:
+        os.close(fd)
+    return str(path)
