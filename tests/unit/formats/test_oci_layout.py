@@ -17,7 +17,6 @@ from builder.errors import BuildError, DigestMismatch, ImageFormatError
 from builder.formats.oci_layout import IMAGE_NAME, REF_NAME, read_oci, write_oci_layout
 from builder.model import manifest
 from builder.model.image import OCI_INDEX, OCI_MANIFEST, Layer, sha256_digest
-from builder.model.platform import parse_platform
 
 
 def members(path):
@@ -223,20 +222,3 @@ def test_single_image_named_for_another_platform_is_refused(tmp_path):
 def test_two_images_for_one_platform_is_an_error():
     with pytest.raises(BuildError, match="two images for platform linux/amd64"):
         manifest.render([simple_image("a"), simple_image("b")])
-
-
-@pytest.mark.parametrize(
-    "text, want",
-    [
-        ("linux/amd64", {"os": "linux", "architecture": "amd64"}),
-        ("linux/arm/v7", {"os": "linux", "architecture": "arm", "variant": "v7"}),
-    ],
-)
-def test_parse_platform(text, want):
-    assert parse_platform(text) == want
-
-
-@pytest.mark.parametrize("bad", ["amd64", "linux/", "a/b/c/d"])
-def test_parse_platform_rejects(bad):
-    with pytest.raises(BuildError):
-        parse_platform(bad)

@@ -8,94 +8,19 @@ import io
 import json
 
 import pytest
-from authfile import auth_file, b64
+from authfile import b64
 from imagekit import make_image, memory_layer
 from tarbuild import layer_bytes
 
-from builder.errors import RegistryError, SpecError
+from builder.errors import RegistryError
 from builder.model.image import OCI_MANIFEST, Blob
 from builder.model.manifest import image_manifest as manifest_of
-from builder.model.reference import Reference, parse_reference
-from builder.registry.auth import find_credentials, parse_challenge
+from builder.model.reference import parse_reference
 from builder.registry.client import RegistryClient
 from builder.registry.push import push
 from builder.sinks.sink import MemorySink
 
 DIGEST = "sha256:" + "ab" * 32
-
-
-# --- references, challenges, credentials -------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    "text, want",
-    [
-        ("127.0.0.1:5000/app", Reference("127.0.0.1:5000", "app", "latest")),
-        ("docker://127.0.0.1:5000/a/b:v1.2", Reference("127.0.0.1:5000", "a/b", "v1.2")),
-        ("localhost/x@" + DIGEST, Reference("localhost", "x", None, DIGEST)),
-        ("ghcr.io/o/r:t@" + DIGEST, Reference("ghcr.io", "o/r", "t", DIGEST)),
-        ("app", Reference("docker.io", "library/app", "latest")),
-        ("user/app:1", Reference("docker.io", "user/app", "1")),
-    ],
-)
-def test_parse_reference(text, want):
-    assert parse_reference(text) == want
-
-
-@pytest.mark.parametrize(
-    "bad", ["host.io/UPPER:1", "host.io/a:bad tag", "host.io/a@sha256:xyz", "host.io/a:" + "t" * 200]
-)
-def test_parse_reference_rejects(bad):
-    with pytest.raises(SpecError):
-        parse_reference(bad)
-
-
-def test_reference_text_and_docker_hub_host():
-    ref = parse_reference("app:1")
-    assert str(ref) == "docker.io/library/app:1" and ref.api_host == "registry-1.docker.io"
-    assert parse_reference("h.io/a@" + DIGEST).target == DIGEST
-
-
-def test_parse_challenge_keeps_commas_inside_quotes():
-    scheme, params = parse_challenge(
-        'Bearer realm="https://auth.example/token",service="reg.example",scope="repository:a/b:pull,push"'
-    )
-    assert scheme == "bearer"
-    assert params == {
-        "realm": "https://auth.example/token",
-        "service": "reg.example",
-        "scope": "repository:a/b:pull,push",
-    }
-    assert parse_challenge('Basic realm="Registry Realm"') == ("basic", {"realm": "Registry Realm"})
-
-
-def test_credentials_come_from_env_then_auth_files(tmp_path):
-    home = tmp_path / "home"
-    (home / ".docker").mkdir(parents=True)
-    auth_file(
-        home / ".docker" / "config.json",
-        {"https://reg.example:5000/v1/": {"auth": b64("d:dp")}, "https://index.docker.io/v1/": {"auth": b64("hub:x")}},
-    )
-    found = find_credentials("reg.example:5000", environ={}, home=str(home))
-    assert (found.username, found.password) == ("d", "dp")
-    assert find_credentials("docker.io", environ={}, home=str(home)).username == "hub"
-    assert find_credentials("other.example", environ={}, home=str(home)) is None
-
-    explicit = auth_file(tmp_path / "auth.json", {"reg.example:5000": {"auth": b64("f:fp:with:colons")}})
-    found = find_credentials("reg.example:5000", environ={"REGISTRY_AUTH_FILE": explicit}, home=str(home))
-    assert (found.username, found.password, found.source) == ("f", "fp:with:colons", explicit)
-
-    env = {"REGISTRY_USERNAME": "e", "REGISTRY_PASSWORD": "ep", "REGISTRY_AUTH_FILE": explicit}
-    assert find_credentials("reg.example:5000", environ=env, home=str(home)).username == "e"
-    assert "ep" not in repr(find_credentials("reg.example:5000", environ=env))
-
-
-def test_a_named_auth_file_that_is_missing_is_an_error(tmp_path):
-    with pytest.raises(RegistryError, match="cannot read credentials"):
-        find_credentials("h", environ={"REGISTRY_AUTH_FILE": str(tmp_path / "none.json")})
-
-
-# --- protocol steps against a scripted opener ----------------------------------------------
 
 
 class FakeResponse:
