@@ -31,7 +31,7 @@ from builder.model.image import DOCKER_LIST, DOCKER_MANIFEST, OCI_INDEX, OCI_MAN
 from builder.model.reference import DIGEST_RE, Reference
 from builder.registry.auth import Credentials, find_credentials, parse_challenge
 from builder.report import progress_line
-from builder.sinks.sink import Sink
+from builder.sinks.sink import MemorySink, Sink
 
 __all__ = ["DEFAULT_CHUNK", "MANIFEST_ACCEPT", "HttpOpener", "Proxy", "RegistryClient", "proxy_for"]
 
@@ -637,11 +637,6 @@ def _plain(url: str) -> str:
 
 
 def _blob_bytes(blob: Blob) -> bytes:
-    parts = []
-
-    class _Collect(Sink):
-        def write(self, data) -> None:
-            parts.append(bytes(data))
-
-    blob.write_to(_Collect())
-    return b"".join(parts)
+    sink = MemorySink()
+    blob.write_to(sink)
+    return bytes(sink.data)

@@ -21,7 +21,7 @@ try:
 except ImportError:  # not on POSIX
     fcntl = None
 
-__all__ = ["CountSink", "FdSink", "HashSink", "Sink", "TeeSink"]
+__all__ = ["CountSink", "FdSink", "HashSink", "MemorySink", "Sink", "TeeSink"]
 
 # Small writes are gathered into one buffer: a pipe write per tar header
 # would cost a system call per file. Not much more than that, though: a big
@@ -195,6 +195,16 @@ class CountSink(Sink):
 
     def copy_file(self, fd: int, size: int) -> None:
         self.size += size
+
+
+class MemorySink(Sink):
+    """Keeps everything written, in ``data``: a layer or archive in memory."""
+
+    def __init__(self):
+        self.data = bytearray()
+
+    def write(self, data) -> None:
+        self.data += data
 
 
 class TeeSink(Sink):

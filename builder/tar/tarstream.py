@@ -13,7 +13,7 @@ Speed: a header is made from pieces cached per (mode, owner, time, type,
 names), so per entry only the name, the size and the checksum are new; a
 tree is walked with one ``lstat`` per entry, and a small file costs an
 ``open``, one ``read`` and a ``close`` (big ones go by ``sendfile`` when the
-sink is a file descriptor). ``tests/test_tarstream.py`` pins the bytes.
+sink is a file descriptor). ``tests/unit/tar/test_tarstream.py`` pins the bytes.
 """
 
 from __future__ import annotations

@@ -1,6 +1,7 @@
-"""Table-driven tests of builder.paths and builder.whiteout.
+"""Table-driven tests of builder.tar.whiteout (its names: test_paths.py).
 
-Every apply case is also unpacked by umoci, which must agree with us."""
+Every apply case is also unpacked by umoci, which must agree with us
+(e2e/test_whiteout_umoci.py); the table is in support/applycases.py."""
 
 from __future__ import annotations
 
@@ -11,123 +12,19 @@ import stat
 import tarfile
 
 import pytest
-from layertools import (
-    UMOCI,
-    chrdev,
-    d,
-    drop_clock_mtimes,
-    f,
-    fifo,
-    hard,
-    opq,
-    picture,
-    sym,
-    tar_bytes,
-    umoci_unpack,
-    wh,
-    write_layers,
-)
+from applycases import APPLY_CASES
+from picture import picture
+from tarbuild import chrdev, d, f, fifo, hard, opq, sym, tar_bytes, wh, write_layers
 
 from builder.errors import ImageFormatError, UnsafePathError
-from builder.sinks.sink import Sink
-from builder.tar import paths, whiteout
+from builder.sinks.sink import MemorySink
+from builder.tar import whiteout
 from builder.tar.tarstream import Stamp
 
 ROOT_ONLY = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (owners, devices)")
 
 
-class BytesSink(Sink):
-    def __init__(self):
-        self.data = bytearray()
-
-    def write(self, data) -> None:
-        self.data += data
-
-
-# ---------------------------------------------------------------- paths
-
-
-@pytest.mark.parametrize(
-    "name, cleaned",
-    [
-        (b"a", b"a"),
-        (b"./a/b", b"a/b"),
-        (b"/a//b/", b"a/b"),
-        (b"a/./b/.", b"a/b"),
-        (b"a/../b", b"b"),
-        (b"./", b""),
-        (b"/", b""),
-        (b".", b""),
-        (b"a/b/../..", b""),
-        (b"/abs/name", b"abs/name"),
-    ],
-)
-def test_clean_name(name, cleaned):
-    assert paths.clean_name(name) == cleaned
-
-
-@pytest.mark.parametrize("name", [b"", b"..", b"../x", b"a/../../x", b"/../x", b"a\0b", b"./../../etc/x"])
-def test_clean_name_refuses(name):
-    with pytest.raises(UnsafePathError):
-        paths.clean_name(name)
-
-
-@pytest.mark.parametrize(
-    "links, name, located",
-    [
-        ({}, b"a/b/c", b"a/b/c"),
-        ({b"l": b"real"}, b"l/x", b"real/x"),
-        ({b"l": b"/real/sub"}, b"l/x", b"real/sub/x"),
-        ({b"l": b"real"}, b"l", b"l"),  # the last component is never followed
-        ({b"real/up": b"../other"}, b"real/up/x", b"other/x"),
-        ({b"l": b"m", b"m": b"/real"}, b"l/x", b"real/x"),
-        ({b"l": b"/"}, b"l/x", b"x"),
-    ],
-)
-def test_locate(tmp_path, links, name, located):
-    root = os.fsencode(tmp_path)
-    os.mkdir(root + b"/real")
-    for link, target in links.items():
-        os.symlink(target, root + b"/" + link)
-    assert paths.locate(root, name) == located
-
-
-@pytest.mark.parametrize(
-    "links, name, error",
-    [
-        ({b"l": b"../outside"}, b"l/x", UnsafePathError),
-        ({b"real/l": b"../../x"}, b"real/l/x", UnsafePathError),
-        ({b"l": b"l"}, b"l/x", ImageFormatError),  # a loop
-    ],
-)
-def test_locate_refuses(tmp_path, links, name, error):
-    root = os.fsencode(tmp_path)
-    os.mkdir(root + b"/real")
-    for link, target in links.items():
-        os.symlink(target, root + b"/" + link)
-    with pytest.raises(error):
-        paths.locate(root, name)
-
-
-def test_locate_through_a_file_is_an_error(tmp_path):
-    (tmp_path / "file").write_text("")
-    with pytest.raises(ImageFormatError, match="not a directory"):
-        paths.locate(os.fsencode(tmp_path), b"file/x")
-
-
 # ---------------------------------------------------------------- applying
-
-
-def F(data=b"", mode=0o644, uid=0, mtime=1000):
-    return ("f", data, mode, uid, mtime)
-
-
-def D(mode=0o755, uid=0, mtime=1000):
-    return ("d", mode, uid, mtime)
-
-
-def L(target):
-    return ("l", target)
 
 
 def _short(pic: dict) -> dict:
@@ -145,95 +42,11 @@ def _short(pic: dict) -> dict:
     return out
 
 
-APPLY_CASES = {
-    "files and dirs": (
-        [[d("a", 0o750, mtime=5), f("a/x", b"1", 0o600, uid=7, mtime=6), sym("a/s", "x")]],
-        {b"a": D(0o750, mtime=5), b"a/x": F(b"1", 0o600, uid=7, mtime=6), b"a/s": L(b"x")},
-    ),
-    "whiteout a file": ([[d("a"), f("a/x"), f("a/y")], [wh("a/x")]], {b"a": D(), b"a/y": F()}),
-    "whiteout a directory and all below": ([[d("a"), d("a/b"), f("a/b/x"), f("k")], [wh("a")]], {b"k": F()}),
-    "whiteout of a missing path makes nothing": ([[f("k")], [wh("nope/x"), wh("y")]], {b"k": F()}),
-    "opaque hides lower children only": (
-        [[d("a"), f("a/old"), d("a/sub"), f("a/sub/x")], [d("a", 0o700), f("a/new"), opq("a"), f("a/later")]],
-        {b"a": D(0o700), b"a/new": F(), b"a/later": F()},
-    ),
-    "opaque keeps the parents of this layer's paths": (
-        [[d("a"), f("a/x"), d("a/s"), f("a/s/old")], [d("a"), d("a/s"), f("a/s/n"), opq("a")]],
-        {b"a": D(), b"a/s": D(), b"a/s/n": F()},
-    ),
-    "a whiteout never deletes what its own layer wrote": (
-        [[d("a"), f("a/x")], [d("a"), f("a/y"), wh("a/y"), wh("a/x")]],
-        {b"a": D(), b"a/y": F()},
-    ),
-    "whiteout then the same name again": ([[d("a"), f("a/x")], [wh("a"), d("a"), f("a/y")]], {b"a": D(), b"a/y": F()}),
-    "a file replaces a directory": ([[d("a"), f("a/x")], [f("a", b"now a file")]], {b"a": F(b"now a file")}),
-    "a directory replaces a file": ([[f("a", b"file")], [d("a", 0o711), f("a/x")]], {b"a": D(0o711), b"a/x": F()}),
-    "a symlink replaces a directory": ([[d("a"), f("a/x"), d("b")], [sym("a", "b")]], {b"a": L(b"b"), b"b": D()}),
-    "a directory over a directory keeps its children": (
-        [[d("k", 0o700, uid=1), f("k/x")], [d("k", 0o755, uid=3, mtime=9)]],
-        {b"k": D(0o755, uid=3, mtime=9), b"k/x": F()},
-    ),
-    "directory mtimes survive later children": (
-        [[d("a", mtime=100), f("a/x"), d("e", mtime=100), f("e/y")], [f("a/z"), wh("e/y")]],
-        {b"a": D(mtime=100), b"a/x": F(), b"a/z": F(), b"e": D(mtime=100)},
-    ),
-    "entries through in-root symlinks": (
-        [[d("real"), sym("rel", "real"), sym("abs", "/real")], [f("rel/a", b"1"), f("abs/b", b"2")]],
-        {b"real": D(), b"rel": L(b"real"), b"abs": L(b"/real"), b"real/a": F(b"1"), b"real/b": F(b"2")},
-    ),
-    "a whiteout through a symlinked parent": (
-        [[d("real"), f("real/x"), f("real/y"), sym("ln", "real")], [wh("ln/x")]],
-        {b"real": D(), b"real/y": F(), b"ln": L(b"real")},
-    ),
-    "a directory entry replaces a symlink to a directory": (
-        [[d("real"), f("real/x"), sym("ln", "real")], [d("ln"), f("ln/y")]],
-        {b"real": D(), b"real/x": F(), b"ln": D(), b"ln/y": F()},
-    ),
-    "modes with special bits": (
-        [
-            [
-                d("t", 0o1777),
-                f("t/su", b"", 0o4755),
-                f("t/sg", b"", 0o2711),
-                f("t/none", b"", 0o000),
-                d("t/ro", 0o555),
-                f("t/ro/x", b"", 0o444),
-            ]
-        ],
-        {
-            b"t": D(0o1777),
-            b"t/su": F(mode=0o4755),
-            b"t/sg": F(mode=0o2711),
-            b"t/none": F(mode=0o000),
-            b"t/ro": D(0o555),
-            b"t/ro/x": F(mode=0o444),
-        },
-    ),
-    "a later layer writes into a read-only directory": (
-        [[d("ro", 0o555), f("ro/x")], [f("ro/y", b"y")]],
-        {b"ro": D(0o555), b"ro/x": F(), b"ro/y": F(b"y")},
-    ),
-    "aufs metadata is skipped": ([[f("k"), d(".wh..wh.plnk", 0o700), f(".wh..wh.aufs")]], {b"k": F()}),
-    "a ./ entry sets the root's metadata only": ([[d("./", 0o755), f("k")]], {b"k": F()}),
-}
-
-
 @pytest.mark.parametrize("layers, expected", APPLY_CASES.values(), ids=APPLY_CASES.keys())
 def test_apply(tmp_path, layers, expected):
     files = write_layers(str(tmp_path / "layers"), layers)
     owners = whiteout.apply_layers(str(tmp_path / "root"), files)
     assert _short(picture(str(tmp_path / "root"), owners)) == expected
-
-
-@pytest.mark.skipif(UMOCI is None, reason="umoci not installed")
-@pytest.mark.parametrize("layers", [c[0] for c in APPLY_CASES.values()], ids=APPLY_CASES.keys())
-def test_apply_agrees_with_umoci(tmp_path, layers):
-    files = write_layers(str(tmp_path / "layers"), layers)
-    whiteout.apply_layers(str(tmp_path / "root"), files)
-    theirs = umoci_unpack(str(tmp_path / "umoci"), files)
-    assert theirs is not None
-    ours, theirs = drop_clock_mtimes(picture(str(tmp_path / "root")), picture(theirs, clock_dirs=True))
-    assert ours == theirs
 
 
 def test_hardlinks_share_the_inode_and_ignore_their_own_header(tmp_path):
@@ -473,7 +286,7 @@ def test_changeset(tmp_path, upper_layers, expected):
     lower_files, lower, upper = _trees(tmp_path, BASE, upper_layers)
     changes = whiteout.compute_changeset(lower, upper)
     assert [(c.path, c.kind) for c in changes] == expected
-    sink = BytesSink()
+    sink = MemorySink()
     assert whiteout.write_changeset(sink, lower, upper) == changes
     layer = tmp_path / "changeset.tar"
     layer.write_bytes(sink.data)
@@ -485,7 +298,7 @@ def test_changeset(tmp_path, upper_layers, expected):
 
 def test_changeset_entries(tmp_path):
     _, lower, upper = _trees(tmp_path, BASE, [[wh("etc/a"), f("usr/lib/x", b"new"), hard("etc/h", "usr/lib/x")]])
-    sink = BytesSink()
+    sink = MemorySink()
     whiteout.write_changeset(sink, lower, upper, Stamp(uid=0, gid=0, mtime=1))
     assert _entries(sink.data) == [
         ("etc", tarfile.DIRTYPE, 0o755, 0, ""),
@@ -495,7 +308,7 @@ def test_changeset_entries(tmp_path):
         ("usr/lib", tarfile.DIRTYPE, 0o755, 0, ""),
         ("usr/lib/x", tarfile.LNKTYPE, 0o644, 0, "etc/h"),
     ]
-    plain = BytesSink()
+    plain = MemorySink()
     whiteout.write_changeset(plain, lower, upper, Stamp(uid=0, gid=0, mtime=1), hardlinks=False)
     assert [t for _, t, *_ in _entries(plain.data)].count(tarfile.LNKTYPE) == 0
 
@@ -514,7 +327,7 @@ def test_a_hardlinked_file_changed_in_place(tmp_path):
         (b"usr/lib", "context"),
         (b"usr/lib/x", "modify"),
     ]
-    sink = BytesSink()
+    sink = MemorySink()
     whiteout.write_changeset(sink, lower, upper)
     types = {n: (t, link) for n, t, _, _, link in _entries(sink.data)}
     assert types["etc/h"] == (tarfile.REGTYPE, "") and types["usr/lib/x"] == (tarfile.LNKTYPE, "etc/h")
@@ -527,7 +340,7 @@ def test_a_hardlinked_file_changed_in_place(tmp_path):
 
 def test_changesets_are_deterministic(tmp_path):
     _, lower, upper = _trees(tmp_path, BASE, [[f("etc/c", b"C"), wh("usr/lib/y"), hard("h", "etc/a")]])
-    first, second = BytesSink(), BytesSink()
+    first, second = MemorySink(), MemorySink()
     whiteout.write_changeset(first, lower, upper)
     whiteout.write_changeset(second, lower, upper)
     assert first.data == second.data
@@ -535,11 +348,11 @@ def test_changesets_are_deterministic(tmp_path):
 
 def test_end_false_leaves_the_archive_open(tmp_path):
     _, lower, upper = _trees(tmp_path, BASE, [[f("etc/c", b"C")]])
-    whole, open_ = BytesSink(), BytesSink()
+    whole, open_ = MemorySink(), MemorySink()
     whiteout.write_changeset(whole, lower, upper)
     whiteout.write_changeset(open_, lower, upper, end=False)
     assert bytes(whole.data) == bytes(open_.data) + b"\0" * 1024
-    flat, flat_open = BytesSink(), BytesSink()
+    flat, flat_open = MemorySink(), MemorySink()
     files = write_layers(str(tmp_path / "l2"), BASE)
     whiteout.write_flattened(flat, files)
     whiteout.write_flattened(flat_open, files, end=False)
@@ -557,7 +370,7 @@ def test_owner_tables_replace_lstat(tmp_path):
     table = {b"etc/a": (42, 42)}
     changes = whiteout.compute_changeset(lower, upper, upper_owners=table)
     assert [(c.path, c.kind) for c in changes] == [(b"etc", "context"), (b"etc/a", "modify")]
-    sink = BytesSink()
+    sink = MemorySink()
     whiteout.write_changeset(sink, lower, upper, upper_owners=table)
     with tarfile.open(fileobj=io.BytesIO(bytes(sink.data))) as tar:
         assert tar.getmember("etc/a").uid == 42
@@ -579,7 +392,7 @@ def test_flattened_layer_equals_the_stack(tmp_path):
     ]
     files = write_layers(str(tmp_path / "l"), layers)
     owners = whiteout.apply_layers(str(tmp_path / "stack"), files)
-    sink, again = BytesSink(), BytesSink()
+    sink, again = MemorySink(), MemorySink()
     whiteout.write_flattened(sink, files, workdir=str(tmp_path))
     whiteout.write_flattened(again, files, workdir=str(tmp_path))
     assert sink.data == again.data
@@ -594,7 +407,7 @@ def test_flattened_layer_equals_the_stack(tmp_path):
 
 def test_flattening_with_a_stamp(tmp_path):
     files = write_layers(str(tmp_path / "l"), [[d("a", uid=3, mtime=9), f("a/x", uid=4, mtime=9)]])
-    sink = BytesSink()
+    sink = MemorySink()
     whiteout.write_flattened(sink, files, Stamp(uid=0, gid=0, mtime=1))
     with tarfile.open(fileobj=io.BytesIO(bytes(sink.data))) as tar:
         assert {(m.name, m.uid, m.mtime) for m in tar} == {("a", 0, 1), ("a/x", 0, 1)}

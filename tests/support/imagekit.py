@@ -3,29 +3,16 @@
 from __future__ import annotations
 
 import os
-from typing import Dict, List, Optional
+from typing import List, Optional
 
+from tarbuild import d, f, layer_bytes, sym, tar_bytes
+
+from builder.formats.oci_layout import write_oci_archive
+from builder.model import manifest
 from builder.model.image import Image, Layer, canonical_json, sha256_digest
-from builder.tar import tarstream
+from builder.sinks.sink import FdSink, MemorySink
 
 BUSYBOX = "/bin/busybox"
-
-
-def layer_bytes(files: Dict[str, bytes], mode: int = 0o644) -> bytes:
-    """A tar of regular files (parent directories added), sorted by name."""
-    out = bytearray()
-    dirs = set()
-    for name in sorted(files):
-        parts = name.split("/")[:-1]
-        for i in range(len(parts)):
-            d = "/".join(parts[: i + 1]) + "/"
-            if d not in dirs:
-                dirs.add(d)
-                out += tarstream.header(d.encode(), tarstream.DIR, 0o755, 0, 0, 1)
-        data = files[name]
-        out += tarstream.header(name.encode(), tarstream.REG, mode, 0, 0, 1, len(data))
-        out += data + tarstream.padding(len(data))
-    return bytes(out + tarstream.END_OF_ARCHIVE)
 
 
 def memory_layer(data: bytes, calls: Optional[List[str]] = None) -> Layer:
@@ -77,25 +64,19 @@ def simple_image(*contents: str, **kw) -> Image:
     return make_image(layers, **kw)
 
 
+def multi_arch() -> List[Image]:
+    """Two images, amd64 and arm64/v8, to go under one tag."""
+    return [simple_image("x86", architecture="amd64"), simple_image("arm", architecture="arm64", variant="v8")]
+
+
 def busybox_image(message: str = "hello") -> Image:
     """A runnable image: static busybox as /bin/sh, plus a file to print."""
-    with open(BUSYBOX, "rb") as f:
-        busybox = f.read()
-    base = memory_layer(
-        _executable_layer({"bin/busybox": busybox}, {"bin/sh": "busybox", "bin/cat": "busybox", "bin/echo": "busybox"})
-    )
+    with open(BUSYBOX, "rb") as src:
+        busybox = src.read()
+    links = [sym(f"bin/{name}", "busybox", mtime=1) for name in ("cat", "echo", "sh")]
+    base = memory_layer(tar_bytes([d("bin", mtime=1), f("bin/busybox", busybox, 0o755, mtime=1), *links]))
     top = memory_layer(layer_bytes({"etc/message": message.encode() + b"\n"}))
     return make_image([base, top], architecture=_host_arch(), cmd=["/bin/cat", "/etc/message"])
-
-
-def _executable_layer(files: Dict[str, bytes], links: Dict[str, str]) -> bytes:
-    out = bytearray(tarstream.header(b"bin/", tarstream.DIR, 0o755, 0, 0, 1))
-    for name, data in sorted(files.items()):
-        out += tarstream.header(name.encode(), tarstream.REG, 0o755, 0, 0, 1, len(data))
-        out += data + tarstream.padding(len(data))
-    for name, target in sorted(links.items()):
-        out += tarstream.header(name.encode(), tarstream.SYM, 0o777, 0, 0, 1, linkname=target.encode())
-    return bytes(out + tarstream.END_OF_ARCHIVE)
 
 
 def _host_arch() -> str:
@@ -106,3 +87,24 @@ def _host_arch() -> str:
 
 def have_busybox() -> bool:
     return os.path.exists(BUSYBOX)
+
+
+def layer_tar(layer: Layer) -> bytes:
+    """A layer's uncompressed tar, as its writer makes it."""
+    sink = MemorySink()
+    layer.write_tar(sink)
+    return bytes(sink.data)
+
+
+def manifest_digest(image: Image, encoding: str = "gzip") -> str:
+    return manifest.image_manifest(image, encoding).blob.digest
+
+
+def write_oci_archive_file(path, images, encoding: str = "gzip") -> str:
+    """An OCI archive of ``images`` ([(image or images, tags)]) at ``path``."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        write_oci_archive(FdSink(fd), images, encoding)
+    finally:
+        os.close(fd)
+    return str(path)

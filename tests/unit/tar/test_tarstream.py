@@ -24,7 +24,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from builder.sinks.sink import CountSink, FdSink, HashSink, Sink
+from builder.sinks.sink import CountSink, FdSink, HashSink, MemorySink
 from builder.tar import tarstream
 from builder.tar.rootfs import write_layer as write_store_layer
 from builder.tar.tarstream import DIR, LNK, REG, SYM, Stamp, header, write_tree
@@ -103,14 +103,9 @@ def tree(tmp_path_factory):
 
 
 def _tar_bytes(fn) -> bytes:
-    out = io.BytesIO()
-
-    class Collect(Sink):
-        def write(self, data):
-            out.write(data)
-
-    fn(Collect())
-    return out.getvalue()
+    sink = MemorySink()
+    fn(sink)
+    return bytes(sink.data)
 
 
 def _sha(data: bytes) -> str:

@@ -1,17 +1,16 @@
 """Base images and whiteouts end to end: buildImage (runAsRoot without a
 virtual machine), any fromImage, whole-config inheritance, exportImage."""
 
-import hashlib
-import io
 import subprocess
 import tarfile
 
 import pytest
+from imagekit import memory_layer
 from nixhelpers import NixError, nix_build, podman_load, podman_run, read_archive, run_stream
+from tarbuild import d, f, hard, sym, tar_bytes
 
-import builder.tar.tarstream as ts
 from builder.formats.docker_archive import write_docker_archive
-from builder.model.image import Image, Layer, canonical_json
+from builder.model.image import Image, canonical_json
 from builder.sinks.sink import FdSink
 
 BASE = """dockerTools.buildImage {
@@ -194,20 +193,7 @@ def test_pick_image_from_multi_image_archive(tmp_path):
 
 def _base_archive(tmp_path, layers, name="crafted.tar"):
     """A docker archive written by our own pieces, for bases no tool makes."""
-    blobs = []
-    for entries in layers:
-        buf = io.BytesIO()
-        for header, data in entries:
-            buf.write(header)
-            buf.write(data + ts.padding(len(data)))
-        buf.write(ts.END_OF_ARCHIVE)
-        raw = buf.getvalue()
-        blobs.append(raw)
-
-    def layer(raw):
-        return Layer("sha256:" + hashlib.sha256(raw).hexdigest(), len(raw), lambda s, r=raw: s.write(r))
-
-    image_layers = [layer(raw) for raw in blobs]
+    image_layers = [memory_layer(tar_bytes(entries)) for entries in layers]
     config = {
         "architecture": "amd64",
         "os": "linux",
@@ -223,11 +209,11 @@ def _base_archive(tmp_path, layers, name="crafted.tar"):
 
 
 def _file(name, data=b"x", mode=0o644):
-    return ts.header(name.encode(), ts.REG, mode, 0, 0, 1, len(data)), data
+    return f(name, data, mode, mtime=1)
 
 
 def test_base_with_the_same_layer_twice(tmp_path):
-    busybox_layer = [(ts.header(b"bin/", ts.DIR, 0o755, 0, 0, 1), b""), _file("bin/greeting", b"hi\n")]
+    busybox_layer = [d("bin", mtime=1), _file("bin/greeting", b"hi\n")]
     base = _base_archive(tmp_path, [busybox_layer, busybox_layer])
     archive = read_archive(
         run_stream(
@@ -250,10 +236,10 @@ def test_base_with_the_same_layer_twice(tmp_path):
     [
         ([_file("../escape")], "../escape"),
         (
-            [(ts.header(b"link", ts.SYM, 0o777, 0, 0, 1, linkname=b"../../../../tmp"), b""), _file("link/planted")],
+            [sym("link", "../../../../tmp", mtime=1), _file("link/planted")],
             "link/planted",
         ),
-        ([(ts.header(b"hard", ts.LNK, 0o644, 0, 0, 1, linkname=b"../../etc/passwd"), b"")], "hard"),
+        ([hard("hard", "../../etc/passwd", mtime=1)], "hard"),
     ],
 )
 def test_unsafe_base_stops_with_layer_and_entry(entries, what, tmp_path):

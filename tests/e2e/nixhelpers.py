@@ -19,13 +19,14 @@ import uuid
 from dataclasses import dataclass
 from typing import Dict, List, Optional
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+E2E = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(os.path.dirname(E2E))
 
 PREAMBLE = f"""
 let
   pkgs = import {REPO}/tests/hostpkgs.nix {{ }};
   dockerTools = import {REPO}/default.nix {{ inherit pkgs; }};
-  fixtures = import {REPO}/tests/fixtures.nix {{ inherit pkgs; }};
+  fixtures = import {E2E}/fixtures.nix {{ inherit pkgs; }};
 in
 """
 

@@ -5,55 +5,18 @@ from __future__ import annotations
 import gzip
 import hashlib
 import os
-import random
-import shutil
 import struct
-import subprocess
 import zlib
 
 import pytest
+from gzsample import B, gz, sample
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from builder.errors import BuildError
 from builder.sinks import compress
-from builder.sinks.compress import GZIP_BLOCK_SIZE, compressor
-from builder.sinks.sink import HashSink, Sink
-
-B = GZIP_BLOCK_SIZE
-
-
-class Collect(Sink):
-    def __init__(self):
-        self.data = bytearray()
-
-    def write(self, data):
-        self.data += data
-
-
-def gz(data: bytes, threads=None, chunk=None) -> bytes:
-    out = Collect()
-    with compressor("gzip", out, threads=threads) as s:
-        if chunk is None:
-            s.write(data)
-        else:
-            for i in range(0, len(data), chunk):
-                s.write(data[i : i + chunk])
-    return bytes(out.data)
-
-
-def sample(size: int, seed: int = 0) -> bytes:
-    """Half compressible text, half noise, so blocks differ in how they pack."""
-    rng = random.Random(seed)
-    words = [bytes(rng.choice(b"abcdefghijklmnop") for _ in range(rng.randint(2, 9))) for _ in range(300)]
-    out = bytearray()
-    while len(out) < size:
-        if rng.random() < 0.5:
-            out += b" ".join(rng.choice(words) for _ in range(200)) + b"\n"
-        else:
-            out += rng.randbytes(3000)
-    return bytes(out[:size])
-
+from builder.sinks.compress import compressor
+from builder.sinks.sink import CountSink, HashSink, MemorySink
 
 SIZES = [0, 1, 100, B - 1, B, B + 1, 2 * B, 3 * B + 12345]
 
@@ -67,20 +30,6 @@ def test_roundtrip_python(size):
     # One member, nothing after the trailer.
     d = zlib.decompressobj(31)
     assert d.decompress(out) == data and d.eof and d.unused_data == b""
-
-
-@pytest.mark.parametrize("size", [0, B + 1, 5 * B + 7])
-@pytest.mark.parametrize("tool", ["gzip", "pigz"])
-def test_roundtrip_tools(size, tool, tmp_path):
-    if shutil.which(tool) is None:
-        pytest.skip(f"{tool} not installed")
-    data = sample(size, 7)
-    path = tmp_path / "x.gz"
-    path.write_bytes(gz(data, threads=2))
-    got = subprocess.run([tool, "-d", "-c", str(path)], check=True, stdout=subprocess.PIPE).stdout
-    assert got == data
-    # Also the integrity check, which reads the CRC and the size.
-    subprocess.run([tool, "-t", str(path)], check=True)
 
 
 def test_same_bytes_for_any_thread_count_and_write_pattern():
@@ -99,7 +48,7 @@ def test_copy_file_same_as_write(tmp_path):
     data = sample(4 * B + 99, 3)
     path = tmp_path / "in"
     path.write_bytes(b"skip" + data)
-    out = Collect()
+    out = MemorySink()
     fd = os.open(path, os.O_RDONLY)
     try:
         os.lseek(fd, 4, os.SEEK_SET)
@@ -116,7 +65,7 @@ def test_copy_file_shrunk(tmp_path):
     path.write_bytes(b"abc")
     fd = os.open(path, os.O_RDONLY)
     try:
-        with pytest.raises(OSError, match="shrank"), compressor("gzip", Collect()) as s:
+        with pytest.raises(OSError, match="shrank"), compressor("gzip", MemorySink()) as s:
             s.copy_file(fd, 10)
     finally:
         os.close(fd)
@@ -137,7 +86,7 @@ def test_header_and_trailer():
 
 
 def test_size_trailer_wraps_mod_2_32():
-    s = compress._GzipSink(Collect(), threads=1)
+    s = compress._GzipSink(MemorySink(), threads=1)
     s.size = (1 << 32) - 1
     s.write(b"ab")
     s.close()
@@ -162,23 +111,10 @@ def test_golden_output():
     assert compress.gzip_format() == f"gzip-level6-block{B}-mem8-zlib{zlib.ZLIB_RUNTIME_VERSION}"
 
 
-def test_close_to_pigz_in_size():
-    if shutil.which("pigz") is None:
-        pytest.skip("pigz not installed")
-    data = sample(8 * B, 5)
-    ours = len(gz(data))
-    theirs = len(subprocess.run(["pigz", "-6", "-c"], input=data, check=True, stdout=subprocess.PIPE).stdout)
-    assert ours <= theirs * 1.01
-
-
 def test_bounded_in_flight():
     seen = []
 
-    class Slow(Sink):
-        def write(self, data):
-            pass
-
-    s = compress._GzipSink(Slow(), threads=3)
+    s = compress._GzipSink(CountSink(), threads=3)
     data = sample(40 * B, 6)
     for i in range(0, len(data), 3 * B + 17):
         s.write(data[i : i + 3 * B + 17])
@@ -190,7 +126,7 @@ def test_bounded_in_flight():
 
 
 def test_exception_stops_workers_and_writes_no_trailer():
-    out = Collect()
+    out = MemorySink()
     sinks = []
     with pytest.raises(RuntimeError, match="boom"), compressor("gzip", out, threads=4) as s:
         sinks.append(s)
@@ -229,7 +165,7 @@ def test_crc32_combine_block_length():
 )
 def test_any_split_any_threads(sizes, threads, seed):
     data = sample(sum(sizes), seed)
-    out = Collect()
+    out = MemorySink()
     with compressor("gzip", out, threads=threads) as s:
         pos = 0
         for n in sizes:
@@ -240,34 +176,19 @@ def test_any_split_any_threads(sizes, threads, seed):
 
 
 def test_none_is_the_inner_sink():
-    inner = Collect()
+    inner = MemorySink()
     with compressor("none", inner) as s:
         assert s is inner
 
 
 def test_unknown_encoding():
-    with pytest.raises(BuildError, match="unknown compression"), compressor("brotli", Collect()):
+    with pytest.raises(BuildError, match="unknown compression"), compressor("brotli", MemorySink()):
         pass
 
 
 def test_zstd_needs_the_program():
-    with pytest.raises(BuildError, match="only for whole archives"), compressor("zstd", Collect()):
+    with pytest.raises(BuildError, match="only for whole archives"), compressor("zstd", MemorySink()):
         pass
-
-
-def test_zstd_through_the_program_round_trips_and_repeats():
-    program = shutil.which("zstd")
-    assert program, "tests/setup.sh installs zstd"
-    data = sample(3 * B, 2)
-    outputs = []
-    for _ in range(2):
-        out = Collect()
-        with compressor("zstd", out, zstd_program=program) as s:
-            s.write(data)
-        outputs.append(bytes(out.data))
-    assert outputs[0] == outputs[1]
-    back = subprocess.run([program, "-dc"], input=outputs[0], capture_output=True, check=True).stdout
-    assert back == data
 
 
 def test_default_threads(monkeypatch):

@@ -11,6 +11,7 @@ import io
 import json
 
 import pytest
+from sbomcheck import PARSE_DRV_NAME, cyclonedx_errors, spdx_validation_messages
 
 from builder.errors import SpecError
 from builder.formats.description import read_description, store_source, write_description
@@ -21,7 +22,7 @@ from builder.registry.referrers import EMPTY_CONFIG, attach, referrers_tag
 from builder.sbom import render_sbom
 from builder.sbom.contents import contents_from_graph, read_contents, split_store_name, store_name, write_contents
 from builder.sbom.inventory import _timestamp, inventory_of, load_inventory
-from builder.sinks.sink import Sink
+from builder.sinks.sink import MemorySink
 from builder.steps.explain import explain, explanation, find_path, why_chains
 from builder.steps.nixdb import nar_hash_to_base16
 from builder.tar.tarstream import Stamp
@@ -39,20 +40,6 @@ BASE = S + "g" * 32 + "-given-whole-1.0"
 # --- names as Nix splits them -------------------------------------------------------------
 
 # The same table is checked against builtins.parseDrvName in test_sbom_e2e.py.
-PARSE_DRV_NAME = [
-    ("hello-2.12", "hello", "2.12"),
-    ("glibc-2.37-8", "glibc", "2.37-8"),
-    ("python3.11-requests-2.31.0", "python3.11-requests", "2.31.0"),
-    ("nix-2.18.1-man", "nix", "2.18.1-man"),
-    ("chain-b", "chain-b", ""),
-    ("source", "source", ""),
-    ("foo-", "foo-", ""),
-    ("foo-_bar", "foo", "_bar"),
-    ("gtk+3-3.24.41", "gtk+3", "3.24.41"),
-    ("a-b-c-1", "a-b-c", "1"),
-    ("xz-5.4.5-bin", "xz", "5.4.5-bin"),
-    ("go-1.21-", "go", "1.21-"),
-]
 
 
 @pytest.mark.parametrize("name, want_name, want_version", PARSE_DRV_NAME)
@@ -271,22 +258,6 @@ def test_the_manifest_named_follows_the_compression_asked(tmp_path):
     assert plain.media_type == OCI_MANIFEST and docker.digest != plain.digest
 
 
-def spdx_validation_messages(data: bytes, tmp_path) -> list:
-    from spdx_tools.spdx.parser.parse_anything import parse_file
-    from spdx_tools.spdx.validation.document_validator import validate_full_spdx_document
-
-    path = tmp_path / "doc.spdx.json"
-    path.write_bytes(data)
-    return [m.validation_message for m in validate_full_spdx_document(parse_file(str(path)))]
-
-
-def cyclonedx_errors(data: bytes):
-    from cyclonedx.schema import SchemaVersion
-    from cyclonedx.validation.json import JsonStrictValidator
-
-    return JsonStrictValidator(SchemaVersion.V1_5).validate_str(data.decode())
-
-
 def test_spdx_passes_spdx_tools_validation(tmp_path):
     data = render_sbom(load_inventory(make_description(tmp_path)), "spdx")
     assert spdx_validation_messages(data, tmp_path) == []
@@ -487,14 +458,9 @@ class FakeRegistry:
 def _bytes(body):
     if body is None or isinstance(body, bytes):
         return body
-    parts = []
-
-    class Collect(Sink):
-        def write(self, data):
-            parts.append(bytes(data))
-
-    body.write_to(Collect())
-    return b"".join(parts)
+    sink = MemorySink()
+    body.write_to(sink)
+    return bytes(sink.data)
 
 
 def fake_client(registry):

@@ -1,11 +1,9 @@
-"""The registry client: protocol steps against a scripted opener, then
-push and pull against a real distribution 2.8 registry checked with skopeo."""
+"""The registry client against a real distribution 2.8 registry: push and
+pull checked with skopeo and podman (protocol steps alone:
+unit/registry/test_registry.py)."""
 
 from __future__ import annotations
 
-import base64
-import http.client
-import io
 import json
 import os
 import shutil
@@ -14,281 +12,21 @@ import uuid
 
 import imagekit
 import pytest
-from imagekit import busybox_image, failing_layer, layer_bytes, make_image, memory_layer, simple_image
+from authfile import auth_file, b64
+from imagekit import busybox_image, failing_layer, make_image, memory_layer, simple_image
 from registry_fixture import PASSWORD, USER, auth_registry, open_registry  # noqa: F401 (fixtures)
+from tarbuild import layer_bytes
 
-from builder.errors import RegistryError, SpecError
+from builder.errors import RegistryError
 from builder.formats import oci_layout
-from builder.model.image import DOCKER_LIST, DOCKER_MANIFEST, OCI_INDEX, OCI_MANIFEST, Blob
+from builder.model.image import DOCKER_LIST, DOCKER_MANIFEST, OCI_INDEX, OCI_MANIFEST
 from builder.model.manifest import image_manifest as manifest_of
-from builder.model.reference import Reference, parse_reference
-from builder.registry.auth import Credentials, find_credentials, parse_challenge
+from builder.model.reference import parse_reference
+from builder.registry.auth import Credentials
 from builder.registry.client import HttpOpener, RegistryClient
 from builder.registry.pull import pull
 from builder.registry.push import push
 from builder.sinks.sink import FdSink, Sink
-
-DIGEST = "sha256:" + "ab" * 32
-
-
-# --- references, challenges, credentials -------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    "text, want",
-    [
-        ("127.0.0.1:5000/app", Reference("127.0.0.1:5000", "app", "latest")),
-        ("docker://127.0.0.1:5000/a/b:v1.2", Reference("127.0.0.1:5000", "a/b", "v1.2")),
-        ("localhost/x@" + DIGEST, Reference("localhost", "x", None, DIGEST)),
-        ("ghcr.io/o/r:t@" + DIGEST, Reference("ghcr.io", "o/r", "t", DIGEST)),
-        ("app", Reference("docker.io", "library/app", "latest")),
-        ("user/app:1", Reference("docker.io", "user/app", "1")),
-    ],
-)
-def test_parse_reference(text, want):
-    assert parse_reference(text) == want
-
-
-@pytest.mark.parametrize(
-    "bad", ["host.io/UPPER:1", "host.io/a:bad tag", "host.io/a@sha256:xyz", "host.io/a:" + "t" * 200]
-)
-def test_parse_reference_rejects(bad):
-    with pytest.raises(SpecError):
-        parse_reference(bad)
-
-
-def test_reference_text_and_docker_hub_host():
-    ref = parse_reference("app:1")
-    assert str(ref) == "docker.io/library/app:1" and ref.api_host == "registry-1.docker.io"
-    assert parse_reference("h.io/a@" + DIGEST).target == DIGEST
-
-
-def test_parse_challenge_keeps_commas_inside_quotes():
-    scheme, params = parse_challenge(
-        'Bearer realm="https://auth.example/token",service="reg.example",scope="repository:a/b:pull,push"'
-    )
-    assert scheme == "bearer"
-    assert params == {
-        "realm": "https://auth.example/token",
-        "service": "reg.example",
-        "scope": "repository:a/b:pull,push",
-    }
-    assert parse_challenge('Basic realm="Registry Realm"') == ("basic", {"realm": "Registry Realm"})
-
-
-def auth_file(path, entries):
-    path.write_text(json.dumps({"auths": entries}))
-    return str(path)
-
-
-def b64(text):
-    return base64.b64encode(text.encode()).decode()
-
-
-def test_credentials_come_from_env_then_auth_files(tmp_path):
-    home = tmp_path / "home"
-    (home / ".docker").mkdir(parents=True)
-    auth_file(
-        home / ".docker" / "config.json",
-        {"https://reg.example:5000/v1/": {"auth": b64("d:dp")}, "https://index.docker.io/v1/": {"auth": b64("hub:x")}},
-    )
-    found = find_credentials("reg.example:5000", environ={}, home=str(home))
-    assert (found.username, found.password) == ("d", "dp")
-    assert find_credentials("docker.io", environ={}, home=str(home)).username == "hub"
-    assert find_credentials("other.example", environ={}, home=str(home)) is None
-
-    explicit = auth_file(tmp_path / "auth.json", {"reg.example:5000": {"auth": b64("f:fp:with:colons")}})
-    found = find_credentials("reg.example:5000", environ={"REGISTRY_AUTH_FILE": explicit}, home=str(home))
-    assert (found.username, found.password, found.source) == ("f", "fp:with:colons", explicit)
-
-    env = {"REGISTRY_USERNAME": "e", "REGISTRY_PASSWORD": "ep", "REGISTRY_AUTH_FILE": explicit}
-    assert find_credentials("reg.example:5000", environ=env, home=str(home)).username == "e"
-    assert "ep" not in repr(find_credentials("reg.example:5000", environ=env))
-
-
-def test_a_named_auth_file_that_is_missing_is_an_error(tmp_path):
-    with pytest.raises(RegistryError, match="cannot read credentials"):
-        find_credentials("h", environ={"REGISTRY_AUTH_FILE": str(tmp_path / "none.json")})
-
-
-# --- protocol steps against a scripted opener ----------------------------------------------
-
-
-class FakeResponse:
-    def __init__(self, status, headers=None, body=b""):
-        self.status = status
-        self.reason = http.client.responses.get(status, "")
-        self.headers = http.client.HTTPMessage()
-        for key, value in (headers or {}).items():
-            self.headers[key] = value
-        self.body = io.BytesIO(body)
-
-    def read(self, n=-1):
-        return self.body.read(-1 if n is None else n)
-
-    def close(self):
-        pass
-
-
-class Script:
-    """An opener that checks each request against the next expected one."""
-
-    def __init__(self, *steps):
-        self.steps = list(steps)
-        self.calls = []
-
-    def __call__(self, method, url, headers, body=None):
-        sent = _body_bytes(body)
-        self.calls.append((method, url, dict(headers), sent))
-        want_method, want_path, answer = self.steps.pop(0)
-        assert method == want_method and want_path in url, (method, url, want_method, want_path)
-        if isinstance(answer, BaseException):
-            raise answer
-        return answer
-
-
-def _body_bytes(body):
-    if body is None or isinstance(body, bytes):
-        return body
-    parts = []
-
-    class Collect(Sink):
-        def write(self, data):
-            parts.append(bytes(data))
-
-    body.write_to(Collect())
-    return b"".join(parts)
-
-
-def client(script, sleeps=None, clock=lambda: 0.0, **kw):
-    sleeps = [] if sleeps is None else sleeps
-    return RegistryClient(
-        parse_reference("reg.test/app:1"),
-        opener=script,
-        sleep=sleeps.append,
-        clock=clock,
-        environ={},
-        home="/nonexistent",
-        progress=None,
-        **kw,
-    )
-
-
-def test_temporary_failures_are_retried_with_backoff():
-    sleeps = []
-    script = Script(
-        ("HEAD", "/blobs/", FakeResponse(503)),
-        ("HEAD", "/blobs/", ConnectionResetError("reset by peer")),
-        ("HEAD", "/blobs/", http.client.RemoteDisconnected("gone")),
-        ("HEAD", "/blobs/", FakeResponse(200)),
-    )
-    c = client(script, sleeps)
-    assert c.retrying("blob", lambda: c.blob_exists(DIGEST)) is True
-    assert sleeps == [1, 2, 4]
-
-
-def test_retries_end_with_a_clear_error():
-    sleeps = []
-    script = Script(*[("GET", "/manifests/1", FakeResponse(502))] * 3)
-    c = client(script, sleeps, retries=2)
-    with pytest.raises(RegistryError) as e:
-        c.retrying("manifest", lambda: c.get_manifest("1"))
-    assert e.value.status == 502 and e.value.temporary
-    assert str(e.value).startswith("GET https://reg.test/v2/app/manifests/1: 502")
-    assert sleeps == [1, 2]
-
-
-def test_errors_that_are_not_temporary_are_not_retried():
-    sleeps = []
-    body = json.dumps({"errors": [{"code": "MANIFEST_UNKNOWN", "message": "manifest unknown"}]})
-    script = Script(("GET", "/manifests/1", FakeResponse(404, body=body.encode())))
-    c = client(script, sleeps)
-    with pytest.raises(RegistryError, match=r"404 not found \(MANIFEST_UNKNOWN: manifest unknown\)"):
-        c.retrying("manifest", lambda: c.get_manifest("1"))
-    assert sleeps == []
-
-
-def test_denied_is_reported_as_such():
-    denied = {"code": "DENIED", "message": "requested access to the resource is denied"}
-    body = json.dumps({"errors": [denied]})
-    script = Script(("PUT", "/manifests/1", FakeResponse(403, body=body.encode())))
-    with pytest.raises(RegistryError, match="403 access denied") as e:
-        client(script).put_manifest(Blob.from_bytes(OCI_MANIFEST, b"{}"), "1")
-    assert "\n" not in str(e.value) and e.value.status == 403 and e.value.method == "PUT"
-
-
-def test_bearer_token_flow_with_expiry():
-    now = [0.0]
-    challenge = {"WWW-Authenticate": 'Bearer realm="https://auth.test/token",service="reg.test"'}
-
-    def token(t):
-        return FakeResponse(200, body=json.dumps({"token": t, "expires_in": 100}).encode())
-
-    script = Script(
-        ("GET", "/v2/", FakeResponse(401, challenge)),
-        ("GET", "auth.test/token", token("t1")),
-        ("GET", "/v2/", FakeResponse(200)),
-        ("HEAD", "/blobs/", FakeResponse(404)),
-        ("GET", "auth.test/token", token("t2")),
-        ("HEAD", "/blobs/", FakeResponse(200)),
-    )
-    c = client(script, clock=lambda: now[0], auth=("u", "p"))
-    c.ping()
-    assert c.blob_exists(DIGEST) is False
-    now[0] = 200.0  # past expires_in: a new token before the next request
-    assert c.blob_exists(DIGEST) is True
-
-    token_url, token_headers = script.calls[1][1], script.calls[1][2]
-    assert "service=reg.test" in token_url and "scope=repository%3Aapp%3Apull" in token_url
-    assert token_headers["Authorization"] == "Basic " + b64("u:p")
-    assert script.calls[3][2]["Authorization"] == "Bearer t1"
-    assert script.calls[5][2]["Authorization"] == "Bearer t2"
-
-
-def test_basic_challenge_without_credentials_says_where_to_put_them():
-    script = Script(("GET", "/v2/", FakeResponse(401, {"WWW-Authenticate": 'Basic realm="r"'})))
-    with pytest.raises(RegistryError, match="no credentials for reg.test .*REGISTRY_AUTH_FILE"):
-        client(script).ping()
-
-
-def test_push_protocol_steps_and_bodies():
-    layer = memory_layer(layer_bytes({"f": b"data"}))
-    image = make_image([layer])
-    manifest = manifest_of(image, "none")
-    script = Script(
-        ("GET", "/v2/", FakeResponse(200)),
-        ("HEAD", f"/blobs/{layer.diff_id}", FakeResponse(404)),
-        ("POST", "/blobs/uploads/", FakeResponse(202, {"Location": "/v2/app/blobs/uploads/u1?_state=s"})),
-        ("PUT", "/blobs/uploads/u1?_state=s&digest=sha256%3A", FakeResponse(201)),
-        ("HEAD", f"/blobs/{image.config_digest}", FakeResponse(200)),
-        ("PUT", "/manifests/1", FakeResponse(201, {"Docker-Content-Digest": manifest.blob.digest})),
-    )
-    lines = []
-    result = push(
-        image, "reg.test/app:1", encoding="none", opener=script, progress=lines.append, environ={}, home="/nonexistent"
-    )
-    assert script.steps == []
-    put_blob, put_manifest = script.calls[3], script.calls[5]
-    assert put_blob[0] == "PUT" and put_blob[1].startswith("https://reg.test/v2/app/blobs/uploads/u1")
-    assert put_blob[3] == layer_bytes({"f": b"data"})
-    assert put_manifest[2]["Content-Type"] == OCI_MANIFEST
-    assert put_manifest[3] == _body_bytes(manifest.blob)
-    assert (result.uploaded, result.skipped, result.manifests) == (
-        [layer.diff_id],
-        [image.config_digest],
-        [manifest.blob.digest],
-    )
-    assert lines[0].startswith("layer 1/1 sha256:") and lines[0].endswith("uploaded")
-    assert lines[1].endswith("skipped (already present)")
-
-
-def test_mount_answered_201_sends_nothing():
-    layer = memory_layer(layer_bytes({"f": b"x"}))
-    c = client(
-        Script(("POST", f"/blobs/uploads/?mount={layer.diff_id.replace(':', '%3A')}&from=base", FakeResponse(201)))
-    )
-    assert c.start_upload(layer.diff_id, mount_from="base") is None
-
 
 # --- a real registry ----------------------------------------------------------------------
 

@@ -17,7 +17,7 @@ import urllib.request
 import pytest
 from nixhelpers import REPO, nix_build, nix_eval, read_archive, read_oci_archive, run_stream
 from registry_fixture import open_registry  # noqa: F401 (fixture)
-from test_sbom import PARSE_DRV_NAME, cyclonedx_errors, spdx_validation_messages
+from sbomcheck import PARSE_DRV_NAME, cyclonedx_errors, spdx_validation_messages
 
 # chain-c -> chain-b -> chain-a in contents (chain-c with meta), a bare
 # file, and a path only the config mentions.
