@@ -23,12 +23,14 @@ let
 
   python = "${pkgs.python3}/bin/python3";
 
-  # One build step: the builder's subcommand `cmd`, configured by `attrs`.
+  # One build step: the builder's subcommand `cmd`, configured by `attrs`
+  # (read by builder/contract.py, which must know this contractVersion).
   runBuilder = name: cmd: attrs: builtins.derivation ({
     inherit name system;
     builder = python;
     args = [ "-IB" "${src}/builder" cmd ];
     __structuredAttrs = true;
+    contractVersion = 1;
   } // attrs);
 
   # --- small helpers (builtins only: the stand-in pkgs has no lib) ---------
@@ -358,8 +360,12 @@ let
         fromImage = checkFromImage fn fromImage;
         os = "linux";
         maxLayers = 1000000;
-        includeStorePaths = false;
         customisationLayer = layer;
+        # The one layer holds the store paths: no store layers, so none of
+        # their settings matter.
+        includeStorePaths = false;
+        closure = [ ]; excludePaths = [ ]; layers = [ ];
+        uid = 0; gid = 0; uname = "root"; gname = "root"; mtime = 1;
       };
       imageTag = if tag != null then tag else hashPart conf;
       archive = archiveOf fn baseName compressor conf { };
