@@ -22,6 +22,9 @@ a frozen dataclass, and that record is all a step sees:
   images keep their derivations) or only when the step needs it
   (``fakeroot``, ``proot``, ``python``, ``zstd``, ``nixdbClosure``,
   ``sslCertFile``); the default here is the only one.
+
+``check_version`` does the same for the documents the builder stores for
+itself (``image.json``, ``layers.json``, ``multiarch.json``).
 """
 
 from __future__ import annotations
@@ -64,6 +67,7 @@ __all__ = [
     "PushScriptSpec",
     "ScriptSpec",
     "Spec",
+    "check_version",
     "load",
     "nix_key",
     "parse",
@@ -422,3 +426,14 @@ def _describe(hint: Any) -> str:
 def _type_error(what: str, value: Any, expected: str) -> SpecError:
     got = "null" if value is None else f"{type(value).__name__} {value!r:.80}"
     return SpecError(f"{what}: expected {expected}, got {got}")
+
+
+# --- the builder's own documents ------------------------------------------------------------
+
+
+def check_version(doc: Any, expected: int, what: str, path: str) -> None:
+    """A stored document (``image.json``, ...) of the version this builder
+    reads, or one line saying which it is."""
+    got = doc.get("version") if isinstance(doc, dict) else None
+    if got != expected:
+        raise SpecError(f"{path}: {what} version {got!r}, this builder reads {expected} (rebuild it)")

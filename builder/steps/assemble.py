@@ -13,7 +13,7 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 from typing import Dict, List, Optional, Sequence, Union
 
-from builder.contract import LayerSpec, LayersSpec
+from builder.contract import LayerSpec, LayersSpec, check_version
 from builder.errors import SpecError
 from builder.formats.description import entry_of, layer_from_entry, store_layer, write_description
 from builder.formats.load import load_image
@@ -74,6 +74,7 @@ def hash_store_layers(
 
 
 LAYERS_FILE = "layers.json"
+LAYERS_VERSION = 1
 
 
 def _read_layer_set(path: str) -> List[Layer]:
@@ -85,7 +86,8 @@ def _read_layer_set(path: str) -> List[Layer]:
         raise SpecError(f"layers: {path} is not a buildLayer result (it has no {LAYERS_FILE})") from None
     except (OSError, ValueError) as e:
         raise SpecError(f"layers: {path} is not a buildLayer result ({e})") from None
-    if not isinstance(doc, dict) or not isinstance(doc.get("layers"), list):
+    check_version(doc, LAYERS_VERSION, "buildLayer result", os.path.join(path, LAYERS_FILE))
+    if not isinstance(doc.get("layers"), list):
         raise SpecError(f"layers: {path}/{LAYERS_FILE} lists no layers")
     return [layer_from_entry(e) for e in doc["layers"]]
 
@@ -116,7 +118,7 @@ def build_layer(spec: LayerSpec) -> None:
         layers = list(pool.map(lambda job: measure(job[0], stamp, job[1], spec.perms, encodings), jobs))
     os.makedirs(spec.out)
     with open(os.path.join(spec.out, LAYERS_FILE), "wb") as f:
-        f.write(canonical_json({"version": 1, "layers": [entry_of(layer) for layer in layers]}))
+        f.write(canonical_json({"version": LAYERS_VERSION, "layers": [entry_of(layer) for layer in layers]}))
 
 
 def _stamp(spec: Union[LayerSpec, LayersSpec]) -> Stamp:
