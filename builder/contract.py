@@ -339,7 +339,7 @@ def parse(spec_type: Type[S], data: Any, origin: str = ".attrs.json") -> S:
     if not isinstance(data, dict):
         raise SpecError(f"{origin}: not a JSON object")
     version = data.get("contractVersion")
-    if version != CONTRACT_VERSION:
+    if type(version) is not int or version != CONTRACT_VERSION:  # true and 1.0 are not 1
         got = "no contractVersion" if version is None else f"contractVersion {version!r}"
         raise SpecError(
             f"{origin}: {got}, this builder reads {CONTRACT_VERSION} "
@@ -435,5 +435,5 @@ def check_version(doc: Any, expected: int, what: str, path: str) -> None:
     """A stored document (``image.json``, ...) of the version this builder
     reads, or one line saying which it is."""
     got = doc.get("version") if isinstance(doc, dict) else None
-    if got != expected:
+    if type(got) is not int or got != expected:
         raise SpecError(f"{path}: {what} version {got!r}, this builder reads {expected} (rebuild it)")

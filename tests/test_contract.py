@@ -212,6 +212,8 @@ def test_closed_sets(spec_type, data, expected):
         (CONTRACT_VERSION + 1, f"contractVersion {CONTRACT_VERSION + 1}"),
         (None, "no contractVersion"),
         ("1", "contractVersion '1'"),
+        (True, "contractVersion True"),
+        (1.0, "contractVersion 1.0"),
     ],
 )
 def test_other_contract_version(version, said):
@@ -241,7 +243,7 @@ def test_unreadable_file(tmp_path, content, expected):
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.text(max_size=5),
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=3), inner, max_size=3),
+    lambda inner: st.one_of(st.lists(inner, max_size=3), st.dictionaries(st.text(max_size=3), inner, max_size=3)),
     max_leaves=6,
 )
 
@@ -327,7 +329,7 @@ def test_cli_prints_one_error_line(tmp_path, monkeypatch, capsys):
 
 def test_check_version():
     check_version({"version": 1}, 1, "description", "/x")
-    for doc, got in (({"version": 2}, "2"), ({}, "None"), ([], "None")):
+    for doc, got in (({"version": 2}, "2"), ({"version": True}, "True"), ({}, "None"), ([], "None")):
         with pytest.raises(SpecError) as err:
             check_version(doc, 1, "description", "/x")
         assert str(err.value) == f"/x: description version {got}, this builder reads 1 (rebuild it)"
