@@ -9,6 +9,10 @@ User commands:
                      [--push [docker://]HOST[:PORT]/NAME:TAG [--insecure]]
   push SOURCE [REF] [--insecure] [--format oci|docker] [--compress none|gzip|zstd]
   prefetch REF [--os OS] [--arch ARCH] [--variant V] [--insecure] [--json]
+  explain IMAGE [--path STOREPATH] [--json] [--top N]
+  sbom IMAGE [--output FILE] [--format spdx|cyclonedx] [--compress none|gzip|zstd]
+  (stream: --explain [--path P] [--json], --sbom FILE [--sbom-format F], --push REF --attach-sbom;
+   push: --attach-sbom [--sbom-format F])
 """
 
 from __future__ import annotations
@@ -44,6 +48,7 @@ _BUILD_STEPS: List[Tuple[str, str, Type[contract.Spec], Optional[str]]] = [
     ("multiarch", "steps.multiarch.build_multiarch", contract.MultiarchSpec, "describe a multi-platform image"),
     ("push-script", "steps.publish.write_push_script", contract.PushScriptSpec, "write a copy-to-registry executable"),
     ("pull-image", "steps.pull_image.pull_image", contract.PullImageSpec, "fetch an image into a docker archive"),
+    ("sbom-file", "steps.sbom.write_sbom", contract.SbomFileSpec, "write an image's SBOM"),
 ]
 
 
@@ -58,6 +63,19 @@ def _build_step(target: str, spec_type: Type[contract.Spec]) -> Callable[[argpar
 
 
 def _cmd_stream(args) -> None:
+    if args.explain or args.sbom:
+        if args.push or args.output or args.format:
+            raise BuildError(
+                "--explain and --sbom print about the image instead of writing it: no --push, --output or --format"
+            )
+        if args.explain and args.sbom:
+            raise BuildError("--explain and --sbom: give one")
+        args.source = args.description
+        return _cmd_explain(args) if args.explain else _cmd_sbom(args)
+    if args.why or args.json:
+        raise BuildError("--path and --json go with --explain")
+    if args.attach_sbom and not args.push:
+        raise BuildError("--attach-sbom goes with --push")
     if args.push:
         if args.output:
             raise BuildError("--push and --output: give one")
@@ -74,9 +92,43 @@ def _cmd_push(args) -> None:
     from builder.steps.publish import push_target
 
     digest = push_target(
-        args.source, args.ref, insecure=args.insecure, fmt=args.format, layer_compression=args.compress
+        args.source,
+        args.ref,
+        insecure=args.insecure,
+        fmt=args.format,
+        layer_compression=args.compress,
+        attach_sbom=args.sbom_format if args.attach_sbom else None,
     )
     print(digest, flush=True)
+
+
+def _cmd_explain(args) -> None:
+    from builder.steps.explain import explain
+
+    explain(args.source, path=args.why, as_json=args.json, top=args.top)
+
+
+def _cmd_sbom(args) -> None:
+    from builder.steps.sbom import write_sbom_file
+
+    write_sbom_file(args.source, args.sbom, args.sbom_format, args.compress)
+
+
+def _sbom_options(s: argparse.ArgumentParser, with_file: bool) -> None:
+    if with_file:
+        s.add_argument("--sbom", metavar="FILE", help="write the image's SBOM to FILE (- for stdout) instead")
+    s.add_argument(
+        "--sbom-format", choices=["spdx", "cyclonedx"], default="spdx", help="SPDX 2.3 (default) or CycloneDX 1.5"
+    )
+    s.add_argument(
+        "--attach-sbom", action="store_true", help="with --push: attach the SBOM to the pushed image (OCI referrers)"
+    )
+
+
+def _explain_options(s: argparse.ArgumentParser) -> None:
+    s.add_argument("--path", dest="why", metavar="STOREPATH", help="why this store path (or name) is in the image")
+    s.add_argument("--json", action="store_true", help="JSON instead of text")
+    s.add_argument("--top", type=int, default=10, metavar="N", help="how many of the largest paths (default 10)")
 
 
 def _cmd_prefetch(args) -> None:
@@ -122,6 +174,9 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("-o", "--output", help="a file (or, for oci-dir, a directory) instead of stdout")
     s.add_argument("--push", metavar="REF", help="push to [docker://]HOST[:PORT]/NAME:TAG instead")
     s.add_argument("--insecure", action="store_true", help="with --push: plain http, no TLS")
+    s.add_argument("--explain", action="store_true", help="print the image's layers and store paths instead")
+    _explain_options(s)
+    _sbom_options(s, with_file=True)
     s.set_defaults(fn=_cmd_stream)
     s = sub.add_parser("push", help="push an image of this project to a registry")
     s.add_argument("source", help="a stream executable or image description")
@@ -133,7 +188,22 @@ def _parser() -> argparse.ArgumentParser:
         choices=["none", "gzip", "zstd"],
         help="compression of the layers (default: the image's layerCompression)",
     )
+    _sbom_options(s, with_file=False)
     s.set_defaults(fn=_cmd_push)
+    s = sub.add_parser("explain", help="what is in an image: layers, store paths, and why a path is there")
+    s.add_argument("source", metavar="IMAGE", help="a stream executable or image description")
+    _explain_options(s)
+    s.set_defaults(fn=_cmd_explain)
+    s = sub.add_parser("sbom", help="write an image's SBOM (SPDX 2.3 or CycloneDX 1.5 JSON)")
+    s.add_argument("source", metavar="IMAGE", help="a stream executable or image description")
+    s.add_argument("-o", "--output", dest="sbom", metavar="FILE", help="a file (default: stdout)")
+    s.add_argument("--format", dest="sbom_format", choices=["spdx", "cyclonedx"], default="spdx")
+    s.add_argument(
+        "--compress",
+        choices=["none", "gzip", "zstd"],
+        help="the layer compression of the manifest the SBOM names (default: the image's layerCompression)",
+    )
+    s.set_defaults(fn=_cmd_sbom)
     s = sub.add_parser("prefetch", help="print pullImage arguments (imageDigest, hash) for REF")
     s.add_argument("ref", help="[docker://]NAME[:TAG|@DIGEST]")
     s.add_argument("--os", default="linux")

@@ -21,7 +21,7 @@ a frozen dataclass, and that record is all a step sees:
   differs from that default (``layerCompression``, ``format``: so existing
   images keep their derivations) or only when the step needs it
   (``fakeroot``, ``proot``, ``python``, ``zstd``, ``nixdbClosure``,
-  ``sslCertFile``); the default here is the only one.
+  ``sbomClosure``, ``sslCertFile``); the default here is the only one.
 
 ``check_version`` does the same for the documents the builder stores for
 itself (``image.json``, ``layers.json``, ``multiarch.json``).
@@ -65,6 +65,7 @@ __all__ = [
     "MultiarchSpec",
     "PullImageSpec",
     "PushScriptSpec",
+    "SbomFileSpec",
     "ScriptSpec",
     "Spec",
     "check_version",
@@ -175,7 +176,9 @@ class LayersSpec(Spec):
     uname: str
     gname: str
     mtime: Mtime
+    sbom_contents: List[Dict[str, Any]]  # {path, licenses, homepage} per contents element
     layer_compression: LayerCompression = "none"
+    sbom_closure: Optional[List[Dict[str, Any]]] = None  # buildImage's: its one layer's closure
 
 
 @dataclass(frozen=True)
@@ -310,6 +313,15 @@ class PullImageSpec(Spec):
     image_tag: str
     image_digest: str
     ssl_cert_file: Optional[str] = None  # with tlsVerify, when pkgs has cacert
+
+
+@dataclass(frozen=True)
+class SbomFileSpec(Spec):
+    """``sbom-file``: passthru.sbom."""
+
+    STEP: ClassVar[str] = "sbom-file"
+    description: str
+    sbom_format: Literal["spdx", "cyclonedx"]
 
 
 # --- reading ----------------------------------------------------------------------------

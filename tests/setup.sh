@@ -53,5 +53,10 @@ runtime = "runc"
 CONF
 fi
 
-# Test-only Python packages, for the machine's python3 (the one the tests run).
-python3 -c 'import pytest, hypothesis' 2>/dev/null || python3 -m pip install -q pytest hypothesis
+# Test-only Python packages and checkers, for the machine's python3 (the one
+# the tests run). The builder itself needs none of them.
+# spdx-tools and cyclonedx-python-lib (with jsonschema) are the SBOM formats'
+# own validators, for the SBOM tests.
+python3 -c 'import pytest, hypothesis, ruff, mypy, spdx_tools, cyclonedx, jsonschema' 2>/dev/null ||
+  python3 -m pip install -q pytest hypothesis ruff mypy spdx-tools==0.8.5 \
+    'cyclonedx-python-lib[json-validation]==11.12.0' jsonschema

@@ -64,6 +64,7 @@ LAYERS = {
     "uname": "root",
     "gname": "root",
     "mtime": "1970-01-01T00:00:01Z",
+    "sbomContents": [],
 }
 
 

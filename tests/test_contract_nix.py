@@ -34,7 +34,7 @@ CALLS = """
       image image.conf image.layer rooted.layer
       (dockerTools.exportImage { fromImage = image; })
       (dockerTools.mergeImages [ image stream ])
-      multi multi.conf multi.stream
+      multi multi.conf multi.stream stream.sbom (dockerTools.buildImage { name = "c"; sbomFormat = "cyclonedx"; }).sbom
       dockerTools.fakeNss pulled
     ];
   in map (d: d.drvAttrs) drvs

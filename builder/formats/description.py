@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import os
 import re
-from typing import Dict, List, Optional
+from typing import Any, Dict, List, Optional, Sequence
 
 from builder.contract import check_version
 from builder.errors import SpecError
@@ -42,8 +42,8 @@ __all__ = [
 VERSION = 1
 
 
-def store_source(paths: List[str], stamp: Stamp, roots: List[str] = (), perms: List[dict] = ()) -> dict:
-    source = {
+def store_source(paths: List[str], stamp: Stamp, roots: Sequence[str] = (), perms: Sequence[dict] = ()) -> dict:
+    source: Dict[str, Any] = {
         "kind": "store",
         "paths": sorted(paths),
         "stamp": {"uid": stamp.uid, "gid": stamp.gid, "uname": stamp.uname, "gname": stamp.gname, "mtime": stamp.mtime},
@@ -56,7 +56,7 @@ def store_source(paths: List[str], stamp: Stamp, roots: List[str] = (), perms: L
 
 
 def store_layer(
-    paths: List[str], stamp: Stamp, diff_id: str, size: int, roots: List[str] = (), perms: List[dict] = ()
+    paths: List[str], stamp: Stamp, diff_id: str, size: int, roots: Sequence[str] = (), perms: Sequence[dict] = ()
 ) -> Layer:
     """A layer of store paths (and copyToRoot trees): its bytes are made
     again from the store each time they are asked for."""
@@ -120,7 +120,7 @@ class Description:
 
 
 def write_description(
-    out_dir: str, *, config_bytes: bytes, entries: List[dict], repo_tag: str, extra: Dict = None
+    out_dir: str, *, config_bytes: bytes, entries: List[dict], repo_tag: str, extra: Optional[Dict] = None
 ) -> None:
     os.makedirs(out_dir, exist_ok=True)
     with open(os.path.join(out_dir, "config.json"), "wb") as f:

@@ -14,10 +14,10 @@ from __future__ import annotations
 import json
 import os
 import tarfile
-from typing import List, Optional, Sequence, Tuple
+from typing import IO, Dict, List, Optional, Sequence, Tuple, cast
 
 from builder.errors import ImageFormatError
-from builder.formats.members import write_dir, write_member
+from builder.formats.members import members_by_name, write_dir, write_member
 from builder.model.image import Blob, Image, Layer, canonical_json
 from builder.sinks.sink import Sink
 from builder.tar import tarstream
@@ -73,7 +73,7 @@ class _ArchiveReader:
             members = self.tar.getmembers()
         except tarfile.TarError as e:
             raise ImageFormatError(f"{path}: not a complete image archive ({e})") from None
-        self.members = {m.name[2:] if m.name.startswith("./") else m.name: m for m in members}
+        self.members = members_by_name(members)
         if "manifest.json" not in self.members:
             raise ImageFormatError(f"{path}: not a docker image archive (no manifest.json)")
         self.manifest = self._json("manifest.json")
@@ -91,7 +91,8 @@ class _ArchiveReader:
                     f"{path}: manifest.json entry {i} is not "
                     '{"Config": FILE, "Layers": [FILE, ...], "RepoTags": [...]}'
                 )
-        self._layers = {}  # member name -> Layer: a tar listed twice is read once
+        # (member name, diff_id) -> Layer: a tar listed twice is read once
+        self._layers: Dict[Tuple[str, str], Layer] = {}
 
     def _file(self, name: str) -> tarfile.TarInfo:
         m = self.members.get(name)
@@ -101,14 +102,18 @@ class _ArchiveReader:
             raise ImageFormatError(f"{self.path}: {name} is missing from the archive")
         return m
 
+    def _read(self, name: str) -> bytes:
+        # _file() only gives regular members, and those always have contents.
+        return cast(IO[bytes], self.tar.extractfile(self._file(name))).read()
+
     def _json(self, name: str):
         try:
-            return json.loads(self.tar.extractfile(self._file(name)).read())
+            return json.loads(self._read(name))
         except ValueError as e:
             raise ImageFormatError(f"{self.path}: {name} is not JSON ({e})") from None
 
     def load(self, entry: dict) -> Image:
-        config_bytes = self.tar.extractfile(self._file(entry["Config"])).read()
+        config_bytes = self._read(entry["Config"])
         try:
             config = json.loads(config_bytes)
         except ValueError as e:

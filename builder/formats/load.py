@@ -26,6 +26,7 @@ from builder.contract import check_version
 from builder.errors import ImageFormatError, SpecError
 from builder.formats.description import find_description, read_description
 from builder.formats.docker_archive import read_docker_archive
+from builder.formats.members import members_by_name
 from builder.formats.oci_layout import read_oci
 from builder.model.image import Image
 from builder.tar.layerfile import detect_encoding, plain_archive
@@ -44,7 +45,7 @@ def _tar_names(path: str, workdir: Optional[str]) -> Optional[set]:
     plain = plain_archive(path, workdir)
     try:
         with tarfile.open(plain, "r:") as tar:
-            return {m.name[2:] if m.name.startswith("./") else m.name for m in tar.getmembers()}
+            return set(members_by_name(tar.getmembers()))
     except tarfile.TarError:
         return None
 
@@ -91,7 +92,7 @@ class Loaded:
 
     @property
     def images(self) -> List[Image]:
-        return list(self.target) if self.multi else [self.target]
+        return [self.target] if isinstance(self.target, Image) else list(self.target)
 
 
 def multi_dir(path: str) -> Optional[str]:

@@ -8,12 +8,15 @@ stream time would double the work.
 
 from __future__ import annotations
 
+import tarfile
+from typing import Dict, List
+
 from builder.errors import DigestMismatch
 from builder.model.image import Blob
 from builder.sinks.sink import Sink
 from builder.tar.tarstream import DIR, REG, header, padding
 
-__all__ = ["MTIME", "write_dir", "write_member"]
+__all__ = ["MTIME", "members_by_name", "write_dir", "write_member"]
 
 MTIME = 1  # every member's mtime: archives must not carry the build's clock
 
@@ -45,3 +48,9 @@ def write_member(sink: Sink, name: str, blob: Blob) -> None:
 
 def write_dir(sink: Sink, name: str) -> None:
     sink.write(header(name.rstrip("/").encode() + b"/", DIR, 0o755, 0, 0, MTIME))
+
+
+def members_by_name(members: List[tarfile.TarInfo]) -> Dict[str, tarfile.TarInfo]:
+    """An outer archive's members by name, ``./`` dropped: ``docker save`` and
+    some OCI writers name members ``./manifest.json``."""
+    return {m.name[2:] if m.name.startswith("./") else m.name: m for m in members}

@@ -26,7 +26,7 @@ import tempfile
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from builder.errors import BuildError, DigestMismatch, ImageFormatError
-from builder.formats.members import write_dir, write_member
+from builder.formats.members import members_by_name, write_dir, write_member
 from builder.model import image as model
 from builder.model.image import Blob, Image, canonical_json
 from builder.model.manifest import INDEX_TYPES, MANIFEST_TYPES, Rendered, Tagged, descriptor, render
@@ -286,7 +286,7 @@ def _open_blobs(path: str, workdir: Optional[str]) -> Tuple[_Blobs, Optional[tar
         tar = tarfile.open(plain, "r:")
     except tarfile.TarError as e:
         raise ImageFormatError(f"{path}: not an OCI archive ({e})") from None
-    members = {m.name[2:] if m.name.startswith("./") else m.name: m for m in tar.getmembers()}
+    members = members_by_name(tar.getmembers())
     return _Blobs(path, plain, members), tar
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime
 import json
-from typing import List, Optional
+from typing import Dict, List, Optional
 
 from builder.errors import ImageFormatError, SpecError
 
@@ -18,7 +18,7 @@ __all__ = ["image_config", "merge_run_config", "resolve_created"]
 
 
 def _merge_env(base: List[str], ours: List[str]) -> List[str]:
-    merged = {}
+    merged: Dict[str, str] = {}
     for entry in list(base) + list(ours):
         key = entry.split("=", 1)[0]
         merged.pop(key, None)  # a redefined variable moves to its new place
@@ -114,7 +114,8 @@ def image_config(
     if base is not None and not isinstance(base, dict):
         raise ImageFormatError("the base image's config is not a JSON object")
     for key, kind, name in (("config", dict, "an object"), ("history", list, "a list")):
-        if (base or {}).get(key) is not None and not isinstance(base[key], kind):
+        value = (base or {}).get(key)
+        if value is not None and not isinstance(value, kind):
             raise ImageFormatError(f"the base image's config: {key!r} is not {name}")
     config = {
         "architecture": architecture,

@@ -101,7 +101,7 @@ def image_manifest(image: Image, encoding: str = "gzip", flavour: str = "oci") -
 def image_index(manifests: Sequence[Manifest], flavour: str = "oci") -> Blob:
     """An index with one entry per platform; two images for one platform is an error
     because a reader would silently take the first."""
-    seen = {}
+    seen: Dict[str, str] = {}
     for m in manifests:
         key = platform_text(m.image.platform)
         if key in seen:

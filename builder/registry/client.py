@@ -24,7 +24,7 @@ import tempfile
 import time
 import urllib.parse
 from dataclasses import dataclass
-from typing import Callable, Dict, Optional, Sequence, Tuple, Union
+from typing import Callable, Dict, Optional, Sequence, Tuple, Union, cast
 
 from builder.errors import BuildError, DigestMismatch, RegistryError
 from builder.model.image import DOCKER_LIST, DOCKER_MANIFEST, OCI_INDEX, OCI_MANIFEST, Blob, sha256_digest
@@ -187,13 +187,13 @@ class HttpOpener:
             if scheme not in ("http", "https"):
                 raise RegistryError(f"unsupported URL scheme {scheme!r}")
             proxy = proxy_for(scheme, netloc, self.environ)
-            target = (proxy.host, proxy.port) if proxy else (netloc, None)
+            host, port = (proxy.host, proxy.port) if proxy else (netloc, None)
             if scheme == "https":
                 conn = http.client.HTTPSConnection(
-                    *target, timeout=self.timeout, context=self.context or ssl.create_default_context()
+                    host, port, timeout=self.timeout, context=self.context or ssl.create_default_context()
                 )
             else:
-                conn = http.client.HTTPConnection(*target, timeout=self.timeout)
+                conn = http.client.HTTPConnection(host, port, timeout=self.timeout)
             if proxy:
                 conn.set_tunnel(
                     netloc, headers={"Proxy-Authorization": proxy.authorization} if proxy.authorization else None
@@ -331,7 +331,8 @@ class RegistryClient:
 
     def close(self) -> None:
         if self.owns_opener:
-            self.opener.close()
+            # Then self.opener is the HttpOpener made in __init__.
+            cast(HttpOpener, self.opener).close()
 
     # -- plumbing --
 

@@ -15,6 +15,7 @@ from builder.model.reference import DIGEST_RE, Reference, parse_reference
 from builder.registry.auth import Credentials
 from builder.registry.client import RegistryClient
 from builder.report import human_size, progress_line, short_digest
+from builder.sinks.sink import Sink
 
 __all__ = ["pull"]
 
@@ -23,7 +24,11 @@ def _remote_blob(client: RegistryClient, desc: dict) -> Blob:
     digest = desc.get("digest") or ""
     if not DIGEST_RE.match(digest) or not isinstance(desc.get("size"), int):
         raise RegistryError(f"malformed descriptor in a manifest: {json.dumps(desc)[:200]}")
-    return Blob(desc.get("mediaType") or "", digest, desc["size"], lambda sink: client.fetch_blob(digest, sink))
+
+    def write_to(sink: Sink) -> None:
+        client.fetch_blob(digest, sink)  # its byte count is unused: store_blob checks size and digest
+
+    return Blob(desc.get("mediaType") or "", digest, desc["size"], write_to)
 
 
 def _fetch_into(client: RegistryClient, directory: str, blob: Blob, label: str) -> None:

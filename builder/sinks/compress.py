@@ -37,7 +37,7 @@ import threading
 import zlib
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
-from typing import Iterator, Optional
+from typing import IO, Iterator, Optional, Union, cast
 
 from builder.errors import BuildError
 from builder.sinks.sink import Sink
@@ -235,6 +235,9 @@ class _ZstdProgramSink(Sink):
             )
         except OSError as e:
             raise BuildError(f"cannot run {program}: {e.strerror}") from None
+        # Both are pipes (PIPE above), so never None.
+        self.stdin = cast(IO[bytes], self.proc.stdin)
+        self.stdout = cast(IO[bytes], self.proc.stdout)
         self.error: Optional[BaseException] = None
         self.reader = threading.Thread(target=self._drain, daemon=True)
         self.reader.start()
@@ -242,7 +245,7 @@ class _ZstdProgramSink(Sink):
     def _drain(self) -> None:
         try:
             while True:
-                chunk = self.proc.stdout.read(1 << 20)
+                chunk = self.stdout.read(1 << 20)
                 if not chunk:
                     return
                 self.inner.write(chunk)
@@ -251,13 +254,13 @@ class _ZstdProgramSink(Sink):
 
     def write(self, data) -> None:
         try:
-            self.proc.stdin.write(data)
+            self.stdin.write(data)
         except BrokenPipeError:
             self.close()
 
     def close(self) -> None:
         try:
-            self.proc.stdin.close()
+            self.stdin.close()
         except BrokenPipeError:
             pass
         self.reader.join()
@@ -284,6 +287,7 @@ def compressor(
     left unfinished and the worker threads are stopped. ``zstd_program``:
     the zstd executable that whole archives are compressed with.
     """
+    sink: Union[_GzipSink, _ZstdProgramSink]
     if encoding == "gzip":
         sink = _GzipSink(inner, GZIP_LEVEL, threads)
     elif encoding == "zstd":

@@ -12,7 +12,10 @@ from __future__ import annotations
 import hashlib
 import os
 import stat
+from types import ModuleType
+from typing import Optional
 
+fcntl: Optional[ModuleType]
 try:
     import fcntl
 except ImportError:  # not on POSIX
@@ -79,7 +82,9 @@ def _read_exactly(fd: int, size: int, data: bytes = b"") -> bytes:
 
 def _grow_pipe(fd: int) -> None:
     """Give an output pipe a bigger buffer; anything else is left alone."""
-    setsize = getattr(fcntl, "F_SETPIPE_SZ", None) if fcntl else None
+    if fcntl is None:
+        return
+    setsize = getattr(fcntl, "F_SETPIPE_SZ", None)
     if setsize is None:
         return
     try:

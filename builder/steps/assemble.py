@@ -22,6 +22,7 @@ from builder.model.image import Image, Layer, canonical_json
 from builder.model.reference import check_image_name, check_tag
 from builder.steps import closure
 from builder.steps.known import encodings_of, fill_known, measure_tar
+from builder.steps.sbom import record_contents
 from builder.tar.layerfile import FileRange, layer_from_range, range_stats
 from builder.tar.rootfs import parse_perms
 from builder.tar.tarstream import Stamp
@@ -209,6 +210,9 @@ def assemble(spec: LayersSpec) -> None:
         repo_tag=f"{name}:{tag}",
         extra={"layerCompression": encodings[0]} if encodings else {},
     )
+    # What the SBOM and explain need (the closure graph, the roots and their
+    # meta), in a file of its own: the stream never reads it.
+    record_contents(spec, out)
 
 
 def _source(layer: Layer) -> dict:

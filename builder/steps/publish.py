@@ -34,10 +34,15 @@ def push_target(
     insecure: bool = False,
     fmt: Optional[str] = None,
     layer_compression: Optional[str] = None,
+    attach_sbom: Optional[str] = None,
 ) -> str:
     """Push the image(s) behind ``source`` to ``ref`` (``[docker://]HOST[:PORT]/NAME:TAG``;
-    None: the image's own name and tag). Returns the pushed digest."""
+    None: the image's own name and tag). Returns the pushed digest. With
+    ``attach_sbom`` ("spdx" or "cyclonedx"), the SBOM follows as an OCI
+    artifact whose subject is the pushed manifest."""
     loaded = load_target(source)
+    if attach_sbom and loaded.multi:
+        raise BuildError("--attach-sbom: a multi-platform image; SBOMs are per platform image")
     encoding = layer_compression or loaded.layer_compression
     encodings_of(encoding, "--compress")
     if fmt not in _FLAVOURS:
@@ -57,6 +62,12 @@ def push_target(
         file=sys.stderr,
         flush=True,
     )
+    if attach_sbom:
+        from builder.steps.sbom import attach_sbom as attach
+
+        attach(
+            source, target, result.digest, encoding=encoding, flavour=_FLAVOURS[fmt], insecure=insecure, fmt=attach_sbom
+        )
     return result.digest
 
 

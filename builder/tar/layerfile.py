@@ -155,7 +155,7 @@ def range_stats(rng: FileRange, what: str = "layer") -> dict:
     }
 
 
-def layer_from_range(rng: FileRange, diff_id: str, *, verify: bool, what: str, stats: dict = None) -> Layer:
+def layer_from_range(rng: FileRange, diff_id: str, *, verify: bool, what: str, stats: Optional[dict] = None) -> Layer:
     """A Layer streaming ``rng``. With ``verify``, its bytes are hashed once
     now and checked against ``diff_id``; ``stats`` are results of an earlier
     check (from a build-time description)."""

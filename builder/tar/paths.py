@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import os
 import stat
+from typing import List, Optional
 
 from builder.errors import ImageFormatError, UnsafePathError
 
@@ -37,9 +38,9 @@ class NotADirectory(ImageFormatError):
     Writing there is an error; a whiteout there has nothing to delete."""
 
 
-def _components(name: bytes):
+def _components(name: bytes) -> Optional[List[bytes]]:
     """Lexical clean of ``name``; ``None`` when it climbs above the root."""
-    out = []
+    out: List[bytes] = []
     for part in name.split(b"/"):
         if part in (b"", b"."):
             continue
@@ -98,7 +99,7 @@ def _resolve(root: bytes, rel: bytes) -> bytes:
     ENOTDIR would be.
     """
     todo = list(reversed(rel.split(b"/"))) if rel else []
-    done = []
+    done: List[bytes] = []
     links = 0
     while todo:
         part = todo.pop()

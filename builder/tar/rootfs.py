@@ -13,7 +13,7 @@ import os
 import re
 import stat
 from dataclasses import dataclass
-from typing import Iterable, List, Optional, Sequence
+from typing import Dict, Iterable, List, Optional, Sequence
 
 from builder.errors import SpecError
 from builder.sinks.sink import Sink
@@ -112,7 +112,7 @@ def _adjusted(source: str, st: os.stat_result, stamp: Stamp, perms: Sequence[Per
 
 def _walk_merged(sink: Sink, sources: List[bytes], name: bytes, stamp: Stamp, perms: Sequence[Perm]) -> None:
     """The children of several directories that share one place in the image."""
-    children = {}
+    children: Dict[bytes, List[bytes]] = {}
     for src in sources:
         if not name and not os.path.isdir(src):
             # A bare file of copyToRoot lands at / under its name without the hash.

@@ -22,7 +22,7 @@ import os
 import stat
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Optional
+from typing import Dict, List, Optional, Tuple
 from zlib import adler32
 
 from builder.errors import BuildError
@@ -213,7 +213,7 @@ def header(
     gname: str = "",
     devmajor: int = 0,
     devminor: int = 0,
-    xattrs: Optional[dict] = None,
+    xattrs: Optional[Dict[str, bytes]] = None,
 ) -> bytes:
     """Header block(s) for one entry; a PAX header first when needed."""
     ub, gb = _owner_names(uname, gname)
@@ -246,8 +246,8 @@ def header(
     if gid > _MAX8:
         records.append(_pax_record(b"gid", b"%d" % gid))
         gid = 0
-    for key in sorted(xattrs or ()):
-        records.append(_pax_record(b"SCHILY.xattr." + key.encode(), xattrs[key]))
+    for key, value in sorted((xattrs or {}).items()):
+        records.append(_pax_record(b"SCHILY.xattr." + key.encode(), value))
     entry = _ustar(name, mode, uid, gid, size, mtime, kind, linkname, ub, gb, devmajor, devminor)
     if not records:
         return entry
@@ -356,6 +356,8 @@ def write_tree(
         and 0 <= s_gid <= _MAX8
         and 0 <= s_mtime <= _MAX12
     )
+    # Only used when ``fixed``, and then none of them is None.
+    f_uid, f_gid, f_mtime = s_uid or 0, s_gid or 0, s_mtime or 0
     uname, gname = stamp.uname, stamp.gname
     ub, gb = _owner_names(uname, gname)
     write = sink.write
@@ -366,9 +368,9 @@ def write_tree(
     zeros = b"\0"
     # _bytesum inlined: (adler32(b) & 0xFFFF) - 1, the -1s folded into check
     # st_mode (type and permissions) -> the header's fixed fields for it
-    fields = {}
+    fields: Dict[int, Tuple[bytes, bytes, bytes, int]] = {}
     kinds = {stat.S_IFREG: REG, stat.S_IFDIR: DIR, stat.S_IFLNK: SYM}
-    stack = []
+    stack: List[Tuple[bytes, bytes]] = []
 
     def push_children(dirpath: bytes, dirname: bytes) -> None:
         # Sorted by bytes: never depend on directory listing order or locale.
@@ -390,7 +392,7 @@ def write_tree(
                 if _entry(sink, path, name, st, stamp, hardlinks):
                     push_children(path, name)
                 continue
-            f = fields[m] = _fixed_fields(m & 0o7777, s_uid, s_gid, s_mtime, kind, ub, gb, 0, 0)
+            f = fields[m] = _fixed_fields(m & 0o7777, f_uid, f_gid, f_mtime, kind, ub, gb, 0, 0)
         ids, mt, tail, check = f
         check -= 2
         if tail[0] == 48:  # b"0": regular file
@@ -398,7 +400,7 @@ def write_tree(
                 key = (st.st_dev, st.st_ino)
                 first = hardlinks.get(key)
                 if first is not None:
-                    write(header(name, LNK, m & 0o7777, s_uid, s_gid, s_mtime, 0, first, uname, gname))
+                    write(header(name, LNK, m & 0o7777, f_uid, f_gid, f_mtime, 0, first, uname, gname))
                     continue
                 hardlinks[key] = name
             size = st.st_size
@@ -415,7 +417,7 @@ def write_tree(
                     )
                 )
             else:
-                head = header(name, REG, m & 0o7777, s_uid, s_gid, s_mtime, size, b"", uname, gname)
+                head = header(name, REG, m & 0o7777, f_uid, f_gid, f_mtime, size, b"", uname, gname)
             if not size:
                 write(head)
             elif framed is not None:
@@ -442,7 +444,7 @@ def write_tree(
                     )
                 )
             else:
-                write(header(dname, DIR, m & 0o7777, s_uid, s_gid, s_mtime, 0, b"", uname, gname))
+                write(header(dname, DIR, m & 0o7777, f_uid, f_gid, f_mtime, 0, b"", uname, gname))
             push_children(path, name)
         else:  # symlink
             target = readlink(path)
@@ -462,7 +464,7 @@ def write_tree(
                     )
                 )
             else:
-                write(header(name, SYM, m & 0o7777, s_uid, s_gid, s_mtime, 0, target, uname, gname))
+                write(header(name, SYM, m & 0o7777, f_uid, f_gid, f_mtime, 0, target, uname, gname))
 
 
 _SIZE0_SUM = sum(b"%011o\0" % 0)

@@ -41,7 +41,21 @@ import shutil
 import stat
 import tarfile
 import tempfile
-from typing import BinaryIO, Dict, Iterable, Iterator, List, Mapping, NamedTuple, Optional, Sequence, Tuple, Union
+from typing import (
+    IO,
+    BinaryIO,
+    Dict,
+    Iterable,
+    Iterator,
+    List,
+    Mapping,
+    NamedTuple,
+    Optional,
+    Sequence,
+    Tuple,
+    Union,
+    cast,
+)
 
 from builder.errors import BuildError, ImageFormatError, UnsafePathError
 from builder.sinks.sink import Sink
@@ -181,14 +195,16 @@ class _Applier:
     def create(self, tar: tarfile.TarFile, m: tarfile.TarInfo, path: bytes, source: Optional[bytes]) -> None:
         # Mode, owner and time come after, in set_meta (chown clears setuid).
         if m.isreg():
-            _write_file(path, tar.extractfile(m))
+            # A regular member always has contents (None is for other kinds).
+            _write_file(path, cast(IO[bytes], tar.extractfile(m)))
         elif m.isdir():
             os.mkdir(path, 0o700)
         elif m.issym():
             os.symlink(paths.check_link_target(m.linkname.encode("utf-8", "surrogateescape")), path)
         elif m.islnk():
             try:
-                os.link(source, path, follow_symlinks=False)
+                # entry() passes link_source() for every hardlink member.
+                os.link(cast(bytes, source), path, follow_symlinks=False)
             except FileNotFoundError:
                 # The entry named its own path, or something below it.
                 raise ImageFormatError("hardlink to a path this entry replaces") from None
@@ -302,7 +318,7 @@ def _remove(path: bytes, st: os.stat_result) -> None:
         os.unlink(path)
 
 
-def _write_file(path: bytes, src: BinaryIO) -> None:
+def _write_file(path: bytes, src: IO[bytes]) -> None:
     # O_EXCL|O_NOFOLLOW: whatever was at path has been removed; never write
     # through a symlink someone slipped in.
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
@@ -318,13 +334,12 @@ def _label(layer: LayerFile) -> str:
 def _apply_one(applier: _Applier, layer: LayerFile) -> None:
     # Sequential reading ("r|*"): plain or compressed, a file or a pipe.
     label = _label(layer)
-    opener = dict(mode="r|*", encoding="utf-8", errors="surrogateescape")
     member = None
     try:
         if isinstance(layer, (str, bytes)):
-            tar = tarfile.open(name=layer, **opener)
+            tar = tarfile.open(name=layer, mode="r|*", encoding="utf-8", errors="surrogateescape")
         else:
-            tar = tarfile.open(fileobj=layer, **opener)
+            tar = tarfile.open(fileobj=layer, mode="r|*", encoding="utf-8", errors="surrogateescape")
         with tar:
             for member in tar:
                 applier.entry(tar, member)

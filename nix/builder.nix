@@ -1,0 +1,60 @@
+# The Python builder and the derivations that run it: the builder's source
+# (builder/ alone in its own store path), one build step (runBuilder), small
+# file trees, whole archives, the stream script and the copy-to-registry script.
+{ pkgs, platform, checks, result }:
+
+let
+  inherit (checks) checkCompressor;
+  inherit (result) mkResult;
+in
+rec {
+  # The builder package, alone in its own store path: editing anything else
+  # in this repository does not rebuild images. ../. is the repository root
+  # (the same store path as ./. from the root: the filter keeps builder/ only).
+  src = builtins.path {
+    name = "dockertools-builder";
+    path = ../.;
+    filter = path: type:
+      let rel = builtins.substring (builtins.stringLength (toString ../.)) (-1) path;
+      in (rel == "/builder" || builtins.substring 0 9 rel == "/builder/")
+         && builtins.match ".*(__pycache__|\\.pyc)$" rel == null;
+  };
+
+  python = "${pkgs.python3}/bin/python3";
+
+  # One build step: the builder's subcommand `cmd`, configured by `attrs`.
+  runBuilder = name: cmd: attrs: builtins.derivation ({
+    inherit name;
+    inherit (platform) system;
+    builder = python;
+    args = [ "-IB" "${src}/builder" cmd ];
+    __structuredAttrs = true;
+    contractVersion = 1;  # what builder/contract.py reads; change both together
+  } // attrs);
+
+  # A small tree of files, symlinks and directories, written by the builder.
+  writeTree = name: files: runBuilder name "files" { inherit files; };
+
+  # A whole archive compressed with zstd: Pythons before 3.14 have no zstd
+  # module, so the builder runs pkgs.zstd (single-threaded, deterministic).
+  zstdFor = compressor: if compressor == "zstd" then { zstd = "${pkgs.zstd}/bin/zstd"; } else { };
+
+  # An image written into the store as one archive, compressed as a whole.
+  archiveOf = fn: name: compressor: description: extra:
+    let suffix = { gz = ".tar.gz"; zstd = ".tar.zst"; none = ".tar"; }.${checkCompressor fn compressor};
+    in runBuilder "${name}${suffix}" "archive"
+      ({ inherit compressor description; } // zstdFor compressor // extra);
+
+  # Like nix2container's: $out/bin/copy-to-registry [[docker://]HOST/NAME:TAG] [--insecure]
+  # pushes the image (to its own name and tag without an argument).
+  copyToRegistryOf = description: mkResult {
+    drv = runBuilder "copy-to-registry" "push-script" { inherit python src description; };
+    meta = { mainProgram = "copy-to-registry"; };
+  };
+
+  # The executable that streams an image from its description (`conf`).
+  streamScript = baseName: conf: runBuilder "stream-${baseName}" "script" {
+    inherit python src;
+    description = conf;
+  };
+}

@@ -1,0 +1,194 @@
+# Layered images: explicit layers (buildLayer), the customisation layer,
+# streamLayeredImage (an executable that streams the image), buildLayeredImage
+# (the same image as an archive in the store), and their WithNixDb variants.
+{ pkgs, lib, platform, checks, builder, result }:
+
+let
+  inherit (lib) toList hashPart checkType;
+  inherit (platform) hostPlatform variantOf;
+  inherit (checks) checkName checkTag checkConfig checkMaxLayers checkFormat ifCompressed
+    checkPaths checkContents checkFromImage;
+  inherit (builder) python runBuilder archiveOf copyToRegistryOf streamScript;
+  inherit (result) mkResult;
+  sbom = import ./sbom.nix { inherit runBuilder; };
+
+  # The customisation layer: contents linked at /, extraCommands,
+  # fakeRootCommands under fakeroot, the Nix database.
+  customisationLayer = { baseName, contents, config, extraCommands, fakeRootCommands
+                       , enableFakechroot, mtime, includeNixDB ? false, nixUid ? 0, nixGid ? 0 }:
+    let needsFakeroot = fakeRootCommands != "" || enableFakechroot
+          || (includeNixDB && (nixUid != 0 || nixGid != 0));
+    in
+    runBuilder "${baseName}-customisation-layer" "customise" ({
+      inherit contents extraCommands fakeRootCommands enableFakechroot mtime includeNixDB nixUid nixGid;
+      configJSON = builtins.toJSON config;
+      bash = "${pkgs.bash}/bin/bash";
+      tools = [ pkgs.coreutils pkgs.bash ];
+    } // (if includeNixDB then {
+      exportReferencesGraph.nixdbClosure = contents;
+    } else { }) // (if needsFakeroot then {
+      fakeroot = "${pkgs.fakeroot}/bin/fakeroot";
+      inherit python;
+    } else { }) // (if enableFakechroot then {
+      proot = "${pkgs.proot}/bin/proot";
+    } else { }));
+
+  # Explicit layers, as nix2container's buildLayer: each its own derivation,
+  # so an unchanged group of dependencies is never rebuilt nor re-hashed.
+  buildLayer = args@
+    { deps ? [ ]             # store paths whose closures go in
+    , copyToRoot ? null      # derivations whose contents go at /
+    , ignore ? null          # a store path to leave out
+    , layers ? [ ]           # buildLayer results whose paths are not repeated
+    , maxLayers ? 1          # split by popularity into at most this many layers
+    , perms ? [ ]            # [ { path; regex; mode; uid; gid; uname; gname; } ]
+    , reproducible ? true    # accepted for nix2container compatibility
+    , uid ? 0, gid ? 0, uname ? "root", gname ? "root", mtime ? "1970-01-01T00:00:01Z"
+    , metadata ? { }
+    , layerCompression ? "none"  # also record the digests of the layers' gzip/zstd forms
+    }:
+    let chk = checkType "buildLayer"; in
+    mkResult {
+      function = buildLayer;
+      inherit args;
+      drv = runBuilder "layer" "layer" ({
+        uid = chk "uid" [ "int" ] uid;
+        gid = chk "gid" [ "int" ] gid;
+        uname = chk "uname" [ "string" ] uname;
+        gname = chk "gname" [ "string" ] gname;
+        mtime = chk "mtime" [ "string" "int" ] mtime;
+        perms = map (p: chk "perms element" [ "set" ] p) (chk "perms" [ "list" ] perms);
+        maxLayers = if builtins.isInt maxLayers && maxLayers >= 1 then maxLayers
+          else throw "dockerTools.buildLayer: maxLayers must be an integer of at least 1, got ${toString maxLayers}";
+        copyToRoot = checkPaths "buildLayer" "copyToRoot" (toList copyToRoot);
+        ignore = toList ignore;
+        parentLayers = chk "layers" [ "list" ] layers;
+        exportReferencesGraph.closure = checkPaths "buildLayer" "deps" (chk "deps" [ "list" ] deps)
+          ++ toList copyToRoot;
+      } // ifCompressed "buildLayer" layerCompression);
+    };
+
+  streamLayeredImage = args@
+    { name
+    , tag ? null
+    , fromImage ? null
+    , fromImageName ? null
+    , fromImageTag ? null
+    , contents ? [ ]
+    , config ? { }
+    , architecture ? hostPlatform.architecture
+    , variant ? variantOf architecture
+    , created ? "1970-01-01T00:00:01Z"
+    , mtime ? "1970-01-01T00:00:01Z"
+    , uid ? 0
+    , gid ? 0
+    , uname ? "root"
+    , gname ? "root"
+    , maxLayers ? 100
+    , extraCommands ? ""
+    , fakeRootCommands ? ""
+    , enableFakechroot ? false
+    , includeStorePaths ? true
+    , includeNixDB ? false
+    , nixUid ? 0
+    , nixGid ? 0
+    , passthru ? { }
+    , meta ? { }
+    , layers ? [ ]
+    , layeringPipeline ? null    # nixpkgs' custom layering steps: not implemented, a warning says so
+    , debug ? false              # nixpkgs prints its layering; accepted and ignored
+    , layerCompression ? "none"  # "gzip"/"zstd": compressed-layer digests computed at build time
+    , sbomFormat ? "spdx"        # passthru.sbom: "spdx" (2.3) or "cyclonedx" (1.5), JSON
+    }:
+    let
+      fn = "streamLayeredImage";
+      chk = checkType fn;
+      imageName = builtins.seq (if layeringPipeline == null then null else builtins.trace
+        "warning: dockerTools.${fn}: layeringPipeline is not supported here and is ignored: the closure is split into layers by popularity (maxLayers)"
+        null) (checkName fn name);
+      baseName = baseNameOf imageName;
+      contentsList = checkContents fn (toList contents);
+      custom = customisationLayer {
+        inherit baseName;
+        extraCommands = chk "extraCommands" [ "string" ] extraCommands;
+        fakeRootCommands = chk "fakeRootCommands" [ "string" ] fakeRootCommands;
+        enableFakechroot = chk "enableFakechroot" [ "bool" ] enableFakechroot;
+        mtime = chk "mtime" [ "string" "int" ] mtime;
+        includeNixDB = chk "includeNixDB" [ "bool" ] includeNixDB;
+        nixUid = chk "nixUid" [ "int" ] nixUid;
+        nixGid = chk "nixGid" [ "int" ] nixGid;
+        contents = contentsList;
+        config = runConfig;
+      };
+      runConfig = if config == null then { } else checkConfig fn config;  # null: as buildImage takes it
+      conf = runBuilder "${baseName}-conf" "layers" ({
+        inherit imageName created mtime;
+        config = runConfig;
+        fromImageName = chk "fromImageName" [ "null" "string" ] fromImageName;
+        fromImageTag = chk "fromImageTag" [ "null" "string" ] fromImageTag;
+        architecture = chk "architecture" [ "string" ] architecture;
+        variant = chk "variant" [ "null" "string" ] variant;
+        uid = chk "uid" [ "int" ] uid;
+        gid = chk "gid" [ "int" ] gid;
+        uname = chk "uname" [ "string" ] uname;
+        gname = chk "gname" [ "string" ] gname;
+        includeStorePaths = chk "includeStorePaths" [ "bool" ] includeStorePaths;
+        layers = chk "layers" [ "list" ] layers;
+        tag = checkTag fn tag;
+        fromImage = checkFromImage fn fromImage;
+        maxLayers = checkMaxLayers fn maxLayers;
+        os = "linux";
+        customisationLayer = custom;
+        sbomContents = sbom.contentsMeta contentsList;
+        excludePaths = [ custom ];
+        exportReferencesGraph.closure = [ custom ]
+          ++ (if chk "includeStorePaths" [ "bool" ] includeStorePaths then contentsList else [ ]);
+      } // ifCompressed fn layerCompression);
+    in
+    mkResult {
+      function = streamLayeredImage;
+      inherit args;
+      drv = streamScript baseName conf;
+      passthru = {
+        inherit imageName conf;
+        imageTag = if tag != null then tag else hashPart conf;
+        isExe = true;
+        copyToRegistry = copyToRegistryOf conf;
+        sbom = sbom.sbomOf baseName (sbom.checkSbomFormat fn sbomFormat) conf;
+      } // chk "passthru" [ "set" ] passthru;
+      meta = chk "meta" [ "set" ] meta;
+    };
+
+  buildLayeredImage = args@{ name
+    , format ? "docker"            # "oci": an OCI archive (index.json, blobs/, manifest.json)
+    , layerCompression ? "none"    # layers inside the archive: "none", "gzip" or "zstd"
+      # the whole archive; compressed layers are not compressed again
+    , compressor ? (if layerCompression == "none" then "gz" else "none")
+    , ... }:
+    let
+      fn = "buildLayeredImage";
+      stream = streamLayeredImage (builtins.removeAttrs args [ "compressor" "format" ]);
+    in
+    mkResult {
+      function = buildLayeredImage;
+      inherit args;
+      drv = archiveOf fn (baseNameOf stream.imageName) compressor stream.conf
+        ((if checkFormat fn format == "docker" then { } else { inherit format; })
+          // ifCompressed fn layerCompression);
+      passthru = { inherit (stream) imageName imageTag conf copyToRegistry sbom; inherit stream; }
+        // (args.passthru or { });
+      meta = args.meta or { };
+    };
+
+  # The same image with includeNixDB = true; .override keeps it so.
+  buildLayeredImageWithNixDb = args:
+    let image = buildLayeredImage (args // { includeNixDB = true; }); in
+    mkResult { drv = image; inherit (image) passthru meta; function = buildLayeredImageWithNixDb; inherit args; };
+  streamLayeredImageWithNixDb = args:
+    let image = streamLayeredImage (args // { includeNixDB = true; }); in
+    mkResult { drv = image; inherit (image) passthru meta; function = streamLayeredImageWithNixDb; inherit args; };
+in
+{
+  inherit buildLayer streamLayeredImage buildLayeredImage
+    buildLayeredImageWithNixDb streamLayeredImageWithNixDb;
+}
