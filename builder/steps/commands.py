@@ -10,8 +10,7 @@ import subprocess
 import sys
 from typing import List, Optional, Sequence
 
-from builder.contract import Attrs
-from builder.errors import BuildError
+from builder.errors import BuildError, SpecError
 
 __all__ = ["chroot_prefix", "command_env", "rerun_under_fakeroot", "run_commands"]
 
@@ -31,24 +30,26 @@ def run_commands(what: str, script: str, cwd: str, env: dict, argv_prefix: Seque
         raise BuildError(f"{what} failed with exit code {result.returncode}")
 
 
-def command_env(attrs: Attrs) -> dict:
-    path = ":".join(os.path.join(p, "bin") for p in attrs.list("tools"))
+def command_env(tools: Sequence[str], bash: str, out: str) -> dict:
+    """The commands' environment: ``tools``' bin directories on PATH."""
+    path = ":".join(os.path.join(p, "bin") for p in tools)
     # The build's environment is kept: under fakeroot it carries LD_PRELOAD
     # and FAKEROOTKEY, without which chown would not be faked.
     return {
         **os.environ,
         "PATH": path,
-        "BASH": attrs.str("bash", required=True),
+        "BASH": bash,
         "HOME": "/homeless-shelter",
-        "out": attrs.out,
+        "out": out,
     }
 
 
-def chroot_prefix(attrs: Attrs, root: str) -> List[str]:
+def chroot_prefix(proot: Optional[str], root: str) -> List[str]:
     """proot makes the image root look like ``/``; /nix/store stays visible.
     Host library dirs the image root lacks are bound too, so a dynamically
     linked shell from outside the store (a non-sandboxed build) still runs."""
-    proot = attrs.str("proot", required=True)
+    if not proot:
+        raise SpecError("proot: missing (the commands run with the image root as /)")
     argv = [proot, "-r", root, "-w", "/", "-b", "/nix/store", "-b", "/proc", "-b", "/dev"]
     for host_dir in ("/lib", "/lib64", "/usr", "/bin"):
         if os.path.isdir(host_dir) and not os.path.lexists(root + host_dir):
@@ -56,11 +57,17 @@ def chroot_prefix(attrs: Attrs, root: str) -> List[str]:
     return argv
 
 
-def rerun_under_fakeroot(attrs: Attrs, step: str, env: Optional[dict] = None) -> None:
+def rerun_under_fakeroot(fakeroot: Optional[str], python: Optional[str], step: str, env: Optional[dict] = None) -> None:
     """Run build step ``step`` of this builder inside one fakeroot session, so
-    the owners commands set are what ``os.lstat`` sees when packing."""
-    python = sys.executable or attrs.str("python", required=True)
-    argv = [attrs.str("fakeroot", required=True), "--", python, "-I", "-B", _BUILDER_DIR, step]
+    the owners commands set are what ``os.lstat`` sees when packing. The
+    step reads the same .attrs.json. ``python`` is used when Python cannot
+    name its own executable."""
+    if not fakeroot:
+        raise SpecError(f"fakeroot: missing (needed to run {step})")
+    python = sys.executable or python
+    if not python:
+        raise SpecError(f"python: missing (needed to run {step})")
+    argv = [fakeroot, "--", python, "-I", "-B", _BUILDER_DIR, step]
     if subprocess.run(argv, env=env).returncode != 0:
         # The session itself printed what went wrong.
         raise BuildError("", already_reported=True)
