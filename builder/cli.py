@@ -22,41 +22,42 @@ import errno
 import importlib
 import os
 import sys
-from typing import List, Optional
+from typing import Callable, List, Optional, Tuple, Type
 
+from builder import contract
 from builder.errors import BuildError
 
 __all__ = ["main"]
 
 
 # Build steps run inside Nix builds: each is a module's function that takes
-# the derivation's attributes (.attrs.json). Modules load only when used.
-_BUILD_STEPS = [
-    ("customise", "steps.customise.customise", "build the customisation layer"),
-    ("customise-fakeroot", "steps.customise.customise_fakeroot", None),
-    ("layers", "steps.assemble.assemble", "build an image description"),
-    ("layer", "steps.assemble.build_layer", "build the description of explicit layers"),
-    ("files", "steps.files.write_files", "write a small tree of files"),
-    ("merge", "steps.merge.merge_images", "merge image archives into one"),
-    ("image-layer", "steps.buildimage.build_image_layer", "build buildImage's layer"),
-    ("image-layer-fakeroot", "steps.buildimage.build_image_layer_fakeroot", None),
-    ("export", "steps.export.export_image", "write an image's root filesystem as one tar"),
-    ("script", "steps.stream.write_stream_script", "write a stream executable"),
-    ("archive", "steps.stream.write_archive", "write an image archive into the store"),
-    ("multiarch", "steps.multiarch.build_multiarch", "describe a multi-platform image"),
-    ("push-script", "steps.publish.write_push_script", "write a copy-to-registry executable"),
-    ("pull-image", "steps.pull_image.pull_image", "fetch an image into a docker archive"),
-    ("sbom-file", "steps.sbom.write_sbom", "write an image's SBOM"),
+# its typed record of the derivation's attributes (.attrs.json, read by
+# contract.load). Modules load only when used.
+_BUILD_STEPS: List[Tuple[str, str, Type[contract.Spec], Optional[str]]] = [
+    ("customise", "steps.customise.customise", contract.CustomiseSpec, "build the customisation layer"),
+    ("customise-fakeroot", "steps.customise.customise_fakeroot", contract.CustomiseSpec, None),
+    ("layers", "steps.assemble.assemble", contract.LayersSpec, "build an image description"),
+    ("layer", "steps.assemble.build_layer", contract.LayerSpec, "build the description of explicit layers"),
+    ("files", "steps.files.write_files", contract.FilesSpec, "write a small tree of files"),
+    ("merge", "steps.merge.merge_images", contract.MergeSpec, "merge image archives into one"),
+    ("image-layer", "steps.buildimage.build_image_layer", contract.ImageLayerSpec, "build buildImage's layer"),
+    ("image-layer-fakeroot", "steps.buildimage.build_image_layer_fakeroot", contract.ImageLayerSpec, None),
+    ("export", "steps.export.export_image", contract.ExportSpec, "write an image's root filesystem as one tar"),
+    ("script", "steps.stream.write_stream_script", contract.ScriptSpec, "write a stream executable"),
+    ("archive", "steps.stream.write_archive", contract.ArchiveSpec, "write an image archive into the store"),
+    ("multiarch", "steps.multiarch.build_multiarch", contract.MultiarchSpec, "describe a multi-platform image"),
+    ("push-script", "steps.publish.write_push_script", contract.PushScriptSpec, "write a copy-to-registry executable"),
+    ("pull-image", "steps.pull_image.pull_image", contract.PullImageSpec, "fetch an image into a docker archive"),
+    ("sbom-file", "steps.sbom.write_sbom", contract.SbomFileSpec, "write an image's SBOM"),
 ]
 
 
-def _build_step(target: str):
+def _build_step(target: str, spec_type: Type[contract.Spec]) -> Callable[[argparse.Namespace], None]:
     module, function = target.rsplit(".", 1)
 
-    def run(args) -> None:
-        from builder.contract import load_attrs
-
-        getattr(importlib.import_module(f".{module}", __package__), function)(load_attrs())
+    def run(args: argparse.Namespace) -> None:
+        spec = contract.load(spec_type)
+        getattr(importlib.import_module(f".{module}", __package__), function)(spec)
 
     return run
 
@@ -155,9 +156,9 @@ class _Parser(argparse.ArgumentParser):
 def _parser() -> argparse.ArgumentParser:
     p = _Parser(prog="builder", description="Build Docker/OCI images from Nix store paths.")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for name, target, help_text in _BUILD_STEPS:
-        kwargs = {"help": help_text + " (inside a Nix build)"} if help_text else {}
-        sub.add_parser(name, **kwargs).set_defaults(fn=_build_step(target))
+    for name, target, spec_type, help_text in _BUILD_STEPS:
+        step = sub.add_parser(name, help=help_text + " (inside a Nix build)") if help_text else sub.add_parser(name)
+        step.set_defaults(fn=_build_step(target, spec_type))
     s = sub.add_parser("stream", help="write an image described by DESCRIPTION")
     s.add_argument("description")
     s.add_argument(

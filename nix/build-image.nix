@@ -84,8 +84,12 @@ let
         fromImage = checkFromImage fn fromImage;
         os = "linux";
         maxLayers = 1000000;
-        includeStorePaths = false;
         customisationLayer = layer;
+        # The one layer holds the store paths: no store layers, so none of
+        # their settings matter.
+        includeStorePaths = false;
+        closure = [ ]; layers = [ ];
+        uid = 0; gid = 0; uname = "root"; gname = "root"; mtime = 1;
         # For the SBOM: the closure the layer holds, and its roots.
         sbomContents = sbom.contentsMeta roots;
         excludePaths = [ configRefs ];

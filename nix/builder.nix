@@ -29,6 +29,7 @@ rec {
     builder = python;
     args = [ "-IB" "${src}/builder" cmd ];
     __structuredAttrs = true;
+    contractVersion = 1;  # what builder/contract.py reads; change both together
   } // attrs);
 
   # A small tree of files, symlinks and directories, written by the builder.

@@ -20,6 +20,7 @@ import os
 import re
 from typing import Any, Dict, List, Optional, Sequence
 
+from builder.contract import check_version
 from builder.errors import SpecError
 from builder.model.image import Image, Layer, canonical_json
 from builder.tar.layerfile import FileRange, layer_from_range
@@ -161,8 +162,7 @@ def read_description(path: str) -> Description:
         raise SpecError(f"{path}: not an image description ({e})") from None
     if not isinstance(doc, dict):
         raise SpecError(f"{path}: not an image description (image.json is not a JSON object)")
-    if doc.get("version") != VERSION:
-        raise SpecError(f"{path}: description version {doc.get('version')!r}, this builder reads {VERSION}")
+    check_version(doc, VERSION, "description", path)
     try:
         layers = [layer_from_entry(e) for e in doc["layers"]]
         return Description(

@@ -22,6 +22,7 @@ import tarfile
 from dataclasses import dataclass
 from typing import List, Optional, Union
 
+from builder.contract import check_version
 from builder.errors import ImageFormatError, SpecError
 from builder.formats.description import find_description, read_description
 from builder.formats.docker_archive import read_docker_archive
@@ -115,10 +116,7 @@ def load_target(path: str) -> Loaded:
             doc = json.load(f)
     except (OSError, ValueError) as e:
         raise SpecError(f"{multi}: not a multi-platform description ({e})") from None
-    if doc.get("version") != MULTI_VERSION:
-        raise SpecError(
-            f"{multi}: multi-platform description version {doc.get('version')!r}, this builder reads {MULTI_VERSION}"
-        )
+    check_version(doc, MULTI_VERSION, "multi-platform description", multi)
     images = [read_description(os.path.join(multi, rel)).image for rel in doc["images"]]
     return Loaded(images, doc["repoTag"], doc.get("layerCompression", "none"))
 

@@ -11,9 +11,9 @@ from __future__ import annotations
 import json
 import os
 from concurrent.futures import ThreadPoolExecutor
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Union
 
-from builder.contract import Attrs
+from builder.contract import LayerSpec, LayersSpec, check_version
 from builder.errors import SpecError
 from builder.formats.description import entry_of, layer_from_entry, store_layer, write_description
 from builder.formats.load import load_image
@@ -36,13 +36,17 @@ def tag_from_out(out: str) -> str:
 
 
 def measure(
-    paths: List[str], stamp: Stamp, roots: List[str] = (), perms: List[dict] = (), encodings: Sequence[str] = ()
+    paths: List[str],
+    stamp: Stamp,
+    roots: Sequence[str] = (),
+    perms: Sequence[dict] = (),
+    encodings: Sequence[str] = (),
 ) -> Layer:
     """A store layer with its digest and size, from one pass over its files;
     with ``encodings``, the digests of its compressed forms from the same pass."""
-    probe = store_layer(paths, stamp, "", 0, roots, perms)
+    probe = store_layer(paths, stamp, "", 0, list(roots), list(perms))
     diff_id, size, compressed = measure_tar(probe.write_tar, encodings)
-    layer = store_layer(paths, stamp, diff_id, size, roots, perms)
+    layer = store_layer(paths, stamp, diff_id, size, list(roots), list(perms))
     layer.known.update(compressed)
     return layer
 
@@ -67,10 +71,11 @@ def hash_store_layers(
 
     with ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 1) as pool:
         list(pool.map(one, order))
-    return results
+    return [layer for layer in results if layer is not None]
 
 
 LAYERS_FILE = "layers.json"
+LAYERS_VERSION = 1
 
 
 def _read_layer_set(path: str) -> List[Layer]:
@@ -82,7 +87,8 @@ def _read_layer_set(path: str) -> List[Layer]:
         raise SpecError(f"layers: {path} is not a buildLayer result (it has no {LAYERS_FILE})") from None
     except (OSError, ValueError) as e:
         raise SpecError(f"layers: {path} is not a buildLayer result ({e})") from None
-    if not isinstance(doc, dict) or not isinstance(doc.get("layers"), list):
+    check_version(doc, LAYERS_VERSION, "buildLayer result", os.path.join(path, LAYERS_FILE))
+    if not isinstance(doc.get("layers"), list):
         raise SpecError(f"layers: {path}/{LAYERS_FILE} lists no layers")
     return [layer_from_entry(e) for e in doc["layers"]]
 
@@ -91,54 +97,47 @@ def _explicit_layers(paths: List[str]) -> List[Layer]:
     return [layer for p in paths for layer in _read_layer_set(p)]
 
 
-def build_layer(attrs: Attrs) -> None:
+def build_layer(spec: LayerSpec) -> None:
     """buildLayer: one derivation holding the description of a few layers
     a user groups by hand (dependencies apart from the app, say)."""
-    out = attrs.out
-    stamp = _stamp(attrs)
-    roots = attrs.list("copyToRoot")
-    graph = closure.Graph(attrs.list("closure"))
+    stamp = _stamp(spec)
+    roots = spec.copy_to_root
+    graph = closure.Graph(spec.closure)
     referenced = {r for refs in graph.refs.values() for r in refs}
     # copyToRoot paths are relocated to /; they stay in the store only when
     # something else in the closure refers to them.
     relocated = [r for r in roots if r not in referenced]
-    skip = set(attrs.list("ignore")) | set(relocated) | set(_paths_in(_explicit_layers(attrs.list("parentLayers"))))
+    skip = set(spec.ignore) | set(relocated) | set(_paths_in(_explicit_layers(spec.parent_layers)))
     graph = graph.without(skip)
-    groups = closure.plan_layers(graph, attrs.int("maxLayers", 1)) if graph.refs else []
+    groups = closure.plan_layers(graph, spec.max_layers) if graph.refs else []
     if roots and not groups:
         groups = [[]]
-    perms = attrs.list("perms")
-    parse_perms(perms)  # a mistake in perms fails even when no layer is left to apply it to
-    encodings = encodings_of(attrs.str("layerCompression"))
-    jobs = [(g, roots if i == len(groups) - 1 else ()) for i, g in enumerate(groups)]
+    parse_perms(spec.perms)  # a mistake in perms fails even when no layer is left to apply it to
+    encodings = encodings_of(spec.layer_compression)
+    jobs = [(g, roots if i == len(groups) - 1 else []) for i, g in enumerate(groups)]
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
-        layers = list(pool.map(lambda job: measure(job[0], stamp, job[1], perms, encodings), jobs))
-    os.makedirs(out)
-    with open(os.path.join(out, LAYERS_FILE), "wb") as f:
-        f.write(canonical_json({"version": 1, "layers": [entry_of(layer) for layer in layers]}))
+        layers = list(pool.map(lambda job: measure(job[0], stamp, job[1], spec.perms, encodings), jobs))
+    os.makedirs(spec.out)
+    with open(os.path.join(spec.out, LAYERS_FILE), "wb") as f:
+        f.write(canonical_json({"version": LAYERS_VERSION, "layers": [entry_of(layer) for layer in layers]}))
 
 
-def _stamp(attrs: Attrs) -> Stamp:
+def _stamp(spec: Union[LayerSpec, LayersSpec]) -> Stamp:
     return Stamp(
-        uid=attrs.int("uid", 0),
-        gid=attrs.int("gid", 0),
-        uname=attrs.str("uname", "root"),
-        gname=attrs.str("gname", "root"),
-        mtime=image_config_mod.epoch_of(attrs.data.get("mtime", 1)),
+        uid=spec.uid, gid=spec.gid, uname=spec.uname, gname=spec.gname, mtime=image_config_mod.epoch_of(spec.mtime)
     )
 
 
-def _base_image(attrs: Attrs, out: str) -> Optional[Image]:
-    from_image = attrs.str("fromImage")
-    if not from_image:
+def _base_image(spec: LayersSpec, out: str) -> Optional[Image]:
+    if not spec.from_image:
         return None
     return load_image(
-        from_image,
+        spec.from_image,
         workdir=out,
-        name=attrs.str("fromImageName"),
-        tag=attrs.str("fromImageTag"),
-        architecture=attrs.str("architecture"),
-        variant=attrs.str("variant"),
+        name=spec.from_image_name,
+        tag=spec.from_image_tag,
+        architecture=spec.architecture,
+        variant=spec.variant,
     )
 
 
@@ -147,33 +146,32 @@ def _paths_in(layers: List[Layer]) -> List[str]:
     return [p for layer in layers if layer.source and layer.source["kind"] == "store" for p in layer.source["paths"]]
 
 
-def _store_graph(attrs: Attrs) -> closure.Graph:
-    if not attrs.bool("includeStorePaths", True):
+def _store_graph(spec: LayersSpec) -> closure.Graph:
+    if not spec.include_store_paths:
         return closure.Graph([])
-    graph = closure.Graph(attrs.list("closure"))
-    return graph.without(attrs.list("excludePaths"))
+    return closure.Graph(spec.closure).without(spec.exclude_paths)
 
 
-def assemble(attrs: Attrs) -> None:
-    out = attrs.out
+def assemble(spec: LayersSpec) -> None:
+    out = spec.out
     os.makedirs(out, exist_ok=True)
-    name = check_image_name(attrs.str("imageName", required=True))
-    tag = check_tag(attrs.str("tag") or tag_from_out(out))
-    max_layers = attrs.int("maxLayers", 100)
+    name = check_image_name(spec.image_name)
+    tag = check_tag(spec.tag or tag_from_out(out))
+    max_layers = spec.max_layers
     if max_layers < 2:
         raise SpecError(
             f"maxLayers = {max_layers}: must be at least 2 (one for the customisation layer, one for store paths)"
         )
-    created = image_config_mod.resolve_created(attrs.str("created", "1970-01-01T00:00:01Z"))
-    stamp = _stamp(attrs)
+    created = image_config_mod.resolve_created(spec.created)
+    stamp = _stamp(spec)
     # Compressed digests wanted by the stream: computed here, once.
-    encodings = encodings_of(attrs.str("layerCompression"))
+    encodings = encodings_of(spec.layer_compression)
 
-    base = _base_image(attrs, out)
+    base = _base_image(spec, out)
     base_layers = base.layers if base else []
-    explicit = _explicit_layers(attrs.list("layers"))
+    explicit = _explicit_layers(spec.layers)
     budget = max_layers - len(base_layers) - len(explicit) - 1
-    graph = _store_graph(attrs).without(_paths_in(base_layers + explicit))
+    graph = _store_graph(spec).without(_paths_in(base_layers + explicit))
     if graph.refs and budget < 1:
         raise SpecError(
             f"maxLayers = {max_layers}: the base image has {len(base_layers)} layers, "
@@ -184,36 +182,40 @@ def assemble(attrs: Attrs) -> None:
     sizes = {p: info.get("narSize", 0) for p, info in graph.info.items()}
     new_layers = explicit + hash_store_layers(groups, stamp, encodings=encodings, sizes=sizes)
     history = [
-        {"created": created, "comment": "store paths: " + " ".join(layer.source["paths"])} for layer in new_layers
+        {"created": created, "comment": "store paths: " + " ".join(_source(layer)["paths"])} for layer in new_layers
     ]
 
-    custom = attrs.str("customisationLayer")
-    if custom:
-        tar = os.path.join(custom, "layer.tar")
-        rng = FileRange(tar, 0, os.path.getsize(tar))
-        stats = range_stats(rng, tar)
-        new_layers.append(layer_from_range(rng, stats["diffId"], verify=False, what=tar, stats=stats))
-        history.append({"created": created, "comment": "customisation layer"})
+    tar = os.path.join(spec.customisation_layer, "layer.tar")
+    rng = FileRange(tar, 0, os.path.getsize(tar))
+    stats = range_stats(rng, tar)
+    new_layers.append(layer_from_range(rng, stats["diffId"], verify=False, what=tar, stats=stats))
+    history.append({"created": created, "comment": "customisation layer"})
 
     layers = base_layers + new_layers
     fill_known(layers, encodings)
     config = image_config_mod.image_config(
         base=base.config if base else None,
-        run_config=attrs.dict("config"),
+        run_config=spec.config,
         diff_ids=[layer.diff_id for layer in layers],
         history=history,
         created=created,
-        architecture=attrs.str("architecture", required=True),
-        os=attrs.str("os", "linux"),
-        variant=attrs.str("variant"),
+        architecture=spec.architecture,
+        os=spec.os,
+        variant=spec.variant,
     )
     write_description(
         out,
         config_bytes=canonical_json(config),
         entries=[entry_of(layer) for layer in layers],
         repo_tag=f"{name}:{tag}",
-        extra={"layerCompression": encodings[0]} if encodings else None,
+        extra={"layerCompression": encodings[0]} if encodings else {},
     )
     # What the SBOM and explain need (the closure graph, the roots and their
     # meta), in a file of its own: the stream never reads it.
-    record_contents(attrs, out)
+    record_contents(spec, out)
+
+
+def _source(layer: Layer) -> dict:
+    if layer.source is None:
+        raise SpecError(f"layer {layer.diff_id} has no source")
+    return layer.source

@@ -16,9 +16,9 @@ from __future__ import annotations
 import os
 import stat
 import subprocess
-from typing import Dict, List
+from typing import Dict, List, Sequence
 
-from builder.contract import Attrs
+from builder.contract import ImageLayerSpec
 from builder.errors import BuildError
 from builder.formats.load import load_image
 from builder.model.config import epoch_of
@@ -33,18 +33,18 @@ __all__ = ["build_image_layer"]
 _WORK = "work"
 
 
-def _copy_contents(attrs: Attrs, upper: str) -> Dict[str, int]:
+def _copy_contents(spec: ImageLayerSpec, upper: str) -> Dict[str, int]:
     """copyToRoot's trees copied (not linked) at /. Directories are made
     writable so the commands can add to them; returns their real modes."""
-    keep = ["--keep-directory-symlink"] if attrs.bool("keepContentsDirlinks") else []
-    for path in attrs.list("copyToRoot"):
+    keep = ["--keep-directory-symlink"] if spec.keep_contents_dirlinks else []
+    for path in spec.copy_to_root:
         if not os.path.lexists(path):
             raise BuildError(f"copyToRoot: {path} does not exist")
         src = path + "/." if os.path.isdir(path) else path
         dest = upper if os.path.isdir(path) else os.path.join(upper, os.path.basename(path).split("-", 1)[-1])
         # Not --preserve=links: a store path's hardlinks depend on how it got
         # into the store (built here, substituted, optimised), not on its NAR.
-        _cp(attrs, ["-R", "--no-dereference", "--preserve=mode", *keep, src, dest])
+        _cp(spec, ["-R", "--no-dereference", "--preserve=mode", *keep, src, dest])
     os.chmod(upper, 0o755)
     modes = {}
     for dirpath, dirnames, _ in os.walk(upper):
@@ -68,19 +68,23 @@ def _restore_modes(modes: Dict[str, int]) -> None:
             os.chmod(path, mode)
 
 
-def _cp(attrs: Attrs, args: List[str]) -> None:
-    r = subprocess.run(["cp", *args], capture_output=True, text=True, env=command_env(attrs))
+def _env(spec: ImageLayerSpec) -> dict:
+    return command_env(spec.tools, spec.bash, spec.out)
+
+
+def _cp(spec: ImageLayerSpec, args: List[str]) -> None:
+    r = subprocess.run(["cp", *args], capture_output=True, text=True, env=_env(spec))
     if r.returncode != 0:
         raise BuildError(f"copying contents failed: {r.stderr.strip()}")
 
 
-def _apply_base(attrs: Attrs, lower: str, work: str) -> None:
+def _apply_base(spec: ImageLayerSpec, from_image: str, lower: str, work: str) -> None:
     base = load_image(
-        attrs.str("fromImage"),
+        from_image,
         workdir=work,
-        name=attrs.str("fromImageName"),
-        tag=attrs.str("fromImageTag"),
-        architecture=attrs.str("architecture"),
+        name=spec.from_image_name,
+        tag=spec.from_image_tag,
+        architecture=spec.architecture,
     )
     files = []
     for i, layer in enumerate(base.layers):
@@ -98,15 +102,15 @@ def _apply_base(attrs: Attrs, lower: str, work: str) -> None:
         os.unlink(path)
 
 
-def _store_paths(attrs: Attrs) -> List[str]:
-    skip = set(attrs.list("excludePaths"))
-    return sorted(node["path"] for node in attrs.list("closure") if node["path"] not in skip)
+def _store_paths(spec: ImageLayerSpec) -> List[str]:
+    skip = set(spec.exclude_paths)
+    return sorted(node["path"] for node in spec.closure if node["path"] not in skip)
 
 
-def _add_nix_db(attrs: Attrs, upper: str) -> None:
-    skip = set(attrs.list("excludePaths"))
-    nixdb.write_nix_db(upper, [n for n in attrs.list("closure") if n["path"] not in skip])
-    nixdb.gcroots(upper, attrs.list("copyToRoot"))
+def _add_nix_db(spec: ImageLayerSpec, upper: str) -> None:
+    skip = set(spec.exclude_paths)
+    nixdb.write_nix_db(upper, [n for n in spec.closure if n["path"] not in skip])
+    nixdb.gcroots(upper, spec.copy_to_root)
 
 
 _MARK = "user.dockertools.lower"
@@ -155,12 +159,12 @@ def _clear_marks(root: str) -> None:
                 pass
 
 
-def _write_layer(attrs: Attrs, lower: str, upper: str, diff: bool, replaced: List[bytes] = ()) -> None:
-    mtime = epoch_of(attrs.data.get("mtime", 1))
-    if _store_paths(attrs):
+def _write_layer(spec: ImageLayerSpec, lower: str, upper: str, diff: bool, replaced: Sequence[bytes] = ()) -> None:
+    mtime = epoch_of(spec.mtime)
+    if _store_paths(spec):
         # /nix/store in the layer, even when the base has none.
         os.makedirs(os.path.join(upper, "nix", "store"), mode=0o755, exist_ok=True)
-    fd = os.open(os.path.join(attrs.out, "layer.tar"), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o444)
+    fd = os.open(os.path.join(spec.out, "layer.tar"), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o444)
     try:
         sink = FdSink(fd)
         if diff:
@@ -169,10 +173,10 @@ def _write_layer(attrs: Attrs, lower: str, upper: str, diff: bool, replaced: Lis
                 sink, lower, upper, Stamp(uid=None, gid=None, mtime=mtime), end=False, replaced=replaced
             )
         else:
-            owner = Stamp(uid=attrs.int("uid", 0), gid=attrs.int("gid", 0), mtime=mtime)
+            owner = Stamp(uid=spec.uid, gid=spec.gid, mtime=mtime)
             write_tree(sink, os.fsencode(upper), b"", owner, hardlinks={}, include_root=False)
-        store_stamp = Stamp(uid=attrs.int("uid", 0), gid=attrs.int("gid", 0), mtime=mtime)
-        for p in _store_paths(attrs):
+        store_stamp = Stamp(uid=spec.uid, gid=spec.gid, mtime=mtime)
+        for p in _store_paths(spec):
             if lower and os.path.lexists(os.path.join(lower, p.lstrip("/"))):
                 continue  # the base has it already
             # Store files: hardlinks written as files, whatever the store's optimisation.
@@ -191,44 +195,41 @@ def _write_layer(attrs: Attrs, lower: str, upper: str, diff: bool, replaced: Lis
         os.close(fd)
 
 
-def build_image_layer(attrs: Attrs) -> None:
-    out = attrs.out
-    os.makedirs(out)
-    with open(os.path.join(out, "config.json"), "w") as f:
-        f.write(attrs.str("configJSON", "{}"))
-    if attrs.str("runAsRoot", "").strip():
+def build_image_layer(spec: ImageLayerSpec) -> None:
+    os.makedirs(spec.out)
+    if spec.run_as_root.strip():
         # Everything from applying the base to packing happens in one
         # fakeroot session, so owners are kept all the way.
-        rerun_under_fakeroot(attrs, "image-layer-fakeroot")
+        rerun_under_fakeroot(spec.fakeroot, spec.python, "image-layer-fakeroot")
         return
     work = os.path.abspath(_WORK)
     upper = os.path.join(work, "upper")
     os.makedirs(upper)
-    modes = _copy_contents(attrs, upper)
-    if attrs.bool("includeNixDB"):
-        _add_nix_db(attrs, upper)
-    run_commands("extraCommands", attrs.str("extraCommands", ""), upper, command_env(attrs))
+    modes = _copy_contents(spec, upper)
+    if spec.include_nix_db:
+        _add_nix_db(spec, upper)
+    run_commands("extraCommands", spec.extra_commands, upper, _env(spec))
     _restore_modes(modes)
-    _write_layer(attrs, "", upper, diff=False)
+    _write_layer(spec, "", upper, diff=False)
 
 
-def build_image_layer_fakeroot(attrs: Attrs) -> None:
+def build_image_layer_fakeroot(spec: ImageLayerSpec) -> None:
     work = os.path.abspath(_WORK)
     lower, upper = os.path.join(work, "lower"), os.path.join(work, "upper")
     os.makedirs(lower)
-    if attrs.str("fromImage"):
-        _apply_base(attrs, lower, work)
+    if spec.from_image:
+        _apply_base(spec, spec.from_image, lower, work)
     # cp -a keeps owners (faked), modes, times and hardlinks of the base.
-    _cp(attrs, ["-a", lower, upper])
-    modes = _copy_contents(attrs, upper)
-    if attrs.bool("includeNixDB"):
-        _add_nix_db(attrs, upper)
-    env = command_env(attrs)
+    _cp(spec, ["-a", lower, upper])
+    modes = _copy_contents(spec, upper)
+    if spec.include_nix_db:
+        _add_nix_db(spec, upper)
+    env = _env(spec)
     marked = _mark_dirs(upper)
-    run_commands("runAsRoot", attrs.str("runAsRoot", ""), upper, env, chroot_prefix(attrs, upper))
-    run_commands("extraCommands", attrs.str("extraCommands", ""), upper, env)
+    run_commands("runAsRoot", spec.run_as_root, upper, env, chroot_prefix(spec.proot, upper))
+    run_commands("extraCommands", spec.extra_commands, upper, env)
     replaced = _replaced_dirs(upper, lower) if marked else []
     if marked:
         _clear_marks(upper)
     _restore_modes(modes)
-    _write_layer(attrs, lower, upper, diff=True, replaced=replaced)
+    _write_layer(spec, lower, upper, diff=True, replaced=replaced)

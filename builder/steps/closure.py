@@ -34,8 +34,8 @@ class Graph:
             refs[path] = sorted(rs)
             info[path] = node
         if not set().union(*refs.values()).issubset(refs.keys()):
-            for path, rs in refs.items():
-                for r in rs:
+            for path, targets in refs.items():
+                for r in targets:
                     if r not in refs:
                         raise BuildError(f"closure graph: {path} refers to {r}, which is not in the graph")
 

@@ -12,9 +12,9 @@ paths it mentions as references of this output.
 from __future__ import annotations
 
 import os
-from typing import List
+from typing import List, Optional, Tuple
 
-from builder.contract import Attrs
+from builder.contract import CustomiseSpec
 from builder.errors import BuildError, SpecError
 from builder.model.config import epoch_of
 from builder.sinks.sink import FdSink
@@ -74,19 +74,20 @@ def pack(root: str, out_tar: str, mtime: int, keep_owners: bool) -> None:
         os.close(fd)
 
 
-def add_nix_db(root: str, attrs: Attrs) -> None:
+def add_nix_db(root: str, spec: CustomiseSpec) -> None:
     """Register the closure of contents in nix/var/nix/db, root their paths."""
-    graph = attrs.list("nixdbClosure")
-    nixdb.write_nix_db(root, graph)
-    nixdb.gcroots(root, attrs.list("contents"))
+    if spec.nixdb_closure is None:
+        raise SpecError("nixdbClosure: missing (includeNixDB needs exportReferencesGraph.nixdbClosure)")
+    nixdb.write_nix_db(root, spec.nixdb_closure)
+    nixdb.gcroots(root, spec.contents)
 
 
-def _nix_owner(attrs: Attrs):
-    owner = (attrs.int("nixUid", 0), attrs.int("nixGid", 0))
-    return owner if attrs.bool("includeNixDB") and owner != (0, 0) else None
+def _nix_owner(spec: CustomiseSpec) -> Optional[Tuple[int, int]]:
+    owner = (spec.nix_uid, spec.nix_gid)
+    return owner if spec.include_nix_db and owner != (0, 0) else None
 
 
-def _chown_nix(root: str, owner) -> None:
+def _chown_nix(root: str, owner: Tuple[int, int]) -> None:
     """Inside fakeroot: /nix, /nix/store and the database belong to the user
     who runs Nix in the container (entries here win over the store layers')."""
     os.makedirs(os.path.join(root, "nix", "store"), exist_ok=True)
@@ -95,33 +96,31 @@ def _chown_nix(root: str, owner) -> None:
             os.lchown(name, *owner)
 
 
-def customise(attrs: Attrs) -> None:
-    out = attrs.out
-    os.makedirs(out)
-    with open(os.path.join(out, "config.json"), "w") as f:
-        f.write(attrs.str("configJSON", "{}"))
+def customise(spec: CustomiseSpec) -> None:
+    os.makedirs(spec.out)
+    with open(os.path.join(spec.out, "config.json"), "w") as f:
+        f.write(spec.config_json)
     root = os.path.abspath(_ROOT)
     os.makedirs(root)
-    link_contents(root, attrs.list("contents"))
-    if attrs.bool("includeNixDB"):
-        add_nix_db(root, attrs)
-    env = command_env(attrs)
-    run_commands("extraCommands", attrs.str("extraCommands", ""), root, env)
-    if attrs.str("fakeRootCommands", "").strip() or attrs.bool("enableFakechroot") or _nix_owner(attrs):
+    link_contents(root, spec.contents)
+    if spec.include_nix_db:
+        add_nix_db(root, spec)
+    env = command_env(spec.tools, spec.bash, spec.out)
+    run_commands("extraCommands", spec.extra_commands, root, env)
+    if spec.fake_root_commands.strip() or spec.enable_fakechroot or _nix_owner(spec):
         # Re-enter ourselves under fakeroot: commands and packing share one session.
-        rerun_under_fakeroot(attrs, "customise-fakeroot", {**os.environ, "PATH": env["PATH"]})
+        rerun_under_fakeroot(spec.fakeroot, spec.python, "customise-fakeroot", {**os.environ, "PATH": env["PATH"]})
         return
-    pack(root, os.path.join(out, "layer.tar"), epoch_of(attrs.data.get("mtime", 1)), keep_owners=False)
+    pack(root, os.path.join(spec.out, "layer.tar"), epoch_of(spec.mtime), keep_owners=False)
 
 
-def customise_fakeroot(attrs: Attrs) -> None:
+def customise_fakeroot(spec: CustomiseSpec) -> None:
     """The half of ``customise`` that runs inside fakeroot."""
     root = os.path.abspath(_ROOT)
-    env = command_env(attrs)
-    if attrs.bool("enableFakechroot"):
-        run_commands("fakeRootCommands", attrs.str("fakeRootCommands", ""), root, env, chroot_prefix(attrs, root))
-    else:
-        run_commands("fakeRootCommands", attrs.str("fakeRootCommands", ""), root, env)
-    if _nix_owner(attrs):
-        _chown_nix(root, _nix_owner(attrs))
-    pack(root, os.path.join(attrs.out, "layer.tar"), epoch_of(attrs.data.get("mtime", 1)), keep_owners=True)
+    env = command_env(spec.tools, spec.bash, spec.out)
+    prefix = chroot_prefix(spec.proot, root) if spec.enable_fakechroot else []
+    run_commands("fakeRootCommands", spec.fake_root_commands, root, env, prefix)
+    owner = _nix_owner(spec)
+    if owner:
+        _chown_nix(root, owner)
+    pack(root, os.path.join(spec.out, "layer.tar"), epoch_of(spec.mtime), keep_owners=True)

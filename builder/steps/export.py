@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import tempfile
 
-from builder.contract import Attrs
+from builder.contract import ExportSpec
 from builder.formats.load import load_image
 from builder.sinks.output import open_output
 from builder.sinks.sink import FdSink
@@ -14,21 +14,16 @@ from builder.tar import whiteout
 __all__ = ["export_image"]
 
 
-def export_image(attrs: Attrs) -> None:
+def export_image(spec: ExportSpec) -> None:
     with tempfile.TemporaryDirectory(dir=os.environ.get("TMPDIR")) as work:
-        image = load_image(
-            attrs.str("fromImage", required=True),
-            workdir=work,
-            name=attrs.str("fromImageName"),
-            tag=attrs.str("fromImageTag"),
-        )
+        image = load_image(spec.from_image, workdir=work, name=spec.from_image_name, tag=spec.from_image_tag)
         files = []
         for i, layer in enumerate(image.layers):
             path = os.path.join(work, f"layer-{i}.tar")
             with open(path, "wb") as f:
-                sink = FdSink(f.fileno())
-                layer.write_tar(sink)
-                sink.flush()
+                layer_sink = FdSink(f.fileno())
+                layer.write_tar(layer_sink)
+                layer_sink.flush()
             files.append(path)
-        with open_output(attrs.out) as sink:
+        with open_output(spec.out) as sink:
             whiteout.write_flattened(sink, files, workdir=work)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 
-from builder.contract import Attrs
+from builder.contract import FilesSpec
 from builder.errors import SpecError
 
 __all__ = ["write_files"]
@@ -24,10 +24,10 @@ def _target(out: str, rel: str) -> str:
     return os.path.join(out, *parts)
 
 
-def write_files(attrs: Attrs) -> None:
-    out = attrs.out
+def write_files(spec: FilesSpec) -> None:
+    out = spec.out
     os.makedirs(out)
-    for i, entry in enumerate(attrs.list("files")):
+    for i, entry in enumerate(spec.files):
         if not isinstance(entry, dict) or "path" not in entry:
             raise SpecError(f"files: entry {i} needs a path")
         target = _target(out, entry["path"])

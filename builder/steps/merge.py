@@ -12,7 +12,7 @@ import os
 import tempfile
 from typing import List
 
-from builder.contract import Attrs
+from builder.contract import MergeSpec
 from builder.formats.description import find_description, read_description
 from builder.formats.docker_archive import Tagged, read_docker_archive_all, write_docker_archive
 from builder.sinks.output import open_output
@@ -32,11 +32,10 @@ def load_images(paths: List[str], workdir: str) -> List[Tagged]:
     return images
 
 
-def merge_images(attrs: Attrs) -> None:
-    if attrs.str("zstd"):
-        # zstd-compressed inputs: the standard library cannot read them
-        os.environ["PATH"] = os.path.dirname(attrs.str("zstd")) + os.pathsep + os.environ.get("PATH", "")
+def merge_images(spec: MergeSpec) -> None:
+    # zstd-compressed inputs: the standard library cannot read them
+    os.environ["PATH"] = os.path.dirname(spec.zstd) + os.pathsep + os.environ.get("PATH", "")
     with tempfile.TemporaryDirectory(dir=os.environ.get("TMPDIR")) as work:
-        images = load_images(attrs.list("images"), work)
-        with open_output(attrs.out) as sink:
+        images = load_images(spec.images, work)
+        with open_output(spec.out) as sink:
             write_docker_archive(sink, images)

@@ -13,8 +13,9 @@ push of the index hashes nothing.
 from __future__ import annotations
 
 import os
+from typing import Dict, List
 
-from builder.contract import Attrs
+from builder.contract import MultiarchSpec
 from builder.errors import SpecError
 from builder.formats.description import entry_of, find_description, write_description
 from builder.formats.load import MULTI_FILE, MULTI_VERSION, load_image, multi_dir
@@ -34,20 +35,21 @@ def _input_image(path: str, workdir: str) -> Image:
     return load_image(path, workdir=workdir)
 
 
-def build_multiarch(attrs: Attrs) -> None:
+def build_multiarch(spec: MultiarchSpec) -> None:
     """``buildMultiArchImage``'s description: one per input image, each with
     the compressed digests asked for."""
-    out = attrs.out
+    out = spec.out
     os.makedirs(out, exist_ok=True)
-    name = check_image_name(attrs.str("imageName", required=True))
-    tag = check_tag(attrs.str("tag") or os.path.basename(out).split("-", 1)[0])
-    encodings = encodings_of(attrs.str("layerCompression"))
-    paths = attrs.list("images")
+    name = check_image_name(spec.image_name)
+    tag = check_tag(spec.tag or os.path.basename(out).split("-", 1)[0])
+    encodings = encodings_of(spec.layer_compression)
+    paths = spec.images
     if not paths:
         raise SpecError("images: give at least one image")
-    images, seen = [], {}
+    images: List[Image] = []
+    seen: Dict[str, int] = {}
     for i, path in enumerate(paths):
-        if not isinstance(path, str) or not os.path.exists(path):
+        if not os.path.exists(path):
             raise SpecError(f"images: element {i} ({path!r}) is not an image in the store")
         image = _input_image(path, os.path.join(out, "images", str(i)))
         key = platform_text(image.platform)
@@ -67,7 +69,7 @@ def build_multiarch(attrs: Attrs) -> None:
             config_bytes=image.config_bytes,
             entries=[entry_of(layer) for layer in image.layers],
             repo_tag=f"{name}:{tag}",
-            extra={"layerCompression": encodings[0]} if encodings else None,
+            extra={"layerCompression": encodings[0]} if encodings else {},
         )
         rels.append(rel)
     doc = {"version": MULTI_VERSION, "repoTag": f"{name}:{tag}", "images": rels, "platforms": sorted(seen)}

@@ -14,7 +14,7 @@ import os
 import sys
 from typing import Optional
 
-from builder.contract import Attrs
+from builder.contract import PushScriptSpec
 from builder.errors import BuildError, RegistryError
 from builder.formats.load import load_target, note_unknown_digests
 from builder.registry.push import push
@@ -71,22 +71,19 @@ def push_target(
     return result.digest
 
 
-def write_push_script(attrs: Attrs) -> None:
+def write_push_script(spec: PushScriptSpec) -> None:
     """``copyToRegistry``: ``$out/bin/copy-to-registry [REF] [--insecure] ...``
     pushes the image; without REF, to its own name and tag."""
-    python = attrs.str("python", required=True)
-    src = attrs.str("src", required=True)
-    description = attrs.str("description", required=True)
     text = (
-        f"#!{python} -IB\n"
+        f"#!{spec.python} -IB\n"
         "# Pushes the image: copy-to-registry [[docker://]HOST[:PORT]/NAME:TAG] [--insecure]\n"
         "#   [--format oci|docker] [--compress none|gzip|zstd]\n"
         "import sys\n"
-        f"sys.path.insert(0, {src!r})\n"
+        f"sys.path.insert(0, {spec.src!r})\n"
         "from builder.cli import main\n"
-        f"sys.exit(main(['push', {description!r}, *sys.argv[1:]]))\n"
+        f"sys.exit(main(['push', {spec.description!r}, *sys.argv[1:]]))\n"
     )
-    bindir = os.path.join(attrs.out, "bin")
+    bindir = os.path.join(spec.out, "bin")
     os.makedirs(bindir)
     path = os.path.join(bindir, "copy-to-registry")
     with open(path, "w") as f:

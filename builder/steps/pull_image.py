@@ -18,9 +18,9 @@ import json
 import ssl
 import sys
 import tempfile
-from typing import Optional
+from typing import Any, Dict, Optional
 
-from builder.contract import Attrs
+from builder.contract import PullImageSpec
 from builder.errors import BuildError, SpecError
 from builder.formats.docker_archive import write_docker_archive
 from builder.model.image import Image, sha256_digest
@@ -70,10 +70,9 @@ def write_pulled(
     check_tag(final_tag)
     platform = platform_text(platform_from_parts(os_, arch or host_platform()["architecture"], variant))
     opener = _opener(tls_verify, ca_file)
-    session = {"opener": opener} if opener else {}
     try:
         with tempfile.TemporaryDirectory(dir=workdir) as layout:
-            image = pull(f"{name}@{image_digest}", layout, platform=platform, insecure=not tls_verify, **session)
+            image = pull(f"{name}@{image_digest}", layout, platform=platform, insecure=not tls_verify, opener=opener)
             write_docker_archive(sink, [(image, [final_ref])], "none")
     finally:
         if opener is not None:
@@ -81,20 +80,20 @@ def write_pulled(
     return image
 
 
-def pull_image(attrs: Attrs) -> None:
+def pull_image(spec: PullImageSpec) -> None:
     """The fixed-output build: Nix checks the archive against the hash."""
-    name, _, digest = attrs.str("sourceURL", required=True).removeprefix("docker://").partition("@")
-    with open_output(attrs.out) as sink:
+    name, _, digest = spec.source_url.removeprefix("docker://").partition("@")
+    with open_output(spec.out) as sink:
         write_pulled(
             sink,
             image_name=name,
             image_digest=digest,
-            final_ref=attrs.str("destNameTag", required=True),
-            os_=attrs.str("os", "linux"),
-            arch=attrs.str("arch"),
-            variant=attrs.str("variant"),
-            tls_verify=attrs.bool("tlsVerify", True),
-            ca_file=attrs.str("sslCertFile"),
+            final_ref=spec.dest_name_tag,
+            os_=spec.os,
+            arch=spec.arch,
+            variant=spec.variant,
+            tls_verify=spec.tls_verify,
+            ca_file=spec.ssl_cert_file,
         )
 
 
@@ -146,7 +145,7 @@ def prefetch(
         tls_verify=not insecure,
     )
     sri = "sha256-" + base64.b64encode(bytes.fromhex(hashed.digest.split(":", 1)[1])).decode()
-    args = {
+    args: Dict[str, Any] = {
         "imageName": name,
         "imageDigest": digest,
         "hash": sri,

@@ -7,7 +7,7 @@ import os
 import sys
 from typing import Optional
 
-from builder.contract import Attrs
+from builder.contract import LayersSpec, SbomFileSpec
 from builder.errors import BuildError
 from builder.model.image import Blob
 from builder.sbom import MEDIA_TYPES, check_format, render_sbom, sbom_filename
@@ -19,22 +19,22 @@ from builder.steps.nixdb import nar_hash_to_base16
 __all__ = ["attach_sbom", "record_contents", "sbom_bytes", "write_sbom", "write_sbom_file"]
 
 
-def record_contents(attrs: Attrs, out: str) -> None:
+def record_contents(spec: LayersSpec, out: str) -> None:
     """Inside the conf build: the closure graph and the roots, next to the description.
 
     ``sbomClosure`` is the graph of what an image holds when its store
     paths are not layered from ``closure`` (buildImage's one layer)."""
-    if "sbomClosure" in attrs.data:
-        nodes = attrs.list("sbomClosure")
-    elif attrs.bool("includeStorePaths", True):
-        nodes = attrs.list("closure")
+    if spec.sbom_closure is not None:
+        nodes = spec.sbom_closure
+    elif spec.include_store_paths:
+        nodes = spec.closure
     else:
         nodes = []
     contents = contents_from_graph(
         nodes,
-        contents=attrs.list("sbomContents"),
-        helpers=attrs.list("excludePaths"),
-        config=attrs.dict("config"),
+        contents=spec.sbom_contents,
+        helpers=spec.exclude_paths,
+        config=spec.config,
         nar_hash=nar_hash_to_base16,
     )
     write_contents(out, contents)
@@ -56,14 +56,12 @@ def write_sbom_file(source: str, output: Optional[str], fmt: str = "spdx", encod
         sink.write(data)
 
 
-def write_sbom(attrs: Attrs) -> None:
+def write_sbom(spec: SbomFileSpec) -> None:
     """``passthru.sbom``: the image's SBOM as a file in the store."""
-    fmt = check_format(attrs.str("sbomFormat", "spdx"))
-    data = sbom_bytes(attrs.str("description", required=True), fmt)
-    out = attrs.out
-    with open(out, "wb") as f:
+    data = sbom_bytes(spec.description, spec.sbom_format)
+    with open(spec.out, "wb") as f:
         f.write(data)
-    os.chmod(out, 0o444)
+    os.chmod(spec.out, 0o444)
 
 
 def attach_sbom(

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from typing import Optional
 
+from builder.contract import ArchiveSpec, ScriptSpec
 from builder.errors import BuildError
 from builder.formats.docker_archive import write_docker_archive
 from builder.formats.load import load_target, note_unknown_digests
@@ -22,7 +23,9 @@ FORMATS = ("docker", "oci", "oci-dir")
 
 
 def _is_directory(output: Optional[str]) -> bool:
-    return bool(output) and output != "-" and (output.endswith("/") or os.path.isdir(output))
+    if not output or output == "-":
+        return False
+    return output.endswith("/") or os.path.isdir(output)
 
 
 def stream(
@@ -76,7 +79,7 @@ def stream(
         write_oci_layout(output, images, encoding)
     elif fmt == "docker":
         with open_output(output, archive_compression, zstd_program) as sink:
-            write_docker_archive(sink, images, encoding)
+            write_docker_archive(sink, [(loaded.images[0], [loaded.repo_tag])], encoding)
     else:
         from builder.formats.oci_layout import write_oci_archive
 
@@ -84,36 +87,30 @@ def stream(
             write_oci_archive(sink, images, encoding)
 
 
-def write_stream_script(attrs) -> None:
+def write_stream_script(spec: ScriptSpec) -> None:
     """The stream executable: a Python script bound to one description."""
-    python = attrs.str("python", required=True)
     text = (
-        f"#!{python} -IB\n"
+        f"#!{spec.python} -IB\n"
         "# Writes the image to stdout: $(nix-build ...) | podman load\n"
         "# Options: --format docker|oci|oci-dir, --compress none|gzip|zstd, --output PATH,\n"
         "#   --push [docker://]HOST[:PORT]/NAME:TAG [--insecure]\n"
         "import sys\n"
-        f"sys.path.insert(0, {attrs.str('src', required=True)!r})\n"
+        f"sys.path.insert(0, {spec.src!r})\n"
         "from builder.cli import main\n"
-        f"sys.exit(main(['stream', {attrs.str('description', required=True)!r}, *sys.argv[1:]]))\n"
+        f"sys.exit(main(['stream', {spec.description!r}, *sys.argv[1:]]))\n"
     )
-    out = attrs.out
-    with open(out, "w") as f:
+    with open(spec.out, "w") as f:
         f.write(text)
-    os.chmod(out, 0o555)
+    os.chmod(spec.out, 0o555)
 
 
-def write_archive(attrs) -> None:
+def write_archive(spec: ArchiveSpec) -> None:
     """buildLayeredImage and friends: the stream, compressed as a whole, into the store."""
-    compressor = attrs.str("compressor", "gz")
-    outer = {"gz": "gzip", "zstd": "zstd", "none": "none"}.get(compressor)
-    if outer is None:
-        raise BuildError(f'compressor: unknown value {compressor!r}: expected "gz", "zstd" or "none"')
     stream(
-        attrs.str("description", required=True),
-        output=attrs.out,
-        archive_compression=outer,
-        fmt=attrs.str("format", "docker"),
-        layer_compression=attrs.str("layerCompression", "none"),
-        zstd_program=attrs.str("zstd"),
+        spec.description,
+        output=spec.out,
+        archive_compression={"gz": "gzip", "zstd": "zstd", "none": "none"}[spec.compressor],
+        fmt=spec.format,
+        layer_compression=spec.layer_compression,
+        zstd_program=spec.zstd,
     )
