@@ -46,6 +46,11 @@ __all__ = [
 MULTI_FILE = "multiarch.json"
 MULTI_VERSION = 1
 
+NOT_OURS = (
+    "not an image of this project (a stream executable or an image description); "
+    "for an archive built into the store (buildLayeredImage, buildImage) give its .stream or .conf"
+)
+
 
 def _tar_names(path: str, workdir: Optional[str]) -> Optional[set]:
     """Top-level names of a tar (unpacking a compressed one once), or None."""
@@ -125,7 +130,7 @@ def load_target(path: str) -> Loaded:
     description, or a stream executable naming one."""
     described = multi_dir(path) or find_description(path)
     if described is None:
-        raise SpecError(f"{path}: not an image of this project (a stream executable or an image description)")
+        raise SpecError(f"{path}: {NOT_OURS}")
     multi = multi_dir(described)
     if multi is None:
         desc = read_description(described)
