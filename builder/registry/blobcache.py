@@ -17,7 +17,12 @@ An entry is a hint, never trusted blindly:
   costs one request, never a wrong image;
 * each entry carries a check value over its key and value, so a damaged
   entry is ignored; a file that is not the expected JSON is ignored whole
-  (and replaced at the next write).
+  (and replaced at the next write);
+* entries are only ever written from digests this builder computed or a
+  registry confirmed. Like containers/image's blob-info cache (skopeo,
+  podman), a deliberately forged entry with a valid check value, naming a
+  blob of the same size that the registry holds, would be believed: the
+  cache is the user's own file, as trusted as the rest of their home.
 
 The file is ``$XDG_CACHE_HOME/nix-docker-tools/blob-info.json`` (else
 ``~/.cache/...``). Without a usable home (a Nix build's ``/homeless-shelter``)
