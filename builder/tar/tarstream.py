@@ -379,7 +379,11 @@ def write_tree(
     pax_name = _PAX_NAME.ljust(100, zeros)
 
     def long_name(full: bytes) -> bytes:
-        body = _pax_record(b"path", full)
+        # _pax_record(b"path", full): the length prefix counts its own digits;
+        # two steps reach the fixed point.
+        core = len(full) + 7
+        n = core + len(b"%d" % (core + len(b"%d" % core)))
+        body = b"%d path=%b\n" % (n, full)
         sz = b"%011o\0" % len(body)
         return b"".join(
             (
