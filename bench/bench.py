@@ -497,7 +497,8 @@ def bench_push(args, paths, stamp):
         env = dict(os.environ, XDG_CACHE_HOME=os.path.join(work, "xdg-cache"))
 
         def ours(n: int, repo: str = "ours"):
-            cmd = [sys.executable, "-m", "builder", "push", os.path.join(work, f"desc{n}")]
+            # As the stream and copy-to-registry scripts run it: isolated, no bytecode written.
+            cmd = [sys.executable, "-IB", os.path.join(REPO, "builder"), "push", os.path.join(work, f"desc{n}")]
             cmd += [f"{host}/{repo}:r{n}", "--insecure", "--compress", "gzip"]
             return _run_into_drain(cmd, env=env)
 
