@@ -26,6 +26,7 @@ from typing import Callable, List, Optional, Tuple, Type
 
 from builder import contract
 from builder.errors import BuildError
+from builder.sinks import compress
 
 __all__ = ["main"]
 
@@ -57,6 +58,8 @@ def _build_step(target: str, spec_type: Type[contract.Spec]) -> Callable[[argpar
 
     def run(args: argparse.Namespace) -> None:
         spec = contract.load(spec_type)
+        # pkgs.zstd's program, for every zstd layer this step reads or writes.
+        compress.use_zstd(getattr(spec, "zstd", None))
         getattr(importlib.import_module(f".{module}", __package__), function)(spec)
 
     return run

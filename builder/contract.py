@@ -179,6 +179,7 @@ class LayersSpec(Spec):
     sbom_contents: List[Dict[str, Any]]  # {path, licenses, homepage} per contents element
     layer_compression: LayerCompression = "none"
     sbom_closure: Optional[List[Dict[str, Any]]] = None  # buildImage's: its one layer's closure
+    zstd: Optional[str] = None  # pkgs.zstd's program: zstd layers, read or written
 
 
 @dataclass(frozen=True)
@@ -198,6 +199,7 @@ class LayerSpec(Spec):
     gname: str
     mtime: Mtime
     layer_compression: LayerCompression = "none"
+    zstd: Optional[str] = None  # pkgs.zstd's program: zstd layers, read or written
 
 
 @dataclass(frozen=True)
@@ -241,6 +243,7 @@ class ImageLayerSpec(Spec):
     fakeroot: Optional[str] = None  # with runAsRoot
     proot: Optional[str] = None  # likewise
     python: Optional[str] = None  # likewise
+    zstd: Optional[str] = None  # pkgs.zstd's program: zstd layers, read or written
 
 
 @dataclass(frozen=True)
@@ -251,6 +254,7 @@ class ExportSpec(Spec):
     from_image: str
     from_image_name: Optional[str]
     from_image_tag: Optional[str]
+    zstd: Optional[str] = None  # pkgs.zstd's program: zstd layers, read or written
 
 
 @dataclass(frozen=True)
@@ -284,6 +288,7 @@ class MultiarchSpec(Spec):
     tag: Optional[str]
     images: List[str]
     layer_compression: LayerCompression = "none"
+    zstd: Optional[str] = None  # pkgs.zstd's program: zstd layers, read or written
 
 
 @dataclass(frozen=True)
@@ -313,6 +318,7 @@ class PullImageSpec(Spec):
     image_tag: str
     image_digest: str
     ssl_cert_file: Optional[str] = None  # with tlsVerify, when pkgs has cacert
+    zstd: Optional[str] = None  # pkgs.zstd's program: zstd layers, read or written
 
 
 @dataclass(frozen=True)

@@ -33,7 +33,7 @@ rec {
     else throw "dockerTools.${fn}: format \"${toString f}\" is unknown: use \"docker\" or \"oci\"";
   checkLayerCompression = fn: c:
     if builtins.elem c [ "none" "gzip" "zstd" ] then c
-    else throw "dockerTools.${fn}: layerCompression \"${toString c}\" is unknown: use \"none\", \"gzip\" or \"zstd\" (zstd needs Python 3.14)";
+    else throw "dockerTools.${fn}: layerCompression \"${toString c}\" is unknown: use \"none\", \"gzip\" or \"zstd\"";
   # Only a non-default value becomes an attribute: existing images keep their
   # derivations, hence their tags.
   ifCompressed = fn: c: if checkLayerCompression fn c == "none" then { } else { layerCompression = c; };

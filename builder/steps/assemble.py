@@ -15,11 +15,12 @@ from typing import Dict, List, Optional, Sequence, Union
 
 from builder.contract import LayerSpec, LayersSpec, check_version
 from builder.errors import SpecError
-from builder.formats.description import entry_of, layer_from_entry, store_layer, write_description
+from builder.formats.description import entry_of, layer_from_entry, store_layer, write_description, zstd_trusted
 from builder.formats.load import load_image
 from builder.model import config as image_config_mod
 from builder.model.image import Image, Layer, canonical_json
 from builder.model.reference import check_image_name, check_tag
+from builder.sinks import compress
 from builder.steps import closure
 from builder.steps.known import encodings_of, fill_known, measure_tar
 from builder.steps.sbom import record_contents
@@ -90,7 +91,8 @@ def _read_layer_set(path: str) -> List[Layer]:
     check_version(doc, LAYERS_VERSION, "buildLayer result", os.path.join(path, LAYERS_FILE))
     if not isinstance(doc.get("layers"), list):
         raise SpecError(f"layers: {path}/{LAYERS_FILE} lists no layers")
-    return [layer_from_entry(e) for e in doc["layers"]]
+    trusted = zstd_trusted(doc.get("zstd"))
+    return [layer_from_entry(e, trusted) for e in doc["layers"]]
 
 
 def _explicit_layers(paths: List[str]) -> List[Layer]:
@@ -119,7 +121,10 @@ def build_layer(spec: LayerSpec) -> None:
         layers = list(pool.map(lambda job: measure(job[0], stamp, job[1], spec.perms, encodings), jobs))
     os.makedirs(spec.out)
     with open(os.path.join(spec.out, LAYERS_FILE), "wb") as f:
-        f.write(canonical_json({"version": LAYERS_VERSION, "layers": [entry_of(layer) for layer in layers]}))
+        doc = {"version": LAYERS_VERSION, "layers": [entry_of(layer) for layer in layers]}
+        if compress.configured_zstd():
+            doc["zstd"] = compress.configured_zstd()
+        f.write(canonical_json(doc))
 
 
 def _stamp(spec: Union[LayerSpec, LayersSpec]) -> Stamp:
