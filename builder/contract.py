@@ -199,6 +199,8 @@ class LayerSpec(Spec):
     gname: str
     mtime: Mtime
     layer_compression: LayerCompression = "none"
+    metadata: Optional[Dict[str, Any]] = None  # the history entry's created_by, comment, author
+    reproducible: bool = True  # false: the layer's tar is kept in the output
     zstd: Optional[str] = None  # pkgs.zstd's program: zstd layers, read or written
 
 

@@ -106,6 +106,9 @@ def layer_from_entry(entry: dict, zstd_trusted: bool = True) -> Layer:
             "storedSize": source["storedSize"],
         }
         layer = layer_from_range(rng, entry["diffId"], verify=False, what=source["path"], stats=stats)
+        if "paths" in source and layer.source is not None:
+            # buildLayer { reproducible = false; }: the store paths the file holds.
+            layer.source["paths"] = list(source["paths"])
     else:
         raise SpecError(f"description: unknown layer source kind {source['kind']!r}")
     layer.known.update(known)
