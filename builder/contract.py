@@ -54,6 +54,7 @@ __all__ = [
     "CONTRACT_VERSION",
     "NIX_ATTRIBUTES",
     "ArchiveSpec",
+    "CommandScriptSpec",
     "CustomiseSpec",
     "ExportSpec",
     "FilesSpec",
@@ -301,6 +302,19 @@ class PushScriptSpec(Spec):
     python: str
     src: str
     description: str
+
+
+@dataclass(frozen=True)
+class CommandScriptSpec(Spec):
+    """``command-script``: ``$out/bin/PROGRAM``, a user command on its own
+    (prefetch-image)."""
+
+    STEP: ClassVar[str] = "command-script"
+    python: str
+    src: str
+    command: Literal["prefetch", "explain"]
+    program: str
+    ssl_cert_file: Optional[str] = None  # when pkgs has cacert: TLS without a system bundle
 
 
 @dataclass(frozen=True)

@@ -57,6 +57,15 @@ rec {
     meta = { mainProgram = "copy-to-registry"; };
   };
 
+  # A user command as its own executable: prefetch-image (nix-prefetch-docker's
+  # options and output), as a flake package and app.
+  commandScript = program: command: mkResult {
+    drv = runBuilder program "command-script" ({
+      inherit python src program command;
+    } // (if pkgs ? cacert then { sslCertFile = "${pkgs.cacert}/etc/ssl/certs/ca-bundle.crt"; } else { }));
+    meta = { mainProgram = program; description = "dockerTools: ${command}"; };
+  };
+
   # The executable that streams an image from its description (`conf`).
   streamScript = baseName: conf: runBuilder "stream-${baseName}" "script" {
     inherit python src;

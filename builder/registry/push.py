@@ -12,7 +12,7 @@ from builder.model.image import Blob, Image
 from builder.model.reference import Reference, parse_reference
 from builder.registry.auth import Credentials
 from builder.registry.client import DEFAULT_CHUNK, RegistryClient
-from builder.report import human_size, progress_line, short_digest
+from builder.report import Progress, ProgressSink, human_size, progress_line, short_digest
 
 __all__ = ["PushResult", "push"]
 
@@ -28,8 +28,21 @@ class PushResult:
     bytes_uploaded: int = 0
 
 
+def _counted(blob: Blob, progress: Progress) -> Blob:
+    def write_to(sink) -> None:
+        blob.write_to(ProgressSink(sink, progress))
+
+    return Blob(blob.media_type, blob.digest, blob.size, write_to)
+
+
 def _send_blob(
-    client: RegistryClient, blob: Blob, label: str, result: PushResult, mount_from: Optional[str], chunk_size: int
+    client: RegistryClient,
+    blob: Blob,
+    label: str,
+    result: PushResult,
+    mount_from: Optional[str],
+    chunk_size: int,
+    show_bytes: bool = False,
 ) -> None:
     if client.blob_exists(blob.digest):
         result.skipped.append(blob.digest)
@@ -40,16 +53,22 @@ def _send_blob(
         result.mounted.append(blob.digest)
         client.progress(f"{label} {short_digest(blob.digest)} mounted from {mount_from}")
         return
+    # A big layer shows bytes sent / size while it goes up (after a second).
+    progress = Progress(f"{label} uploading", blob.size) if show_bytes else None
+    sent = _counted(blob, progress) if progress else blob
     try:
         if blob.size > chunk_size:
-            client.upload_chunks(location, blob, chunk_size)
+            client.upload_chunks(location, sent, chunk_size)
         else:
-            client.upload_whole(location, blob)
+            client.upload_whole(location, sent)
     except Exception:
         # Not on Ctrl-C: a DELETE could keep the user waiting; the registry
         # purges abandoned uploads by itself.
         client.cancel_upload(location)
         raise
+    finally:
+        if progress:
+            progress.close("")
     result.uploaded.append(blob.digest)
     result.bytes_uploaded += blob.size
     client.progress(f"{label} {short_digest(blob.digest)} {human_size(blob.size)} uploaded")
@@ -83,7 +102,7 @@ def push(
         reference, insecure=insecure, auth=auth, progress=progress, actions="pull,push", extra_scopes=extra, **session
     )
     try:
-        return _push(client, rendered, reference, mount_from, chunk_size)
+        return _push(client, rendered, reference, mount_from, chunk_size, progress is not None)
     finally:
         client.close()
 
@@ -94,6 +113,7 @@ def _push(
     reference: Reference,
     mount_from: Optional[str],
     chunk_size: int,
+    show_bytes: bool = False,
 ) -> PushResult:
     client.ping()
     result = PushResult(str(reference), rendered.top.digest)
@@ -104,7 +124,7 @@ def _push(
     for label, blob in labelled:
         client.retrying(
             f"{label} {short_digest(blob.digest)}",
-            lambda: _send_blob(client, blob, label, result, mount_from, chunk_size),
+            lambda: _send_blob(client, blob, label, result, mount_from, chunk_size, show_bytes),
         )
     if rendered.top.media_type in manifest.INDEX_TYPES:
         # An index may only name manifests the registry already has.

@@ -20,6 +20,7 @@ from builder.formats.load import load_image
 from builder.model import config as image_config_mod
 from builder.model.image import Image, Layer, canonical_json
 from builder.model.reference import check_image_name, check_tag
+from builder.report import Progress, ProgressSink, human_size
 from builder.sinks import compress
 from builder.sinks.sink import FdSink, Sink
 from builder.steps import closure
@@ -43,11 +44,19 @@ def measure(
     roots: Sequence[str] = (),
     perms: Sequence[dict] = (),
     encodings: Sequence[str] = (),
+    progress: Optional[Progress] = None,
 ) -> Layer:
     """A store layer with its digest and size, from one pass over its files;
     with ``encodings``, the digests of its compressed forms from the same pass."""
     probe = store_layer(paths, stamp, "", 0, list(roots), list(perms))
-    diff_id, size, compressed = measure_tar(probe.write_tar, encodings)
+    write_tar = probe.write_tar
+    if progress is not None:
+        shown = progress
+
+        def write_tar(sink: Sink) -> None:
+            probe.write_tar(ProgressSink(sink, shown))
+
+    diff_id, size, compressed = measure_tar(write_tar, encodings)
     layer = store_layer(paths, stamp, diff_id, size, list(roots), list(perms))
     layer.known.update(compressed)
     return layer
@@ -67,12 +76,19 @@ def hash_store_layers(
     if sizes:
         order.sort(key=lambda i: -sum(sizes.get(p, 0) for p in groups[i]))
     results: List[Optional[Layer]] = [None] * len(groups)
+    # NAR sizes are close to the tar sizes: the total of the progress shown
+    # when this takes more than a second.
+    total = sum(sizes.get(p, 0) for g in groups for p in g) if sizes else None
+    what = "measuring layers" + (f" ({', '.join(encodings)})" if encodings else "")
+    progress = Progress(what, total or None)
 
     def one(i: int) -> None:
-        results[i] = measure(groups[i], stamp, encodings=encodings)
+        layer = results[i] = measure(groups[i], stamp, encodings=encodings, progress=progress)
+        progress.item(f"layer {i + 1}/{len(groups)} measured: {human_size(layer.size)}")
 
     with ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 1) as pool:
         list(pool.map(one, order))
+    progress.close()
     return [layer for layer in results if layer is not None]
 
 
