@@ -56,7 +56,6 @@ __all__ = [
     "gzip_format",
     "use_zstd",
     "zstd_decoder",
-    "zstd_format",
     "zstd_program",
 ]
 
@@ -268,11 +267,6 @@ def zstd_program() -> str:
             "zstd needs the zstd program (pkgs.zstd): images built here record it; outside a build, put zstd on PATH"
         )
     return program
-
-
-def zstd_format() -> str:
-    """Everything the zstd bytes depend on besides the input."""
-    return f"zstd-level{ZSTD_LEVEL}-single-thread-{_zstd_program or 'PATH'}"
 
 
 class _ZstdProgramSink(Sink):

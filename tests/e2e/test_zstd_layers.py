@@ -117,3 +117,42 @@ def test_zstd_layered_archive_as_base(tmp_path):
     zs = nix_build(expr, tmp_path, attr="zstd")
     oci = read_oci_archive(subprocess.run([zs, "--format", "oci"], capture_output=True, check=True).stdout)
     assert oci.image.manifest["layers"][:n_base] == base_archive.image.manifest["layers"]
+
+
+def test_foreign_oci_layout_with_zstd_layers_as_base(tmp_path):
+    """A base whose tar+zstd layers another tool wrote: skopeo recompresses
+    an image to zstd (its own zstd library, its own frame layout) into an
+    OCI layout directory, and that directory is fromImage."""
+    plain = nix_build(
+        'dockerTools.buildLayeredImage { name = "foreign"; tag = "f"; contents = [ fixtures.chainB ]; format = "oci"; }',
+        tmp_path,
+    )
+    layout = tmp_path / "foreign-zstd"
+    run(
+        "skopeo",
+        "copy",
+        "-q",
+        "--dest-compress-format",
+        "zstd",
+        f"oci-archive:{plain}:f",
+        f"oci:{layout}:f",
+    )
+    foreign = read_oci_dir(str(layout))
+    assert all(d["mediaType"] == ZSTD_OCI for d in foreign.image.manifest["layers"])
+    script = nix_build(
+        f"""dockerTools.streamLayeredImage {{ name = "on-foreign"; tag = "t";
+          fromImage = builtins.path {{ path = {layout}; name = "foreign-zstd"; }};
+          contents = [ pkgs.hello ]; config.Cmd = [ "/bin/hello" ]; }}""",
+        tmp_path,
+    )
+    data = subprocess.run([script], capture_output=True, check=True).stdout
+    child = read_archive(data)  # the foreign layers, decompressed, hash to their diff_ids
+    n = len(foreign.image.manifest["layers"])
+    assert child.config["rootfs"]["diff_ids"][:n] == foreign.image.config["rootfs"]["diff_ids"]
+    podman_load(data)
+    assert podman_run("on-foreign:t") == "Hello, world!\n"
+    # Pushed with --compress zstd, skopeo's zstd blobs go up as they are.
+    oci = read_oci_archive(
+        subprocess.run([script, "--format", "oci", "--compress", "zstd"], capture_output=True, check=True).stdout
+    )
+    assert oci.image.manifest["layers"][:n] == foreign.image.manifest["layers"]
