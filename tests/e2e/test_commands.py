@@ -7,9 +7,10 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import uuid
 
 import pytest
-from nixhelpers import REPO, nix_build
+from nixhelpers import PREAMBLE, REPO, nix_build
 from registry_fixture import open_registry  # noqa: F401 (fixture)
 from test_oci_push import push, unique
 
@@ -116,3 +117,32 @@ def test_progress_while_streaming_and_compressing(big, tmp_path):
     )
     assert quiet.returncode == 0 and quiet.stderr.startswith("note:") and len(quiet.stderr.splitlines()) == 1
     assert (tmp_path / "q.tar").read_bytes() == out.read_bytes()
+
+
+def test_progress_while_a_big_layer_uploads(open_registry, big):  # noqa: F811
+    """gzip made while it goes up (no digests from the build): seconds for
+    one layer, shown as bytes sent of its size before its "uploaded" line."""
+    ref = open_registry.ref(unique("cmd-big") + ":t")
+    r = push(big, ref, "--compress", "gzip")
+    lines = r.stderr.splitlines()
+    sending = [line for line in lines if line.startswith("layer 1/2 uploading: ") and "%)" in line]
+    assert sending, r.stderr
+    done = next(i for i, line in enumerate(lines) if line.startswith("layer 1/2 ") and line.endswith("uploaded"))
+    assert lines.index(sending[0]) < done
+    quiet = push(big, open_registry.ref(unique("cmd-big") + ":q"), "--compress", "gzip", "--quiet")
+    assert [line for line in quiet.stderr.splitlines() if not line.startswith("note:")] == []
+    assert quiet.stdout.strip() == r.stdout.strip()  # the digest, alone on stdout
+
+
+def test_build_layered_image_shows_progress_in_the_build_log(session_tmp):
+    """buildLayeredImage compresses the whole archive with gzip in the
+    build: its log shows the layers and bytes as they go."""
+    f = session_tmp / "big-archive.nix"
+    # A fresh build each run (a cached one shows no log).
+    f.write_text(
+        PREAMBLE + 'dockerTools.buildLayeredImage { name = "cmd-big-archive"; contents = [ fixtures.bigRandom ]; '
+        f'extraCommands = "echo {uuid.uuid4().hex} > run"; }}'
+    )
+    r = subprocess.run(["nix-build", str(f), "--no-out-link"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert "layer 1/2: 120.0 MB" in r.stderr and "writing cmd-big-archive:" in r.stderr, r.stderr[-3000:]
