@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 import tarfile
 from dataclasses import dataclass
 from typing import List, Optional, Union
@@ -29,6 +28,7 @@ from builder.formats.docker_archive import read_docker_archive
 from builder.formats.members import members_by_name
 from builder.formats.oci_layout import read_oci
 from builder.model.image import Image
+from builder.report import progress_line
 from builder.tar.layerfile import detect_encoding, plain_archive
 
 __all__ = ["MULTI_FILE", "MULTI_VERSION", "Loaded", "load_image", "load_target", "multi_dir", "note_unknown_digests"]
@@ -129,9 +129,7 @@ def note_unknown_digests(loaded: Loaded, encoding: str) -> None:
         return
     missing = sum(1 for image in loaded.images for layer in image.layers if encoding not in layer.known)
     if missing:
-        print(
+        progress_line(
             f"note: {missing} layer(s) have no {encoding} digest from the build "
-            f'(set layerCompression = "{encoding}"): compressing them twice',
-            file=sys.stderr,
-            flush=True,
+            f'(set layerCompression = "{encoding}"): compressing them twice'
         )
