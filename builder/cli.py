@@ -1,20 +1,12 @@
 """Command line: one subcommand per job; the only place that prints errors
 and chooses exit codes.
 
-Build commands (run by Nix, configured by ``.attrs.json``):
-  customise, customise-fakeroot, layers, layer, files, merge, image-layer, export, script, archive,
-  multiarch, push-script, command-script, pull-image
-User commands (also as executables Nix writes: main(argv, prog=NAME); --help shows examples):
-  stream DESCRIPTION [--format docker|oci|oci-dir] [--compress none|gzip|zstd] [--output PATH]
-                     [--push [docker://]HOST[:PORT]/NAME:TAG [--insecure]] [--quiet]
-  push SOURCE [REF] [--insecure] [--format oci|docker] [--compress none|gzip|zstd] [--quiet]
-  prefetch [IMAGE_NAME [IMAGE_TAG|IMAGE_DIGEST]] [--image-name N] [--image-tag T] [--image-digest D]
-           [--os OS] [--arch ARCH] [--variant V] [--final-image-name N] [--final-image-tag T]
-           [--insecure] [--json] [--quiet]                    (nix-prefetch-docker's options)
-  explain IMAGE [--path STOREPATH] [--json] [--top N]
-  sbom IMAGE [--output FILE] [--format spdx|cyclonedx] [--compress none|gzip|zstd]
-  (stream: --explain [--path P] [--json], --sbom FILE [--sbom-format F], --push REF --attach-sbom;
-   push: --attach-sbom [--sbom-format F])
+Build commands, run inside Nix builds and configured by ``.attrs.json``, are
+listed in ``_BUILD_STEPS``; the commands users run (stream, push, prefetch,
+explain, sbom) are defined in ``_USER_COMMANDS`` and ``_parser``, and run as
+the executables Nix writes (the stream executable, copy-to-registry,
+prefetch-image) through ``main(argv, prog=NAME)``. ``--help`` shows them,
+with examples.
 """
 
 from __future__ import annotations
