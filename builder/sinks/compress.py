@@ -236,7 +236,7 @@ class _GzipSink(Sink):
 #   threads can only do this mode, so this is the one every build can repeat.
 # * input always on a pipe, and ``--no-content-size``: the frame never
 #   records a size that only a file input would give;
-# * ``--check``: the content checksum, on whatever the program's default;
+# * ``--check``: the content checksum, said explicitly (not left to defaults);
 # * a fixed level (``ZSTD_LEVEL``) and no ``ZSTD_CLEVEL``/``ZSTD_NBTHREADS``
 #   from the environment.
 
