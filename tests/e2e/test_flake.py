@@ -107,6 +107,8 @@ def test_nix_run_prefetch_image_app(tmp_path):
             "nix",
             *FEATURES,
             "run",
+            # The stand-in reads the host's programs when evaluated.
+            "--impure",
             f"{repo}#prefetch-image",
             "--no-write-lock-file",
             "--override-input",
@@ -127,6 +129,7 @@ def test_nix_run_prefetch_image_app(tmp_path):
             "nix",
             *FEATURES,
             "build",
+            "--impure",
             f"{repo}#prefetch-image",
             "--out-link",
             str(link),
