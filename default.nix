@@ -36,4 +36,6 @@ in
   inherit (pull) pullImage;
   inherit (multiarch) streamMultiArchImage buildMultiArchImage;
   inherit (nixShell) streamNixShellImage buildNixShellImage;
+  # nix-prefetch-docker's counterpart: $out/bin/prefetch-image [IMAGE_NAME [TAG|DIGEST]] [options]
+  prefetchImage = builder.commandScript "prefetch-image" "prefetch";
 }

@@ -7,7 +7,7 @@ let
   inherit (lib) toList hashPart checkType;
   inherit (platform) hostPlatform variantOf;
   inherit (checks) checkName checkTag checkConfig checkMaxLayers checkFormat ifCompressed
-    checkPaths checkContents checkFromImage;
+    checkPaths checkContents checkFromImage checkPerms checkMetadata;
   inherit (builder) python runBuilder archiveOf copyToRegistryOf streamScript;
   inherit (result) mkResult;
   sbom = import ./sbom.nix { inherit runBuilder; };
@@ -41,10 +41,10 @@ let
     , ignore ? null          # a store path to leave out
     , layers ? [ ]           # buildLayer results whose paths are not repeated
     , maxLayers ? 1          # split by popularity into at most this many layers
-    , perms ? [ ]            # [ { path; regex; mode; uid; gid; uname; gname; } ]
-    , reproducible ? true    # accepted for nix2container compatibility
+    , perms ? [ ]            # [ { path; regex; mode; uid; gid; uname; gname; } ]: regex found anywhere in the path, mode "0644"
+    , reproducible ? true    # false: the layer's tar is kept in this output, streams copy it (nix2container's)
     , uid ? 0, gid ? 0, uname ? "root", gname ? "root", mtime ? "1970-01-01T00:00:01Z"
-    , metadata ? { }
+    , metadata ? { }         # the layer's history entry: { created_by; comment; author; }
     , layerCompression ? "none"  # also record the digests of the layers' gzip/zstd forms
     }:
     let chk = checkType "buildLayer"; in
@@ -57,7 +57,7 @@ let
         uname = chk "uname" [ "string" ] uname;
         gname = chk "gname" [ "string" ] gname;
         mtime = chk "mtime" [ "string" "int" ] mtime;
-        perms = map (p: chk "perms element" [ "set" ] p) (chk "perms" [ "list" ] perms);
+        perms = checkPerms "buildLayer" perms;
         maxLayers = if builtins.isInt maxLayers && maxLayers >= 1 then maxLayers
           else throw "dockerTools.buildLayer: maxLayers must be an integer of at least 1, got ${toString maxLayers}";
         copyToRoot = checkPaths "buildLayer" "copyToRoot" (toList copyToRoot);
@@ -65,7 +65,10 @@ let
         parentLayers = chk "layers" [ "list" ] layers;
         exportReferencesGraph.closure = checkPaths "buildLayer" "deps" (chk "deps" [ "list" ] deps)
           ++ toList copyToRoot;
-      } // ifCompressed "buildLayer" layerCompression);
+      } // ifCompressed "buildLayer" layerCompression
+        # Only non-default values become attributes: existing layers keep their derivations.
+        // (if checkMetadata "buildLayer" metadata == { } then { } else { inherit metadata; })
+        // (if chk "reproducible" [ "bool" ] reproducible then { } else { reproducible = false; }));
     };
 
   streamLayeredImage = args@

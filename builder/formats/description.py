@@ -23,6 +23,7 @@ from typing import Any, Dict, List, Optional, Sequence
 from builder.contract import check_version
 from builder.errors import SpecError
 from builder.model.image import Image, Layer, canonical_json
+from builder.sinks import compress
 from builder.tar.layerfile import FileRange, layer_from_range
 from builder.tar.rootfs import parse_perms, write_layer
 from builder.tar.tarstream import Stamp
@@ -37,6 +38,7 @@ __all__ = [
     "store_layer",
     "store_source",
     "write_description",
+    "zstd_trusted",
 ]
 
 VERSION = 1
@@ -80,10 +82,12 @@ def entry_of(layer: Layer) -> dict:
     return entry
 
 
-def layer_from_entry(entry: dict) -> Layer:
-    """The Layer a description entry stands for."""
+def layer_from_entry(entry: dict, zstd_trusted: bool = True) -> Layer:
+    """The Layer a description entry stands for. Without ``zstd_trusted``
+    (the entry's zstd digests came from another zstd program than this
+    process uses), recorded zstd digests are dropped, to be made again."""
     source = entry["source"]
-    known = {enc: tuple(v) for enc, v in entry.get("known", {}).items()}
+    known = {enc: tuple(v) for enc, v in entry.get("known", {}).items() if zstd_trusted or enc != "zstd"}
     if source["kind"] == "store":
         layer = store_layer(
             source["paths"],
@@ -102,6 +106,9 @@ def layer_from_entry(entry: dict) -> Layer:
             "storedSize": source["storedSize"],
         }
         layer = layer_from_range(rng, entry["diffId"], verify=False, what=source["path"], stats=stats)
+        if "paths" in source and layer.source is not None:
+            # buildLayer { reproducible = false; }: the store paths the file holds.
+            layer.source["paths"] = list(source["paths"])
     else:
         raise SpecError(f"description: unknown layer source kind {source['kind']!r}")
     layer.known.update(known)
@@ -126,8 +133,20 @@ def write_description(
     with open(os.path.join(out_dir, "config.json"), "wb") as f:
         f.write(config_bytes)
     doc = {"version": VERSION, "repoTag": repo_tag, "layers": entries, **(extra or {})}
+    if compress.configured_zstd():
+        # The stream compresses (and reads) zstd layers with this same program.
+        doc["zstd"] = compress.configured_zstd()
     with open(os.path.join(out_dir, "image.json"), "wb") as f:
         f.write(canonical_json(doc))
+
+
+def zstd_trusted(recorded: Optional[str]) -> bool:
+    """Whether zstd digests recorded with the program ``recorded`` hold in
+    this process: a stream adopts its description's program; a build that
+    has its own keeps them only when it is the same program."""
+    if recorded and compress.configured_zstd() is None:
+        compress.use_zstd(recorded)
+    return bool(recorded) and recorded == compress.configured_zstd()
 
 
 _SCRIPT_RE = re.compile(rb"main\(\['stream', '([^']+)'")
@@ -164,7 +183,7 @@ def read_description(path: str) -> Description:
         raise SpecError(f"{path}: not an image description (image.json is not a JSON object)")
     check_version(doc, VERSION, "description", path)
     try:
-        layers = [layer_from_entry(e) for e in doc["layers"]]
+        layers = [layer_from_entry(e, zstd_trusted(doc.get("zstd"))) for e in doc["layers"]]
         return Description(
             Image(config_bytes, layers), doc["repoTag"], doc["layers"], doc.get("layerCompression", "none")
         )

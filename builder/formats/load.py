@@ -23,7 +23,7 @@ from typing import List, Optional, Union
 
 from builder.contract import check_version
 from builder.errors import ImageFormatError, SpecError
-from builder.formats.description import find_description, read_description
+from builder.formats.description import find_description, read_description, zstd_trusted
 from builder.formats.docker_archive import Tagged, read_docker_archive, read_docker_archive_all
 from builder.formats.members import members_by_name
 from builder.formats.oci_layout import read_oci
@@ -141,6 +141,7 @@ def load_target(path: str) -> Loaded:
     except (OSError, ValueError) as e:
         raise SpecError(f"{multi}: not a multi-platform description ({e})") from None
     check_version(doc, MULTI_VERSION, "multi-platform description", multi)
+    zstd_trusted(doc.get("zstd"))
     images = [read_description(os.path.join(multi, rel)).image for rel in doc["images"]]
     return Loaded(images, doc["repoTag"], doc.get("layerCompression", "none"))
 

@@ -14,19 +14,28 @@ from builder.model.platform import host_platform, parse_platform, select_descrip
 from builder.model.reference import DIGEST_RE, Reference, parse_reference
 from builder.registry.auth import Credentials
 from builder.registry.client import RegistryClient
-from builder.report import human_size, progress_line, short_digest
+from builder.report import Progress, ProgressSink, human_size, progress_line, short_digest
 from builder.sinks.sink import Sink
 
 __all__ = ["pull"]
 
 
-def _remote_blob(client: RegistryClient, desc: dict) -> Blob:
+def _remote_blob(client: RegistryClient, desc: dict, label: Optional[str] = None) -> Blob:
     digest = desc.get("digest") or ""
     if not DIGEST_RE.match(digest) or not isinstance(desc.get("size"), int):
         raise RegistryError(f"malformed descriptor in a manifest: {json.dumps(desc)[:200]}")
 
     def write_to(sink: Sink) -> None:
-        client.fetch_blob(digest, sink)  # its byte count is unused: store_blob checks size and digest
+        # Its byte count is unused: store_blob checks size and digest. A big
+        # layer shows bytes received / size while it comes (after a second).
+        if label is None:
+            client.fetch_blob(digest, sink)
+            return
+        progress = Progress(f"{label} downloading", desc["size"])
+        try:
+            client.fetch_blob(digest, ProgressSink(sink, progress))
+        finally:
+            progress.close("")
 
     return Blob(desc.get("mediaType") or "", digest, desc["size"], write_to)
 
@@ -58,12 +67,19 @@ def pull(
     try:
         # Without an explicit platform, an index's entry for the host wins.
         prefer = None if platform else host_platform(machine)
-        return _pull(client, reference, directory, want, prefer)
+        return _pull(client, reference, directory, want, prefer, progress is not None)
     finally:
         client.close()
 
 
-def _pull(client: RegistryClient, reference: Reference, directory: str, want: dict, prefer: Optional[dict]) -> Image:
+def _pull(
+    client: RegistryClient,
+    reference: Reference,
+    directory: str,
+    want: dict,
+    prefer: Optional[dict],
+    show: bool = False,
+) -> Image:
     client.ping()
     oci_layout.init_layout(directory)
     data, media_type = client.retrying("manifest", lambda: client.get_manifest(reference.target))
@@ -77,7 +93,8 @@ def _pull(client: RegistryClient, reference: Reference, directory: str, want: di
     if media_type not in MANIFEST_TYPES:
         raise RegistryError(f"{reference}: unsupported manifest type {media_type!r}")
     manifest = Blob.from_bytes(media_type, data)
-    layers = [_remote_blob(client, d) for d in doc.get("layers") or []]
+    descs = doc.get("layers") or []
+    layers = [_remote_blob(client, d, f"layer {i}/{len(descs)}" if show else None) for i, d in enumerate(descs, 1)]
     _fetch_into(client, directory, _remote_blob(client, doc.get("config") or {}), "config")
     for i, blob in enumerate(layers, 1):
         _fetch_into(client, directory, blob, f"layer {i}/{len(layers)}")

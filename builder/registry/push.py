@@ -20,7 +20,7 @@ from builder.model.reference import Reference, parse_reference
 from builder.registry.auth import Credentials
 from builder.registry.blobcache import BlobCache, format_of
 from builder.registry.client import DEFAULT_CHUNK, RegistryClient
-from builder.report import human_size, progress_line, short_digest
+from builder.report import Progress, ProgressSink, human_size, progress_line, short_digest
 
 __all__ = ["PushResult", "push"]
 
@@ -38,6 +38,13 @@ class PushResult:
     stale: List[str] = field(default_factory=list)  # cache entries the registry did not confirm
 
 
+def _counted(blob: Blob, progress: Progress) -> Blob:
+    def write_to(sink) -> None:
+        blob.write_to(ProgressSink(sink, progress))
+
+    return Blob(blob.media_type, blob.digest, blob.size, write_to)
+
+
 def _send_blob(
     client: RegistryClient,
     blob: Blob,
@@ -46,6 +53,7 @@ def _send_blob(
     mount_from: Optional[str],
     chunk_size: int,
     present: Dict[str, str],
+    show_bytes: bool = False,
 ) -> None:
     how = present.get(blob.digest)
     if how == "mounted":
@@ -56,11 +64,17 @@ def _send_blob(
         result.skipped.append(blob.digest)
         client.progress(f"{label} {short_digest(blob.digest)} skipped (already present)")
         return
-    _send_new_blob(client, blob, label, result, mount_from, chunk_size)
+    _send_new_blob(client, blob, label, result, mount_from, chunk_size, show_bytes)
 
 
 def _send_new_blob(
-    client: RegistryClient, blob: Blob, label: str, result: PushResult, mount_from: Optional[str], chunk_size: int
+    client: RegistryClient,
+    blob: Blob,
+    label: str,
+    result: PushResult,
+    mount_from: Optional[str],
+    chunk_size: int,
+    show_bytes: bool = False,
 ) -> None:
     if client.blob_exists(blob.digest):
         result.skipped.append(blob.digest)
@@ -71,16 +85,22 @@ def _send_new_blob(
         result.mounted.append(blob.digest)
         client.progress(f"{label} {short_digest(blob.digest)} mounted from {mount_from}")
         return
+    # A big layer shows bytes sent / size while it goes up (after a second).
+    progress = Progress(f"{label} uploading", blob.size) if show_bytes else None
+    sent = _counted(blob, progress) if progress else blob
     try:
         if blob.size > chunk_size:
-            client.upload_chunks(location, blob, chunk_size)
+            client.upload_chunks(location, sent, chunk_size)
         else:
-            client.upload_whole(location, blob)
+            client.upload_whole(location, sent)
     except Exception:
         # Not on Ctrl-C: a DELETE could keep the user waiting; the registry
         # purges abandoned uploads by itself.
         client.cancel_upload(location)
         raise
+    finally:
+        if progress:
+            progress.close("")
     result.uploaded.append(blob.digest)
     result.bytes_uploaded += blob.size
     client.progress(f"{label} {short_digest(blob.digest)} {human_size(blob.size)} uploaded")
@@ -130,7 +150,7 @@ def push(
         if rendered is None:
             rendered = _render(image_or_images, encoding, flavour, reference)
         result.digest = rendered.top.digest
-        return _push(client, rendered, reference, mount_from, chunk_size, result, present)
+        return _push(client, rendered, reference, mount_from, chunk_size, result, present, progress is not None)
     finally:
         client.close()
         if fmt is not None:
@@ -252,6 +272,7 @@ def _push(
     chunk_size: int,
     result: PushResult,
     present: Dict[str, str],
+    show_bytes: bool = False,
 ) -> PushResult:
     layers = _distinct(b for m in rendered.manifests for b in m.layers)
     configs = _distinct(m.config for m in rendered.manifests)
@@ -260,7 +281,7 @@ def _push(
     for label, blob in labelled:
         client.retrying(
             f"{label} {short_digest(blob.digest)}",
-            lambda: _send_blob(client, blob, label, result, mount_from, chunk_size, present),
+            lambda: _send_blob(client, blob, label, result, mount_from, chunk_size, present, show_bytes),
         )
     if rendered.top.media_type in manifest.INDEX_TYPES:
         # An index may only name manifests the registry already has.

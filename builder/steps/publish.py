@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 from typing import Optional
 
-from builder.contract import PushScriptSpec
+from builder.contract import CommandScriptSpec, PushScriptSpec
 from builder.errors import BuildError, RegistryError
 from builder.formats.load import load_target, note_unknown_digests
 from builder.registry.blobcache import BlobCache, format_of
@@ -83,21 +83,40 @@ def _all_remembered(images, encoding: str, cache: BlobCache) -> bool:
     )
 
 
+def _write_bin(out: str, program: str, text: str) -> None:
+    bindir = os.path.join(out, "bin")
+    os.makedirs(bindir)
+    path = os.path.join(bindir, program)
+    with open(path, "w") as f:
+        f.write(text)
+    os.chmod(path, 0o555)
+
+
 def write_push_script(spec: PushScriptSpec) -> None:
     """``copyToRegistry``: ``$out/bin/copy-to-registry [REF] [--insecure] ...``
     pushes the image; without REF, to its own name and tag."""
     text = (
         f"#!{spec.python} -IB\n"
         "# Pushes the image: copy-to-registry [[docker://]HOST[:PORT]/NAME:TAG] [--insecure]\n"
-        "#   [--format oci|docker] [--compress none|gzip|zstd]\n"
+        "#   [--format oci|docker] [--compress none|gzip|zstd]; --help shows examples\n"
         "import sys\n"
         f"sys.path.insert(0, {spec.src!r})\n"
         "from builder.cli import main\n"
-        f"sys.exit(main(['push', {spec.description!r}, *sys.argv[1:]]))\n"
+        f"sys.exit(main(['push', {spec.description!r}, *sys.argv[1:]], prog='copy-to-registry'))\n"
     )
-    bindir = os.path.join(spec.out, "bin")
-    os.makedirs(bindir)
-    path = os.path.join(bindir, "copy-to-registry")
-    with open(path, "w") as f:
-        f.write(text)
-    os.chmod(path, 0o555)
+    _write_bin(spec.out, "copy-to-registry", text)
+
+
+def write_command_script(spec: CommandScriptSpec) -> None:
+    """``$out/bin/PROGRAM``: one user command (``prefetch``) on its own."""
+    cert = f"os.environ.setdefault('SSL_CERT_FILE', {spec.ssl_cert_file!r})\n" if spec.ssl_cert_file else ""
+    text = (
+        f"#!{spec.python} -IB\n"
+        f"# {spec.program} --help shows its options and examples\n"
+        "import os, sys\n"
+        f"{cert}"
+        f"sys.path.insert(0, {spec.src!r})\n"
+        "from builder.cli import main\n"
+        f"sys.exit(main([{spec.command!r}, *sys.argv[1:]], prog={spec.program!r}))\n"
+    )
+    _write_bin(spec.out, spec.program, text)

@@ -28,6 +28,9 @@ rec {
     echo "just a file" > $out
   '';
 
+  # Big enough that streaming it takes seconds: progress shows.
+  bigRandom = sh "big-random" "mkdir -p $out; head -c 120000000 /dev/urandom > $out/blob";
+
   # A chain of references, for layer ordering: c -> b -> a.
   chainA = sh "chain-a" "mkdir -p $out; echo a > $out/a";
   chainB = sh "chain-b" "mkdir -p $out; echo ${chainA} > $out/b";
