@@ -1,8 +1,10 @@
 """What nixpkgs' own manual, examples and tests do, done the same way here:
 copyToRoot merging, keepContentsDirlinks, output names, overrideAttrs."""
 
+import tarfile
+
 import pytest
-from nixhelpers import nix_build, podman_load, podman_run, read_archive
+from nixhelpers import nix_build, nix_eval, podman_load, podman_run, read_archive
 
 # A tree with a link to a directory inside it and one to another store path.
 DIRLINKS = """builtins.derivation {
@@ -73,3 +75,75 @@ def test_keep_contents_dirlinks(tmp_path, keep):
         # rsync -k: they become the directories they point to.
         assert members["linked"].isdir() and members["linked/f"].isfile()
         assert members["hellobin"].isdir() and members["hellobin/hello"].isfile()
+
+
+def test_output_names_are_nixpkgs(tmp_path):
+    names = nix_eval(
+        """let img = dockerTools.buildImage { name = "reg.example/team/app"; tag = "t"; };
+           layered = dockerTools.buildLayeredImage { name = "app"; tag = "t"; };
+        in [ img.name layered.name (dockerTools.exportImage { fromImage = img; }).name
+             (dockerTools.exportImage { fromImage = img; name = "flat.tar"; }).name ]""",
+        tmp_path,
+    )
+    assert names == ["docker-image-app.tar.gz", "app.tar.gz", "docker-image-app.tar.gz", "flat.tar"]
+
+
+def test_export_image_names_entries_as_tar_does(tmp_path):
+    out = nix_build(
+        """dockerTools.exportImage { fromImage = dockerTools.buildImage {
+             name = "fid-export"; tag = "t"; copyToRoot = [ pkgs.hello ]; }; }""",
+        tmp_path,
+    )
+    with tarfile.open(out) as t:
+        members = t.getmembers()
+    assert members[0].name in ("./", ".") and members[0].isdir() and members[0].mode == 0o755
+    assert all(m.name.startswith("./") or m.name == "." for m in members)
+    names = {m.name.rstrip("/") for m in members}
+    assert "./bin/hello" in names and "./nix/store" in names
+
+
+def test_override_attrs_and_override_derivation(tmp_path):
+    got = nix_eval(
+        """let img = dockerTools.buildImage { name = "fid-oa"; tag = "t"; passthru.extra = 1; meta.note = "m"; };
+           a = img.overrideAttrs (old: { name = "renamed-" + old.name; });
+           b = img.overrideAttrs (final: prev: { name = "fp-" + prev.name; });
+           c = img.overrideAttrs { name = "set.tar.gz"; };
+           d = img.overrideDerivation (old: { name = "od-" + old.name; });
+           stream = dockerTools.streamLayeredImage { name = "fid-oa"; tag = "t"; };
+           s = stream.overrideAttrs (old: { name = old.name + "-2"; });
+        in {
+          names = [ a.name b.name c.name d.name s.name ];
+          kept = [ a.extra a.passthru.extra a.meta.note a.imageTag a.imageName d.extra s.isExe ];
+          differs = a.drvPath != img.drvPath && d.drvPath != img.drvPath;
+          chained = (a.overrideAttrs (old: { name = old.name + "-again"; })).name;
+          # exportImage and mergeImages carry passthru and meta; streamNixShellImage has .override.
+          others = [ ((dockerTools.exportImage { fromImage = img; }) ? passthru)
+                     ((dockerTools.exportImage { fromImage = img; }) ? meta)
+                     ((dockerTools.mergeImages [ img ]) ? passthru)
+                     ((dockerTools.mergeImages [ img ]) ? meta)
+                     ((dockerTools.streamNixShellImage { drv = fixtures.chainA; }) ? override) ];
+        }""",
+        tmp_path,
+    )
+    assert got["names"] == [
+        "renamed-docker-image-fid-oa.tar.gz",
+        "fp-docker-image-fid-oa.tar.gz",
+        "set.tar.gz",
+        "od-docker-image-fid-oa.tar.gz",
+        "stream-fid-oa-2",
+    ]
+    assert got["kept"] == [1, 1, "m", "t", "fid-oa", 1, True]
+    assert got["differs"] is True
+    assert got["chained"] == "renamed-docker-image-fid-oa.tar.gz-again"
+    assert got["others"] == [True] * 5
+
+
+def test_override_attrs_result_builds(tmp_path):
+    out = nix_build(
+        """(dockerTools.buildImage { name = "fid-oab"; tag = "t"; copyToRoot = [ pkgs.hello ]; })
+           .overrideAttrs (old: { name = "fid-oab-renamed.tar.gz"; })""",
+        tmp_path,
+    )
+    assert out.endswith("-fid-oab-renamed.tar.gz")
+    archive = read_archive(open(out, "rb").read())
+    assert archive.manifest[0]["RepoTags"] == ["fid-oab:t"]
