@@ -179,6 +179,8 @@ class LayersSpec(Spec):
     sbom_contents: List[Dict[str, Any]]  # {path, licenses, homepage} per contents element
     layer_compression: LayerCompression = "none"
     sbom_closure: Optional[List[Dict[str, Any]]] = None  # buildImage's: its one layer's closure
+    # nixpkgs' custom layering: a list of steps, or a JSON file holding one
+    layering_pipeline: Union[List[Any], str, None] = None
 
 
 @dataclass(frozen=True)

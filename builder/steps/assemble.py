@@ -20,7 +20,7 @@ from builder.formats.load import load_image
 from builder.model import config as image_config_mod
 from builder.model.image import Image, Layer, canonical_json
 from builder.model.reference import check_image_name, check_tag
-from builder.steps import closure
+from builder.steps import closure, pipeline
 from builder.steps.known import encodings_of, fill_known, measure_tar
 from builder.steps.sbom import record_contents
 from builder.tar.layerfile import FileRange, layer_from_range, range_stats
@@ -172,13 +172,17 @@ def assemble(spec: LayersSpec) -> None:
     explicit = _explicit_layers(spec.layers)
     budget = max_layers - len(base_layers) - len(explicit) - 1
     graph = _store_graph(spec).without(_paths_in(base_layers + explicit))
-    if graph.refs and budget < 1:
+    if spec.layering_pipeline is not None:
+        # The user's layering, as nixpkgs runs it: maxLayers does not apply.
+        groups = pipeline.run_pipeline(pipeline.load_pipeline(spec.layering_pipeline), graph)
+    elif graph.refs and budget < 1:
         raise SpecError(
             f"maxLayers = {max_layers}: the base image has {len(base_layers)} layers, "
             f"layers gives {len(explicit)} and the customisation layer needs one, "
             "so no layer is left for store paths"
         )
-    groups = closure.plan_layers(graph, budget)
+    else:
+        groups = closure.plan_layers(graph, budget)
     sizes = {p: info.get("narSize", 0) for p, info in graph.info.items()}
     new_layers = explicit + hash_store_layers(groups, stamp, encodings=encodings, sizes=sizes)
     history = [

@@ -4,7 +4,7 @@ copyToRoot merging, keepContentsDirlinks, output names, overrideAttrs."""
 import tarfile
 
 import pytest
-from nixhelpers import nix_build, nix_eval, podman_load, podman_run, read_archive
+from nixhelpers import NixError, nix_build, nix_eval, podman_load, podman_run, read_archive, run_stream
 
 # A tree with a link to a directory inside it and one to another store path.
 DIRLINKS = """builtins.derivation {
@@ -147,3 +147,57 @@ def test_override_attrs_result_builds(tmp_path):
     assert out.endswith("-fid-oab-renamed.tar.gz")
     archive = read_archive(open(out, "rb").read())
     assert archive.manifest[0]["RepoTags"] == ["fid-oab:t"]
+
+
+def store_names(members):
+    """The store path names a layer holds: chain-a for /nix/store/HASH-chain-a."""
+    parts = [m.name.split("/") for m in members if m.name.startswith("nix/store/")]
+    return sorted({p[2].split("-", 1)[1] for p in parts if len(p) > 2 and p[2]})
+
+
+def test_layering_pipeline(tmp_path):
+    # The chain in one layer of its own; the rest by popularity in at most two.
+    script = nix_build(
+        """dockerTools.streamLayeredImage {
+      name = "fid-pipeline"; tag = "t";
+      contents = [ pkgs.hello pkgs.figlet fixtures.chainC ];
+      config.Cmd = [ "/bin/hello" ];
+      layeringPipeline = [
+        [ "subcomponent_out" [ fixtures.chainC ] ]
+        [ "over" "rest" [ "pipe" [ [ "popularity_contest" ] [ "limit_layers" 2 ] ] ] ]
+      ];
+    }""",
+        tmp_path,
+    )
+    archive = read_archive(run_stream(script))
+    layers = [store_names(m) for m in archive.layer_members()]
+    assert layers == [
+        ["chain-a", "chain-b", "chain-c"],
+        ["busybox-static"],
+        ["figlet-2.2.5", "hello-2.12"],
+        [],  # the customisation layer
+    ]
+    podman_load(archive.raw)
+    assert podman_run("fid-pipeline:t").strip() == "Hello, world!"
+
+
+def test_layering_pipeline_from_a_file_and_its_mistakes(tmp_path):
+    out = nix_build(
+        """dockerTools.buildLayeredImage {
+      name = "fid-pipeline-file"; tag = "t"; contents = [ pkgs.hello pkgs.figlet ];
+      layeringPipeline = builtins.toFile "pipeline.json"
+        (builtins.toJSON [ [ "popularity_contest" ] [ "reverse" ] [ "limit_layers" 2 ] ]);
+    }""",
+        tmp_path,
+    )
+    layers = [store_names(m) for m in read_archive(open(out, "rb").read()).layer_members()]
+    # Least popular first now: hello and figlet tie (by name), busybox last, merged.
+    assert layers == [["figlet-2.2.5"], ["busybox-static", "hello-2.12"], []]
+    with pytest.raises(NixError) as err:
+        nix_build(
+            """dockerTools.streamLayeredImage { name = "fid-bad"; contents = [ pkgs.hello ];
+              layeringPipeline = [ [ "popularity_contest" ] [ "frobnicate" ] ]; }""",
+            tmp_path,
+        )
+    assert 'error: layeringPipeline: step 2: unknown step "frobnicate"' in err.value.stderr
+    assert "Traceback" not in err.value.stderr
