@@ -77,7 +77,7 @@ __all__ = [
     "write_flattened",
 ]
 
-WHITEOUT_PREFIX = b".wh."
+WHITEOUT_PREFIX = paths.WHITEOUT_PREFIX
 OPAQUE = b".wh..wh..opq"
 # Other ".wh..wh." names are aufs bookkeeping (.wh..wh.plnk, .wh..wh.aufs):
 # docker skips them, and so do we.
@@ -555,12 +555,9 @@ def _changes(lower: _Snapshot, upper: _Snapshot, hardlinks: bool, replaced: Iter
 
 
 def _refuse_whiteout_names(written) -> None:
-    # umoci's generator refuses them too: any reader would delete instead.
+    # Before any byte is written: the one check every writer shares.
     for rel in written:
-        if is_whiteout(paths.split_name(rel)[1]):
-            raise ImageFormatError(
-                f"{_show(rel)}: a file named .wh.* cannot go in a layer (readers would take it for a whiteout)"
-            )
+        paths.refuse_whiteout_name(rel)
 
 
 def write_changeset(

@@ -201,3 +201,40 @@ def test_layering_pipeline_from_a_file_and_its_mistakes(tmp_path):
         )
     assert 'error: layeringPipeline: step 2: unknown step "frobnicate"' in err.value.stderr
     assert "Traceback" not in err.value.stderr
+
+
+WH_PATH = """builtins.derivation {
+  name = "has-wh"; system = pkgs.system; builder = "/bin/sh";
+  args = [ "-ec" "PATH=/usr/bin:/bin; mkdir -p $out/etc; echo root > $out/etc/passwd; echo x > $out/etc/.wh.passwd" ];
+}"""
+
+
+@pytest.mark.parametrize(
+    "expr, where",
+    [
+        # A store path in a store layer (the config names it: not linked at /).
+        (
+            f'dockerTools.streamLayeredImage {{ name = "wh"; config.Cmd = [ "${{{WH_PATH}}}/etc/passwd" ]; }}',
+            "-has-wh/etc/.wh.passwd",
+        ),
+        # Contents are linked at /: the link would be a whiteout too.
+        (f'dockerTools.streamLayeredImage {{ name = "wh"; contents = [ ({WH_PATH}) ]; }}', "/etc/.wh.passwd"),
+        # The customisation layer.
+        (
+            'dockerTools.streamLayeredImage { name = "wh"; extraCommands = "mkdir etc; touch etc/.wh.passwd"; }',
+            "/etc/.wh.passwd",
+        ),
+        # buildImage's layer, with and without runAsRoot.
+        (f'dockerTools.buildImage {{ name = "wh"; copyToRoot = [ ({WH_PATH}) ]; }}', "/etc/.wh.passwd"),
+        (
+            f'dockerTools.buildImage {{ name = "wh"; copyToRoot = [ ({WH_PATH}) ]; runAsRoot = "true"; }}',
+            "/etc/.wh.passwd",
+        ),
+    ],
+)
+def test_files_named_like_whiteouts_are_refused(tmp_path, expr, where):
+    with pytest.raises(NixError) as err:
+        nix_build(expr, tmp_path)
+    lines = [line for line in err.value.stderr.splitlines() if line.startswith("error: /")]
+    assert len(lines) == 1 and where + ": a file named .wh.* cannot go in a layer" in lines[0], err.value.stderr
+    assert "Traceback" not in err.value.stderr
