@@ -4,7 +4,7 @@ copyToRoot merging, keepContentsDirlinks, output names, overrideAttrs."""
 import tarfile
 
 import pytest
-from nixhelpers import NixError, nix_build, nix_eval, podman_load, podman_run, read_archive, run_stream
+from nixhelpers import REPO, NixError, nix_build, nix_eval, podman_load, podman_run, read_archive, run_stream
 
 # A tree with a link to a directory inside it and one to another store path.
 DIRLINKS = """builtins.derivation {
@@ -238,3 +238,45 @@ def test_files_named_like_whiteouts_are_refused(tmp_path, expr, where):
     lines = [line for line in err.value.stderr.splitlines() if line.startswith("error: /")]
     assert len(lines) == 1 and where + ": a file named .wh.* cannot go in a layer" in lines[0], err.value.stderr
     assert "Traceback" not in err.value.stderr
+
+
+# pkgsCross.aarch64-multiplatform as seen from here: images for aarch64,
+# built on this machine with its tools (buildPackages). Taking any build tool
+# from the aarch64 set fails evaluation.
+CROSS = f"""let
+  cross = pkgs // {{
+    system = "aarch64-linux";
+    stdenv = {{ hostPlatform.system = "aarch64-linux"; buildPlatform.system = pkgs.system; }};
+    buildPackages = pkgs;
+  }} // builtins.listToAttrs (map (n: {{ name = n; value = throw "build tool ${{n}} taken from the host platform"; }})
+    [ "python3" "bash" "coreutils" "fakeroot" "proot" "zstd" "cacert" "shadow" ]);
+  crossTools = import {REPO}/default.nix {{ pkgs = cross; }};
+in"""
+
+
+def test_cross_images_build_here_for_the_host_platform(tmp_path):
+    layered = nix_build(
+        CROSS
+        + """ crossTools.buildLayeredImage { name = "fid-cross"; tag = "t"; contents = [ fixtures.chainA ];
+          fakeRootCommands = "mkdir -p etc; chown 1:1 etc"; compressor = "zstd"; }""",
+        tmp_path,
+    )
+    archive = read_archive(open(layered, "rb").read())
+    assert (archive.config["architecture"], archive.config.get("variant")) == ("arm64", "v8")
+    image = nix_build(
+        CROSS
+        + """ crossTools.buildImage { name = "fid-cross-bi"; tag = "t"; copyToRoot = [ fixtures.chainA ];
+          runAsRoot = "mkdir /made"; }""",
+        tmp_path,
+    )
+    archive = read_archive(open(image, "rb").read())
+    assert archive.config["architecture"] == "arm64"
+    assert "made" in archive.file_tree()
+    systems = nix_eval(
+        CROSS
+        + """ [ (crossTools.streamLayeredImage { name = "s"; }).system (crossTools.buildImage { name = "b"; }).system
+              (crossTools.streamLayeredImage { name = "s"; }).conf.system ]""",
+        tmp_path,
+    )
+    host = nix_eval("pkgs.system", tmp_path)
+    assert systems == [host] * 3
