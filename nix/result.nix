@@ -14,14 +14,14 @@ rec {
       # or (nixpkgs' newer form) final: prev: { ... }.
       changed = f:
         let
-          old = drv.drvAttrs;
+          old = drv.drvAttrs // { inherit passthru meta; };
           once = if builtins.isFunction f then f old else f;
           final = old // (if builtins.isFunction once then f final old else once);
         in final;
       again = attrs: mkResult {
         drv = builtins.derivation (builtins.removeAttrs attrs [ "passthru" "meta" ]);
-        passthru = passthru // (attrs.passthru or { });
-        meta = meta // (attrs.meta or { });
+        passthru = attrs.passthru or passthru;
+        meta = attrs.meta or meta;
       };
     in
     drv // passthru // { inherit passthru meta; }

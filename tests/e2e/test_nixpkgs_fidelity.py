@@ -108,6 +108,8 @@ def test_override_attrs_and_override_derivation(tmp_path):
            a = img.overrideAttrs (old: { name = "renamed-" + old.name; });
            b = img.overrideAttrs (final: prev: { name = "fp-" + prev.name; });
            c = img.overrideAttrs { name = "set.tar.gz"; };
+           # As nixpkgs users write it: old.meta is there.
+           m = img.overrideAttrs (old: { meta = old.meta // { mainProgram = "x"; }; });
            d = img.overrideDerivation (old: { name = "od-" + old.name; });
            stream = dockerTools.streamLayeredImage { name = "fid-oa"; tag = "t"; };
            s = stream.overrideAttrs (old: { name = old.name + "-2"; });
@@ -116,6 +118,7 @@ def test_override_attrs_and_override_derivation(tmp_path):
           kept = [ a.extra a.passthru.extra a.meta.note a.imageTag a.imageName d.extra s.isExe ];
           differs = a.drvPath != img.drvPath && d.drvPath != img.drvPath;
           chained = (a.overrideAttrs (old: { name = old.name + "-again"; })).name;
+          meta = [ m.meta.note m.meta.mainProgram (m.drvPath == img.drvPath) ];
           # exportImage and mergeImages carry passthru and meta; streamNixShellImage has .override.
           others = [ ((dockerTools.exportImage { fromImage = img; }) ? passthru)
                      ((dockerTools.exportImage { fromImage = img; }) ? meta)
@@ -135,6 +138,7 @@ def test_override_attrs_and_override_derivation(tmp_path):
     assert got["kept"] == [1, 1, "m", "t", "fid-oa", 1, True]
     assert got["differs"] is True
     assert got["chained"] == "renamed-docker-image-fid-oa.tar.gz-again"
+    assert got["meta"] == ["m", "x", True]
     assert got["others"] == [True] * 5
 
 
