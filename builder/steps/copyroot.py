@@ -38,6 +38,7 @@ def copy_to_root(trees: List[str], root: str, keep_dirlinks: bool) -> Dict[str, 
     directories whose modes were lifted, with the modes they should have."""
     modes: Dict[str, int] = {}
     os.makedirs(root, exist_ok=True)
+    os.chmod(root, 0o755)  # a base image's root may be read-only
     for tree in trees:
         if not os.path.lexists(tree):
             raise BuildError(f"copyToRoot: {tree} does not exist")

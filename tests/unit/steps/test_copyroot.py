@@ -153,3 +153,20 @@ def test_later_trees_win_and_a_bare_file_lands_at_its_name(store, tmp_path):
 def test_missing_tree(tmp_path):
     with pytest.raises(BuildError, match="copyToRoot: .*/nope does not exist"):
         copy_to_root([str(tmp_path / "nope")], str(tmp_path / "root"), keep_dirlinks=False)
+
+
+def test_merging_into_a_base_tree_with_read_only_directories(store, tmp_path):
+    # runAsRoot: the root holds a base image's tree, read-only directories included
+    # (as a build user: the tests may run as root, where modes do not stop writes).
+    root = tmp_path / "root"
+    (root / "bin").mkdir(parents=True)
+    (root / "bin" / "old").write_text("o")
+    os.chmod(root / "bin", 0o555)
+    os.chmod(root, 0o555)
+    hello = tree(store, "h-hello", {"bin/hello": "hi", "etc/motd": "m"})
+    modes = copy_to_root([hello], str(root), keep_dirlinks=False)
+    assert sorted(os.listdir(root / "bin")) == ["hello", "old"]
+    assert (root / "etc" / "motd").read_text() == "m"
+    restore_modes(modes)
+    assert stat.S_IMODE(os.lstat(root / "bin").st_mode) == 0o555
+    unlock(str(root))
