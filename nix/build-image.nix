@@ -100,13 +100,13 @@ let
       function = buildImage;
       inherit args;
       # nixpkgs names it docker-image-NAME.tar.gz (buildLayeredImage: NAME.tar.gz).
-      drv = archiveOf fn "docker-image-${baseName}" compressor conf { };
+      drv = builtins.seq (sbom.checkSbomFormat fn sbomFormat) (archiveOf fn "docker-image-${baseName}" compressor conf { });
       passthru = {
         inherit imageName conf layer;
         imageTag = if tag != null then tag else hashPart conf;
         buildArgs = args;
         copyToRegistry = copyToRegistryOf conf;
-        sbom = sbom.sbomOf baseName (sbom.checkSbomFormat fn sbomFormat) conf;
+        sbom = sbom.sbomOf baseName sbomFormat conf;
       } // chk "passthru" [ "set" ] passthru;
       meta = chk "meta" [ "set" ] meta;
     };

@@ -30,7 +30,7 @@ from typing import List, Optional
 
 from builder.errors import ImageFormatError, UnsafePathError
 
-__all__ = ["NotADirectory", "check_link_target", "clean_name", "host_path", "locate", "safe_join", "split_name"]
+__all__ = ["show", "NotADirectory", "check_link_target", "clean_name", "host_path", "locate", "safe_join", "split_name"]
 
 # Linux gives up after 40 symlinks in one lookup (MAXSYMLINKS); so do we.
 _MAX_LINKS = 40
@@ -120,7 +120,7 @@ def _resolve(root: bytes, rel: bytes) -> bytes:
             done.append(part)
             continue
         except NotADirectoryError:
-            raise NotADirectory(f"{_show(b'/'.join(done))} is not a directory") from None
+            raise NotADirectory(f"{show(b'/'.join(done))} is not a directory") from None
         if stat.S_ISLNK(st.st_mode):
             links += 1
             if links > _MAX_LINKS:
@@ -132,7 +132,7 @@ def _resolve(root: bytes, rel: bytes) -> bytes:
             todo.extend(reversed(target.split(b"/")))
             continue
         if not stat.S_ISDIR(st.st_mode):
-            raise NotADirectory(f"{_show(current)} is not a directory")
+            raise NotADirectory(f"{show(current)} is not a directory")
         done.append(part)
     return b"/".join(done)
 
@@ -165,10 +165,10 @@ def refuse_whiteout_name(name: bytes, what: str = "") -> None:
     if base.startswith(WHITEOUT_PREFIX):
         where = f" ({what})" if what else ""
         raise ImageFormatError(
-            f"/{_show(name.lstrip(b'/'))}{where}: a file named .wh.* cannot go in a layer "
+            f"/{show(name.lstrip(b'/'))}{where}: a file named .wh.* cannot go in a layer "
             "(readers would take it for a whiteout)"
         )
 
 
-def _show(name: bytes) -> str:
+def show(name: bytes) -> str:
     return os.fsdecode(name)
