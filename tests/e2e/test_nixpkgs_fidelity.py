@@ -1,16 +1,11 @@
 """What nixpkgs' own manual, examples and tests do, done the same way here:
-copyToRoot merging, keepContentsDirlinks, output names, overrideAttrs."""
+copyToRoot merging, keepContentsDirlinks, output names, overrideAttrs,
+layeringPipeline, files named like whiteouts, cross images."""
 
 import tarfile
 
 import pytest
 from nixhelpers import REPO, NixError, nix_build, nix_eval, podman_load, podman_run, read_archive, run_stream
-
-# A tree with a link to a directory inside it and one to another store path.
-DIRLINKS = """builtins.derivation {
-  name = "dirlinks"; system = pkgs.system; builder = "/bin/sh";
-  args = [ "-ec" "PATH=/usr/bin:/bin; mkdir -p $out/real; echo x > $out/real/f; ln -s real $out/linked; ln -s ${pkgs.hello}/bin $out/hellobin" ];
-}"""
 
 
 def last_layer(path):
@@ -60,7 +55,7 @@ def test_run_as_root_over_a_base_linking_the_same_store_files(tmp_path):
 def test_keep_contents_dirlinks(tmp_path, keep):
     out = nix_build(
         f"""dockerTools.buildImage {{
-      name = "fid-dirlinks"; tag = "t"; copyToRoot = [ ({DIRLINKS}) ];
+      name = "fid-dirlinks"; tag = "t"; copyToRoot = [ fixtures.dirLinks ];
       keepContentsDirlinks = {"true" if keep else "false"};
     }}""",
         tmp_path,
@@ -207,31 +202,25 @@ def test_layering_pipeline_from_a_file_and_its_mistakes(tmp_path):
     assert "Traceback" not in err.value.stderr
 
 
-WH_PATH = """builtins.derivation {
-  name = "has-wh"; system = pkgs.system; builder = "/bin/sh";
-  args = [ "-ec" "PATH=/usr/bin:/bin; mkdir -p $out/etc; echo root > $out/etc/passwd; echo x > $out/etc/.wh.passwd" ];
-}"""
-
-
 @pytest.mark.parametrize(
     "expr, where",
     [
         # A store path in a store layer (the config names it: not linked at /).
         (
-            f'dockerTools.streamLayeredImage {{ name = "wh"; config.Cmd = [ "${{{WH_PATH}}}/etc/passwd" ]; }}',
+            'dockerTools.streamLayeredImage { name = "wh"; config.Cmd = [ "${fixtures.whiteoutNamed}/etc/passwd" ]; }',
             "-has-wh/etc/.wh.passwd",
         ),
         # Contents are linked at /: the link would be a whiteout too.
-        (f'dockerTools.streamLayeredImage {{ name = "wh"; contents = [ ({WH_PATH}) ]; }}', "/etc/.wh.passwd"),
+        ('dockerTools.streamLayeredImage { name = "wh"; contents = [ fixtures.whiteoutNamed ]; }', "/etc/.wh.passwd"),
         # The customisation layer.
         (
             'dockerTools.streamLayeredImage { name = "wh"; extraCommands = "mkdir etc; touch etc/.wh.passwd"; }',
             "/etc/.wh.passwd",
         ),
         # buildImage's layer, with and without runAsRoot.
-        (f'dockerTools.buildImage {{ name = "wh"; copyToRoot = [ ({WH_PATH}) ]; }}', "/etc/.wh.passwd"),
+        ('dockerTools.buildImage { name = "wh"; copyToRoot = [ fixtures.whiteoutNamed ]; }', "/etc/.wh.passwd"),
         (
-            f'dockerTools.buildImage {{ name = "wh"; copyToRoot = [ ({WH_PATH}) ]; runAsRoot = "true"; }}',
+            'dockerTools.buildImage { name = "wh"; copyToRoot = [ fixtures.whiteoutNamed ]; runAsRoot = "true"; }',
             "/etc/.wh.passwd",
         ),
     ],
