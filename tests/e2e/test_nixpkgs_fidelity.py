@@ -275,3 +275,29 @@ def test_cross_images_build_here_for_the_host_platform(tmp_path):
     )
     host = nix_eval("pkgs.system", tmp_path)
     assert systems == [host] * 3
+
+
+def test_enable_fakechroot_sees_the_image_root_not_the_builds(tmp_path):
+    # nixpkgs' examples make /bin, /lib, /usr/bin in images that have none:
+    # nothing of the build machine may be in the way (or be written to).
+    script = nix_build(
+        """dockerTools.streamLayeredImage {
+      name = "fid-fakechroot"; tag = "t"; contents = [ pkgs.busybox ];
+      enableFakechroot = true;
+      fakeRootCommands = ''
+        mkdir /lib /lib64
+        mkdir -m 0755 -p /usr/bin
+        ln -s ${pkgs.hello}/bin/hello /usr/bin/hello
+        chown 7:7 /usr/bin
+      '';
+      config.Cmd = [ "/usr/bin/hello" ];
+    }""",
+        tmp_path,
+    )
+    archive = read_archive(run_stream(script))
+    members = {m.name.rstrip("/"): m for m in archive.layer_members()[-1]}
+    assert members["lib"].isdir() and members["lib64"].isdir()
+    assert members["usr/bin"].isdir() and members["usr/bin"].uid == 7
+    assert members["usr/bin/hello"].issym()
+    podman_load(archive.raw)
+    assert podman_run("fid-fakechroot:t").strip() == "Hello, world!"
