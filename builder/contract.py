@@ -182,6 +182,8 @@ class LayersSpec(Spec):
     layer_compression: LayerCompression = "none"
     sbom_closure: Optional[List[Dict[str, Any]]] = None  # buildImage's: its one layer's closure
     zstd: Optional[str] = None  # pkgs.zstd's program: zstd layers, read or written
+    # nixpkgs' custom layering: a list of steps, or a JSON file holding one
+    layering_pipeline: Union[List[Any], str, None] = None
 
 
 @dataclass(frozen=True)

@@ -99,7 +99,8 @@ let
     mkResult {
       function = buildImage;
       inherit args;
-      drv = builtins.seq (sbom.checkSbomFormat fn sbomFormat) (archiveOf fn baseName compressor conf { });
+      # nixpkgs names it docker-image-NAME.tar.gz (buildLayeredImage: NAME.tar.gz).
+      drv = builtins.seq (sbom.checkSbomFormat fn sbomFormat) (archiveOf fn "docker-image-${baseName}" compressor conf { });
       passthru = {
         inherit imageName conf layer;
         imageTag = if tag != null then tag else hashPart conf;
@@ -116,8 +117,11 @@ let
     mkResult { drv = image; inherit (image) passthru meta; function = buildImageWithNixDb; inherit args; };
 
   # The merged root filesystem of an image, as one tarball.
+  # Named as nixpkgs names it: like the image it comes from.
   exportImage = args@{ fromImage, fromImageName ? null, fromImageTag ? null, diskSize ? 1024
-                , name ? "${baseNameOf (toString fromImage.name or "image")}-export.tar" }:
+                , name ? fromImage.name or (let base = baseNameOf (toString fromImage);
+                                                 m = builtins.match "[^-]*-(.*)" base;
+                                             in if m == null then base else builtins.head m) }:
     let chk = checkType "exportImage"; in
     mkResult {
       function = exportImage;

@@ -34,7 +34,7 @@ rec {
   # One build step: the builder's subcommand `cmd`, configured by `attrs`.
   runBuilder = name: cmd: attrs: builtins.derivation ({
     inherit name;
-    inherit (platform) system;
+    system = platform.buildSystem;  # the machine the build runs on
     builder = python;
     args = [ "-IB" "${src}/builder" cmd ];
     __structuredAttrs = true;

@@ -98,7 +98,7 @@ let
     , passthru ? { }
     , meta ? { }
     , layers ? [ ]
-    , layeringPipeline ? null    # nixpkgs' custom layering steps: not implemented, a warning says so
+    , layeringPipeline ? null    # nixpkgs' custom layering steps (builder/steps/pipeline.py)
     , debug ? false              # nixpkgs prints its layering; accepted and ignored
     , layerCompression ? "none"  # "gzip"/"zstd": compressed-layer digests computed at build time
     , sbomFormat ? "spdx"        # passthru.sbom: "spdx" (2.3) or "cyclonedx" (1.5), JSON
@@ -106,9 +106,16 @@ let
     let
       fn = "streamLayeredImage";
       chk = checkType fn;
-      imageName = builtins.seq (if layeringPipeline == null then null else builtins.trace
-        "warning: dockerTools.${fn}: layeringPipeline is not supported here and is ignored: the closure is split into layers by popularity (maxLayers)"
-        null) (checkName fn name);
+      imageName = checkName fn name;
+      # nixpkgs' custom layering: a list of steps, or a JSON file (a
+      # derivation or path) holding one. Only set when given, so images
+      # without it keep their derivations.
+      pipeline = if layeringPipeline == null then { }
+        else if builtins.isList layeringPipeline then { inherit layeringPipeline; }
+        else if builtins.isPath layeringPipeline || builtins.isString layeringPipeline
+          || (builtins.isAttrs layeringPipeline && layeringPipeline ? outPath)
+        then { layeringPipeline = "${layeringPipeline}"; }
+        else throw "dockerTools.${fn}: layeringPipeline must be a list of steps (like [ [ \"popularity_contest\" ] [ \"limit_layers\" 10 ] ]) or a JSON file holding one, got ${lib.describe layeringPipeline}";
       baseName = baseNameOf imageName;
       contentsList = checkContents fn (toList contents);
       custom = customisationLayer {
@@ -146,7 +153,7 @@ let
         excludePaths = [ custom ];
         exportReferencesGraph.closure = [ custom ]
           ++ (if chk "includeStorePaths" [ "bool" ] includeStorePaths then contentsList else [ ]);
-      } // ifCompressed fn layerCompression);
+      } // ifCompressed fn layerCompression // pipeline);
     in
     mkResult {
       function = streamLayeredImage;

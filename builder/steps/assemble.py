@@ -23,7 +23,7 @@ from builder.model.reference import check_image_name, check_tag
 from builder.report import Progress, ProgressSink, human_size
 from builder.sinks import compress
 from builder.sinks.sink import FdSink, Sink
-from builder.steps import closure
+from builder.steps import closure, pipeline
 from builder.steps.known import Fan, encodings_of, fill_known, measure_tar
 from builder.steps.sbom import record_contents
 from builder.tar.layerfile import FileRange, layer_from_range, range_stats
@@ -260,13 +260,17 @@ def assemble(spec: LayersSpec) -> None:
     explicit = _explicit_layers(spec.layers)
     budget = max_layers - len(base_layers) - len(explicit) - 1
     graph = _store_graph(spec).without(_paths_in(base_layers + explicit))
-    if graph.refs and budget < 1:
+    if spec.layering_pipeline is not None:
+        # The user's layering, as nixpkgs runs it: maxLayers does not apply.
+        groups = pipeline.run_pipeline(pipeline.load_pipeline(spec.layering_pipeline), graph)
+    elif graph.refs and budget < 1:
         raise SpecError(
             f"maxLayers = {max_layers}: the base image has {len(base_layers)} layers, "
             f"layers gives {len(explicit)} and the customisation layer needs one, "
             "so no layer is left for store paths"
         )
-    groups = closure.plan_layers(graph, budget)
+    else:
+        groups = closure.plan_layers(graph, budget)
     sizes = {p: info.get("narSize", 0) for p, info in graph.info.items()}
     store_layers = hash_store_layers(groups, stamp, encodings=encodings, sizes=sizes)
     new_layers = explicit + store_layers

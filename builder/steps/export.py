@@ -26,4 +26,5 @@ def export_image(spec: ExportSpec) -> None:
                 layer_sink.flush()
             files.append(path)
         with open_output(spec.out) as sink:
-            whiteout.write_flattened(sink, files, workdir=work)
+            # Named as nixpkgs' `tar -C root -c .` names them: ./bin/sh.
+            whiteout.write_flattened(sink, files, workdir=work, dot=True)

@@ -27,6 +27,7 @@ from zlib import adler32
 
 from builder.errors import BuildError
 from builder.sinks.sink import Sink
+from builder.tar.paths import WHITEOUT_PREFIX, refuse_whiteout_name
 
 __all__ = [
     "BLK",
@@ -296,6 +297,7 @@ def _copy_member(sink: Sink, head: bytes, path: bytes, size: int) -> None:
 
 def _entry(sink: Sink, path: bytes, name: bytes, st: os.stat_result, stamp: Stamp, hardlinks: Optional[dict]) -> bool:
     """Write one entry's header (and contents). True when it is a directory."""
+    refuse_whiteout_name(name)
     mode = stat.S_IMODE(st.st_mode)
     uid = st.st_uid if stamp.uid is None else stamp.uid
     gid = st.st_gid if stamp.gid is None else stamp.gid
@@ -403,6 +405,9 @@ def write_tree(
         base = dirpath if dirpath.endswith(b"/") else dirpath + b"/"
         prefix = dirname + b"/" if dirname else b""
         names = listdir(dirpath)
+        for n in names:
+            if n[:4] == WHITEOUT_PREFIX:
+                refuse_whiteout_name(prefix + n)
         names.sort(reverse=True)
         stack.extend([(base + n, prefix + n) for n in names])
 

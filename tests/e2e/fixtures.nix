@@ -41,4 +41,20 @@ rec {
 
   # A file that fakeRootCommands may copy into the image, by path.
   referenced = sh "referenced-by-commands" "mkdir -p $out; echo ref > $out/ref";
+
+  # Links to directories: one inside the tree, one to another store path
+  # (buildImage's keepContentsDirlinks).
+  dirLinks = sh "dirlinks" ''
+    mkdir -p $out/real
+    echo x > $out/real/f
+    ln -s real $out/linked
+    ln -s ${pkgs.hello}/bin $out/hellobin
+  '';
+
+  # A real file named like a whiteout: no layer may hold it.
+  whiteoutNamed = sh "has-wh" ''
+    mkdir -p $out/etc
+    echo root > $out/etc/passwd
+    echo x > $out/etc/.wh.passwd
+  '';
 }

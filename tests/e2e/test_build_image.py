@@ -260,7 +260,7 @@ def test_export_image_is_merged_root_and_deterministic(tmp_path):
       in dockerTools.exportImage {{ fromImage = child; }}"""
     out = nix_build(expr, tmp_path)
     with tarfile.open(out) as t:
-        names = {m.name.rstrip("/") for m in t.getmembers()}
+        names = {m.name.rstrip("/").removeprefix("./") for m in t.getmembers()}
     assert "bin/sh" in names and "etc/motd" in names
     assert "etc/remove-me" not in names and not any(".wh." in n for n in names)
     drv = subprocess.run(["nix-store", "-qd", out], capture_output=True, text=True).stdout.strip()
