@@ -25,7 +25,7 @@ import sys
 from typing import Callable, List, Optional, Tuple, Type
 
 from builder import contract
-from builder.errors import BuildError
+from builder.errors import MAX_LINE, BuildError
 
 __all__ = ["main"]
 
@@ -217,13 +217,20 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def _one_line(message: str) -> str:
+    """An error as one readable line, whatever the input quoted in it."""
+    if len(message) > MAX_LINE:
+        message = message[:MAX_LINE] + f"... ({len(message) - MAX_LINE} more characters)"
+    return message
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     args = _parser().parse_args(argv)
     try:
         args.fn(args)
     except BuildError as e:
         if not e.already_reported:
-            print(f"error: {e}", file=sys.stderr)
+            print(f"error: {_one_line(str(e))}", file=sys.stderr)
         return 1
     except BrokenPipeError:
         # The reader went away (e.g. podman load failed): say so, quietly.
