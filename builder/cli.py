@@ -43,6 +43,7 @@ _BUILD_STEPS: List[Tuple[str, str, Type[contract.Spec], Optional[str]]] = [
     ("image-layer", "steps.buildimage.build_image_layer", contract.ImageLayerSpec, "build buildImage's layer"),
     ("image-layer-fakeroot", "steps.buildimage.build_image_layer_fakeroot", contract.ImageLayerSpec, None),
     ("export", "steps.export.export_image", contract.ExportSpec, "write an image's root filesystem as one tar"),
+    ("export-fakeroot", "steps.export.export_image_fakeroot", contract.ExportSpec, None),
     ("script", "steps.stream.write_stream_script", contract.ScriptSpec, "write a stream executable"),
     ("archive", "steps.stream.write_archive", contract.ArchiveSpec, "write an image archive into the store"),
     ("multiarch", "steps.multiarch.build_multiarch", contract.MultiarchSpec, "describe a multi-platform image"),

@@ -251,6 +251,8 @@ class ExportSpec(Spec):
     from_image: str
     from_image_name: Optional[str]
     from_image_tag: Optional[str]
+    fakeroot: Optional[str] = None  # device nodes, owners and mode-0000 files are kept under it
+    python: Optional[str] = None  # the fakeroot session's Python
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ import tarfile
 import pytest
 from imagekit import memory_layer
 from nixhelpers import NixError, nix_build, podman_load, podman_run, read_archive, run_stream
-from tarbuild import d, f, hard, sym, tar_bytes
+from tarbuild import chrdev, d, f, hard, sym, tar_bytes
 
 from builder.formats.docker_archive import write_docker_archive
 from builder.model.image import Image, canonical_json
@@ -266,6 +266,31 @@ def test_export_image_is_merged_root_and_deterministic(tmp_path):
     drv = subprocess.run(["nix-store", "-qd", out], capture_output=True, text=True).stdout.strip()
     r = subprocess.run(["nix-store", "--realise", "--check", drv], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
+
+
+def test_export_image_keeps_device_nodes_owners_and_mode_0000_files(tmp_path):
+    # A RHEL-like base: /etc/shadow is mode 0000, /dev/null a device node.
+    base = _base_archive(
+        tmp_path,
+        [
+            [
+                d("etc", mtime=1),
+                f("etc/shadow", b"root:!!:19000::::::\n", 0o000, mtime=1),
+                f("etc/owned", b"x", 0o640, uid=1000, gid=100, mtime=1),
+                d("dev", mtime=1),
+                chrdev("dev/null", 1, 3),
+            ]
+        ],
+        name="rhel-like.tar",
+    )
+    out = nix_build(f"dockerTools.exportImage {{ fromImage = {base}; }}", tmp_path)
+    with tarfile.open(out) as t:
+        members = {m.name.rstrip("/"): m for m in t.getmembers()}
+        shadow = t.extractfile(members["etc/shadow"]).read()
+    assert members["etc/shadow"].mode == 0o000 and shadow == b"root:!!:19000::::::\n"
+    assert (members["etc/owned"].uid, members["etc/owned"].gid) == (1000, 100)
+    null = members["dev/null"]
+    assert null.ischr() and (null.devmajor, null.devminor) == (1, 3) and null.mode == 0o666
 
 
 @pytest.mark.parametrize("architecture", ["amd64", "arm64"])
