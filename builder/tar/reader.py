@@ -12,6 +12,7 @@ headers are bounded before they are read into memory.
 from __future__ import annotations
 
 import math
+import re
 import tarfile
 from typing import IO, Any, Optional, Union
 
@@ -52,6 +53,54 @@ def check_member(m: tarfile.TarInfo) -> None:
             raise _bad(m, f"{field} {value} is out of range")
 
 
+_RECORD_RE = re.compile(rb"([0-9]+) ")
+_INT_KEYS = {b"size", b"uid", b"gid", b"GNU.sparse.size", b"GNU.sparse.realsize"}
+_TIME_KEYS = {b"mtime", b"atime", b"ctime"}
+
+
+def _check_pax_records(data: bytes, offset: int) -> None:
+    """Every record ``LENGTH KEY=VALUE\n``, its length exact, its number a number."""
+    pos = 0
+    while pos < len(data):
+        if data[pos] == 0 and not data[pos:].strip(b"\0"):
+            return  # NUL padding after the last record, as some writers leave
+        match = _RECORD_RE.match(data, pos)
+        length = int(match.group(1)) if match and len(match.group(1)) <= 8 else 0
+        end = pos + length
+        if not match or length < 5 or end > len(data) or data[end - 1] != 0x0A:
+            raise ImageFormatError(f"a malformed PAX record in the header at offset {offset}")
+        key, eq, value = data[match.end() : end - 1].partition(b"=")
+        if not key or not eq:
+            raise ImageFormatError(f"a malformed PAX record in the header at offset {offset}")
+        try:
+            if key in _INT_KEYS:
+                int(value)
+            elif key in _TIME_KEYS:
+                float(value)
+        except ValueError:
+            raise ImageFormatError(
+                f"PAX {key.decode()}={value[:40]!r} in the header at offset {offset} is not a number"
+            ) from None
+        pos = end
+
+
+class _Replay:
+    """A file object that gives ``buf`` first, then reads on from ``inner``
+    (which is already past ``buf``)."""
+
+    def __init__(self, buf: bytes, inner):
+        self.buf, self.inner = buf, inner
+
+    def read(self, size: int = -1) -> bytes:
+        if self.buf:
+            data, self.buf = self.buf[:size], self.buf[size:]
+            return data
+        return self.inner.read(size)
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+
 class _StrictInfo(tarfile.TarInfo):
     @classmethod
     def fromtarfile(cls, tarfile_):
@@ -71,7 +120,17 @@ class _StrictInfo(tarfile.TarInfo):
 
     def _proc_pax(self, tarfile_):
         self._check_meta_size("PAX header")
-        return super()._proc_pax(tarfile_)  # type: ignore[misc]
+        # Read the records once, check them strictly (tarfile's own parsing
+        # of a bad record differs between Python versions, and some of them
+        # silently skip it), then let tarfile read the very same bytes.
+        inner = tarfile_.fileobj
+        buf = inner.read(self._block(self.size))
+        _check_pax_records(buf[: self.size], self.offset)
+        tarfile_.fileobj = _Replay(buf, inner)
+        try:
+            return super()._proc_pax(tarfile_)  # type: ignore[misc]
+        finally:
+            tarfile_.fileobj = inner
 
     def _proc_gnulong(self, tarfile_):
         self._check_meta_size("GNU long name")

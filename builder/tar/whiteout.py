@@ -352,6 +352,7 @@ def _apply_one(applier: _Applier, layer: LayerFile) -> None:
                     if e.errno in (errno.ENOSPC, errno.EDQUOT):
                         raise
                     raise ImageFormatError(f"cannot unpack ({e.strerror})") from None
+                member = None  # an error reading the next header is not this entry's
     except tarfile.TarError as e:
         raise ImageFormatError(f"{label}: not a readable tar layer ({e})") from None
     except ImageFormatError as e:
