@@ -124,7 +124,7 @@ class _StrictInfo(tarfile.TarInfo):
         # of a bad record differs between Python versions, and some of them
         # silently skip it), then let tarfile read the very same bytes.
         inner = tarfile_.fileobj
-        buf = inner.read(self._block(self.size))
+        buf = inner.read(self._block(self.size))  # type: ignore[attr-defined]
         _check_pax_records(buf[: self.size], self.offset)
         tarfile_.fileobj = _Replay(buf, inner)
         try:
