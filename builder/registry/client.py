@@ -670,7 +670,16 @@ def _location(resp, method: str, url: str) -> str:
     location = resp.headers.get("Location")
     if not location:
         raise RegistryError(f"{resp.status} without a Location header", method=method, url=_plain(url))
-    return urllib.parse.urljoin(url, location)
+    try:
+        joined = urllib.parse.urljoin(url, location)
+        scheme = urllib.parse.urlsplit(joined).scheme
+    except ValueError:
+        joined, scheme = "", ""
+    if scheme not in ("http", "https"):
+        raise RegistryError(
+            f"{resp.status} with a Location that is not an http(s) URL: {location[:200]!r}", method=method, url=_plain(url)
+        )
+    return joined
 
 
 def _drain(resp, limit: int = 1 << 20) -> bytes:
