@@ -677,7 +677,9 @@ def _location(resp, method: str, url: str) -> str:
         joined, scheme = "", ""
     if scheme not in ("http", "https"):
         raise RegistryError(
-            f"{resp.status} with a Location that is not an http(s) URL: {location[:200]!r}", method=method, url=_plain(url)
+            f"{resp.status} with a Location that is not an http(s) URL: {location[:200]!r}",
+            method=method,
+            url=_plain(url),
         )
     return joined
 

@@ -118,8 +118,8 @@ def mutated(draw, base: bytes):
     return bytes(data)
 
 
-layer_bytes_st = st.lists(tar_entries(), max_size=6).map(lambda es: layer(*es)).flatmap(
-    lambda b: st.one_of(st.just(b), mutated(b))
+layer_bytes_st = (
+    st.lists(tar_entries(), max_size=6).map(lambda es: layer(*es)).flatmap(lambda b: st.one_of(st.just(b), mutated(b)))
 )
 
 
