@@ -553,21 +553,22 @@ class RegistryClient:
         try:
             while True:
                 want = _READ_CHUNK if size is None else min(_READ_CHUNK, size - got + 1)
-                chunk = resp.read(want)
+                try:
+                    chunk = resp.read(want)
+                except (OSError, http.client.HTTPException) as e:
+                    # Only the network's failures: the sink's own (a full
+                    # disk) go up as they are.
+                    raise RegistryError(
+                        f"connection lost while downloading: {_network_text(e)}", method="GET", url=url, temporary=True
+                    ) from e
                 if not chunk:
                     break
                 got += len(chunk)
                 if size is not None and got > size:
-                    resp.close()
                     raise RegistryError(
                         f"blob {digest} is longer than the {size} bytes its descriptor gives", method="GET", url=url
                     )
                 sink.write(chunk)
-        except (OSError, http.client.HTTPException) as e:
-            resp.close()
-            raise RegistryError(
-                f"connection lost while downloading: {_network_text(e)}", method="GET", url=url, temporary=True
-            ) from e
         except BaseException:
             resp.close()
             raise

@@ -194,3 +194,13 @@ def test_a_token_answer_is_not_echoed():
     with pytest.raises(RegistryError) as e:
         client(script, auth=("u", SECRET)).ping()
     assert SECRET not in str(e.value)
+
+
+def test_a_full_disk_while_downloading_is_not_taken_for_the_network():
+    class DiskFull(MemorySink):
+        def write(self, data):
+            raise OSError(28, "No space left on device")
+
+    c = client(Script(("GET", "/blobs/", FakeResponse(200, body=b"x" * 100))))
+    with pytest.raises(OSError, match="No space left"):
+        c.fetch_blob(DIGEST, DiskFull(), 100)
