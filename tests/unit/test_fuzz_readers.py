@@ -325,7 +325,7 @@ _RSS_SCRIPT = textwrap.dedent(
     outcome = "ok"
     try:
         if case.startswith("gzip-bomb"):
-            gz = bomb_layer(512 << 20 if case == "gzip-bomb" else 128 << 20)
+            gz = bomb_layer(256 << 20 if case == "gzip-bomb" else 96 << 20)
             import hashlib, zlib as z
             # the diff_id of the bomb: hashed here in pieces, never held
             d = z.decompressobj(31); h = hashlib.sha256(); rest = gz
