@@ -8,6 +8,7 @@ import gzip
 import json
 import os
 import subprocess
+import uuid
 
 import pytest
 from imagekit import memory_layer
@@ -113,9 +114,10 @@ def test_include_store_paths_false(tmp_path):
 
 def test_created_default_and_now(hello, tmp_path):
     assert hello[1].config["created"] == "1970-01-01T00:00:01Z"
+    # A new derivation each run: an output built earlier would carry its own "now".
     _, archive = stream(
-        """dockerTools.streamLayeredImage {
-      name = "now"; tag = "t"; created = "now"; }""",
+        f"""dockerTools.streamLayeredImage {{
+      name = "now"; tag = "t{uuid.uuid4().hex[:8]}"; created = "now"; }}""",
         tmp_path,
     )
     created = datetime.datetime.strptime(archive.config["created"], "%Y-%m-%dT%H:%M:%SZ")
