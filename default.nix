@@ -26,7 +26,7 @@ let
   pull = import ./nix/pull.nix { pkgs = tools; inherit lib platform checks builder result; };
   multiarch = import ./nix/multiarch.nix { inherit lib checks builder result; };
   nixShell = import ./nix/nix-shell.nix {
-    inherit pkgs lib builder result helpers;
+    inherit pkgs lib checks builder result helpers;
     inherit (layered) streamLayeredImage;
   };
 in

@@ -19,7 +19,7 @@ import sys
 from typing import Callable, List, Optional, Tuple, Type
 
 from builder import contract, report
-from builder.errors import BuildError
+from builder.errors import MAX_LINE, BuildError
 from builder.sinks import compress
 
 __all__ = ["main"]
@@ -38,6 +38,7 @@ _BUILD_STEPS: List[Tuple[str, str, Type[contract.Spec], Optional[str]]] = [
     ("image-layer", "steps.buildimage.build_image_layer", contract.ImageLayerSpec, "build buildImage's layer"),
     ("image-layer-fakeroot", "steps.buildimage.build_image_layer_fakeroot", contract.ImageLayerSpec, None),
     ("export", "steps.export.export_image", contract.ExportSpec, "write an image's root filesystem as one tar"),
+    ("export-fakeroot", "steps.export.export_image_fakeroot", contract.ExportSpec, None),
     ("script", "steps.stream.write_stream_script", contract.ScriptSpec, "write a stream executable"),
     ("archive", "steps.stream.write_archive", contract.ArchiveSpec, "write an image archive into the store"),
     ("multiarch", "steps.multiarch.build_multiarch", contract.MultiarchSpec, "describe a multi-platform image"),
@@ -357,6 +358,13 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def _one_line(message: str) -> str:
+    """An error as one readable line, whatever the input quoted in it."""
+    if len(message) > MAX_LINE:
+        message = message[:MAX_LINE] + f"... ({len(message) - MAX_LINE} more characters)"
+    return message
+
+
 def _command_parser(command: str, prog: str) -> argparse.ArgumentParser:
     """The parser of one user command run as its own executable ``prog``
     (the stream executable, copy-to-registry, prefetch-image): its usage
@@ -400,7 +408,7 @@ def main(argv: Optional[List[str]] = None, prog: Optional[str] = None) -> int:
         args.fn(args)
     except BuildError as e:
         if not e.already_reported:
-            print(f"error: {e}", file=sys.stderr)
+            print(f"error: {_one_line(str(e))}", file=sys.stderr)
         return 1
     except BrokenPipeError:
         # The reader went away (e.g. podman load failed): say so, quietly.

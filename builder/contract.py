@@ -261,6 +261,8 @@ class ExportSpec(Spec):
     from_image_name: Optional[str]
     from_image_tag: Optional[str]
     zstd: Optional[str] = None  # pkgs.zstd's program: zstd layers, read or written
+    fakeroot: Optional[str] = None  # device nodes, owners and mode-0000 files are kept under it
+    python: Optional[str] = None  # the fakeroot session's Python
 
 
 @dataclass(frozen=True)

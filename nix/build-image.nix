@@ -56,8 +56,8 @@ let
       layer = runBuilder "${baseName}-layer" "image-layer" ({
         keepContentsDirlinks = chk "keepContentsDirlinks" [ "bool" ] keepContentsDirlinks;
         extraCommands = chk "extraCommands" [ "string" ] extraCommands;
-        uid = chk "uid" [ "int" ] uid;
-        gid = chk "gid" [ "int" ] gid;
+        uid = checks.checkId fn "uid" uid;
+        gid = checks.checkId fn "gid" gid;
         includeNixDB = chk "includeNixDB" [ "bool" ] includeNixDB;
         fromImageName = chk "fromImageName" [ "null" "string" ] fromImageName;
         fromImageTag = chk "fromImageTag" [ "null" "string" ] fromImageTag;
@@ -131,6 +131,9 @@ let
         fromImageTag = chk "fromImageTag" [ "null" "string" ] fromImageTag;
         fromImage = if fromImage == null then throw "dockerTools.exportImage: fromImage is null: give the image to export"
           else checkFromImage "exportImage" fromImage;
+        # Device nodes, owners and mode 0000 files of the base, as runAsRoot keeps them.
+        fakeroot = "${pkgs.fakeroot}/bin/fakeroot";
+        inherit python;
       };
     };
 in

@@ -18,6 +18,13 @@ rec {
   checkTag = fn: tag:
     if tag == null || (builtins.isString tag && builtins.match "[A-Za-z0-9_][A-Za-z0-9._-]{0,127}" tag != null) then tag
     else throw "dockerTools.${fn}: tag \"${toString tag}\" is not a valid tag (letters, digits, _ . -, at most 128 characters)";
+  # A user or group id: an integer a tar header and chown(2) can hold
+  # ((uid_t)-1, 4294967295, means "unchanged" to chown).
+  checkId = fn: arg: v:
+    if !builtins.isInt v then throw "dockerTools.${fn}: ${arg} must be an integer, got ${describe v}"
+    else if v < 0 || v > 4294967294
+    then throw "dockerTools.${fn}: ${arg} = ${toString v} is out of range (0 to 4294967294)"
+    else v;
   checkConfig = fn: config:
     if builtins.isAttrs config then config
     else throw "dockerTools.${fn}: config must be an attribute set (like { Cmd = [ ... ]; }), got ${describe config}";

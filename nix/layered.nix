@@ -52,8 +52,8 @@ let
       function = buildLayer;
       inherit args;
       drv = runBuilder "layer" "layer" ({
-        uid = chk "uid" [ "int" ] uid;
-        gid = chk "gid" [ "int" ] gid;
+        uid = checks.checkId "buildLayer" "uid" uid;
+        gid = checks.checkId "buildLayer" "gid" gid;
         uname = chk "uname" [ "string" ] uname;
         gname = chk "gname" [ "string" ] gname;
         mtime = chk "mtime" [ "string" "int" ] mtime;
@@ -125,8 +125,8 @@ let
         enableFakechroot = chk "enableFakechroot" [ "bool" ] enableFakechroot;
         mtime = chk "mtime" [ "string" "int" ] mtime;
         includeNixDB = chk "includeNixDB" [ "bool" ] includeNixDB;
-        nixUid = chk "nixUid" [ "int" ] nixUid;
-        nixGid = chk "nixGid" [ "int" ] nixGid;
+        nixUid = checks.checkId fn "nixUid" nixUid;
+        nixGid = checks.checkId fn "nixGid" nixGid;
         contents = contentsList;
         config = runConfig;
       };
@@ -138,8 +138,8 @@ let
         fromImageTag = chk "fromImageTag" [ "null" "string" ] fromImageTag;
         architecture = chk "architecture" [ "string" ] architecture;
         variant = chk "variant" [ "null" "string" ] variant;
-        uid = chk "uid" [ "int" ] uid;
-        gid = chk "gid" [ "int" ] gid;
+        uid = checks.checkId fn "uid" uid;
+        gid = checks.checkId fn "gid" gid;
         uname = chk "uname" [ "string" ] uname;
         gname = chk "gname" [ "string" ] gname;
         includeStorePaths = chk "includeStorePaths" [ "bool" ] includeStorePaths;

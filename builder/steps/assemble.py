@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 from concurrent.futures import ThreadPoolExecutor
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+from typing import Dict, List, Optional, Sequence, Tuple, Union, cast
 
 from builder.contract import LayerSpec, LayersSpec, check_version
 from builder.errors import SpecError
@@ -218,14 +219,50 @@ def _stamp(spec: Union[LayerSpec, LayersSpec]) -> Stamp:
 def _base_image(spec: LayersSpec, out: str) -> Optional[Image]:
     if not spec.from_image:
         return None
-    return load_image(
-        spec.from_image,
-        workdir=out,
-        name=spec.from_image_name,
-        tag=spec.from_image_tag,
-        architecture=spec.architecture,
-        variant=spec.variant,
+    # A compressed archive is unpacked into a temporary directory, never
+    # into the description: an 18 MiB archive may unpack to gigabytes.
+    with tempfile.TemporaryDirectory(dir=os.environ.get("TMPDIR")) as work:
+        image = load_image(
+            spec.from_image,
+            workdir=work,
+            name=spec.from_image_name,
+            tag=spec.from_image_tag,
+            architecture=spec.architecture,
+            variant=spec.variant,
+        )
+        prefix = os.path.join(work, "")
+        return Image(
+            image.config_bytes,
+            [
+                _keep_compressed(layer, out, i) if (layer.source or {}).get("path", "").startswith(prefix) else layer
+                for i, layer in enumerate(image.layers)
+            ],
+        )
+
+
+def _keep_compressed(layer: Layer, out: str, index: int) -> Layer:
+    """A base layer that only exists in the unpacked copy, kept in the
+    description as gzip: its stored bytes when it was compressed already,
+    else our compressor's, the very bytes a gzip stream would hold, so the
+    image and its gzip digests are what they would have been."""
+    source = cast(dict, layer.source)
+    path = os.path.join(out, f"base-layer-{index}.tar.gz")
+    with open(path, "wb") as f:
+        sink = FdSink(f.fileno())
+        if source["encoding"] == "gzip":
+            FileRange(source["path"], source["offset"], source["size"]).copy_to(sink)
+        else:
+            with compress.compressor("gzip", sink) as gz:
+                layer.write_tar(gz)
+        sink.flush()
+    stored = range_stats(FileRange(path, 0, os.path.getsize(path)), path)
+    if stored["diffId"] != layer.diff_id:
+        raise SpecError(f"{path}: the kept base layer is not the layer read ({stored['diffId']} != {layer.diff_id})")
+    kept = layer_from_range(
+        FileRange(path, 0, stored["storedSize"]), layer.diff_id, verify=False, what=path, stats=stored
     )
+    kept.known.update({enc: v for enc, v in layer.known.items() if enc != "gzip"})
+    return kept
 
 
 def _paths_in(layers: List[Layer]) -> List[str]:

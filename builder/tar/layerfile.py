@@ -115,16 +115,25 @@ def _decompress_chunks(chunks, encoding: str, sink: Sink, what: str) -> None:
         return
     # gzip members may be concatenated (pigz -i, some registries): restart
     # the decompressor on each member.
+    # At most _CHUNK bytes come out per call, however well the input
+    # compresses: a 2 MiB gzip of 2 GiB of zeros is streamed, not held.
     d = _decompressor(encoding)
     try:
-        for chunk in chunks:
-            while chunk:
-                sink.write(d.decompress(chunk))
-                if encoding == "gzip" and d.eof:
-                    chunk = d.unused_data
-                    d = _decompressor(encoding)
-                else:
-                    chunk = b""
+        for data in chunks:
+            while True:
+                out = d.decompress(data, _CHUNK)
+                if out:
+                    sink.write(out)
+                if d.eof:
+                    data = d.unused_data
+                    if encoding == "gzip":
+                        d = _decompressor(encoding)
+                    if not data or encoding != "gzip":
+                        break
+                    continue
+                data = d.unconsumed_tail
+                if not data and len(out) < _CHUNK:
+                    break
     except (zlib.error, EOFError, ValueError) as e:
         raise ImageFormatError(f"{what}: broken {encoding} data ({e})") from None
 

@@ -36,6 +36,7 @@ lost children each get a whiteout.
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import stat
@@ -60,6 +61,7 @@ from typing import (
 from builder.errors import BuildError, ImageFormatError, UnsafePathError
 from builder.sinks.sink import Sink
 from builder.tar import paths, tarstream
+from builder.tar.reader import open_tar
 from builder.tar.tarstream import Stamp
 
 __all__ = [
@@ -333,12 +335,20 @@ def _apply_one(applier: _Applier, layer: LayerFile) -> None:
     member = None
     try:
         if isinstance(layer, (str, bytes)):
-            tar = tarfile.open(name=layer, mode="r|*", encoding="utf-8", errors="surrogateescape")
+            tar = open_tar(name=layer, mode="r|*", encoding="utf-8", errors="surrogateescape")
         else:
-            tar = tarfile.open(fileobj=layer, mode="r|*", encoding="utf-8", errors="surrogateescape")
+            tar = open_tar(fileobj=layer, mode="r|*", encoding="utf-8", errors="surrogateescape")
         with tar:
             for member in tar:
-                applier.entry(tar, member)
+                try:
+                    applier.entry(tar, member)
+                except OSError as e:
+                    # A name too long for the file system, a link count at
+                    # its limit...: what the layer asks for cannot be made.
+                    if e.errno in (errno.ENOSPC, errno.EDQUOT):
+                        raise
+                    raise ImageFormatError(f"cannot unpack ({e.strerror})") from None
+                member = None  # an error reading the next header is not this entry's
     except tarfile.TarError as e:
         raise ImageFormatError(f"{label}: not a readable tar layer ({e})") from None
     except ImageFormatError as e:

@@ -108,6 +108,10 @@ def test_no_layer_left_for_store_paths(tmp_path):
         ("streamLayeredImage", "mtime = [ ];", "mtime must be a string or an integer, got a list"),
         ("streamLayeredImage", "extraCommands = 5;", "extraCommands must be a string"),
         ("buildImage", 'uid = "0";', 'uid must be an integer, got the string "0"'),
+        ("buildImage", "uid = -1;", "uid = -1 is out of range (0 to 4294967294)"),
+        ("streamLayeredImage", "gid = 99999999999;", "gid = 99999999999 is out of range (0 to 4294967294)"),
+        ("streamLayeredImage", "nixUid = -5;", "nixUid = -5 is out of range"),
+        ("streamNixShellImage", "drv = pkgs.hello; uid = 4294967295;", "uid = 4294967295 is out of range"),
         ("buildImage", 'runAsRoot = [ "true" ];', "runAsRoot must be null or a string, got a list"),
         ("buildImage", 'keepContentsDirlinks = "yes";', "keepContentsDirlinks must be true or false"),
         (
