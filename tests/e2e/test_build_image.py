@@ -315,7 +315,8 @@ def test_export_image_keeps_device_nodes_owners_and_mode_0000_files(tmp_path):
     )
     out = nix_build(f"dockerTools.exportImage {{ fromImage = {base}; }}", tmp_path)
     with tarfile.open(out) as t:
-        members = {m.name.rstrip("/"): m for m in t.getmembers()}
+        # Entries are named ./etc/shadow, as nixpkgs' tar -C root -c . names them.
+        members = {m.name.rstrip("/").removeprefix("./"): m for m in t.getmembers()}
         shadow = t.extractfile(members["etc/shadow"]).read()
     assert members["etc/shadow"].mode == 0o000 and shadow == b"root:!!:19000::::::\n"
     assert (members["etc/owned"].uid, members["etc/owned"].gid) == (1000, 100)
