@@ -313,6 +313,9 @@ class PullImageSpec(Spec):
     image_tag: str
     image_digest: str
     ssl_cert_file: Optional[str] = None  # with tlsVerify, when pkgs has cacert
+    # An auth file outside the store, read at build time (never copied into
+    # the store); else $REGISTRY_AUTH_FILE, an impure variable.
+    auth_file: Optional[str] = None
 
 
 @dataclass(frozen=True)

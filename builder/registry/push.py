@@ -10,7 +10,7 @@ from builder.errors import BuildError
 from builder.model import manifest
 from builder.model.image import Blob, Image
 from builder.model.reference import Reference, parse_reference
-from builder.registry.auth import Credentials
+from builder.registry.auth import Credentials, Search
 from builder.registry.client import DEFAULT_CHUNK, RegistryClient
 from builder.report import human_size, progress_line, short_digest
 
@@ -60,7 +60,7 @@ def push(
     ref: Union[str, Reference],
     *,
     insecure: bool = False,
-    auth: Union[Credentials, Tuple[str, str], None] = None,
+    auth: Union[Credentials, Tuple[str, str], Search, None] = None,
     progress: Optional[Callable[[str], None]] = progress_line,
     encoding: str = "gzip",
     flavour: str = "oci",

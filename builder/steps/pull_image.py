@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import base64
 import json
+import os
+import pwd
 import ssl
 import sys
 import tempfile
@@ -26,6 +28,7 @@ from builder.formats.docker_archive import write_docker_archive
 from builder.model.image import Image, sha256_digest
 from builder.model.platform import host_platform, platform_from_parts, platform_text
 from builder.model.reference import DIGEST_RE, check_image_name, check_tag, parse_reference, split_reference
+from builder.registry.auth import Search, search_credentials
 from builder.registry.client import HttpOpener, RegistryClient
 from builder.registry.pull import pull
 from builder.sinks.output import open_output
@@ -55,6 +58,8 @@ def write_pulled(
     tls_verify: bool = True,
     ca_file: Optional[str] = None,
     workdir: Optional[str] = None,
+    auth: Optional[Search] = None,
+    credentials_hint: str = "",
 ) -> Image:
     """Fetch ``image_name@image_digest`` for one platform (an index resolves
     to it) and write it to ``sink`` as a docker archive tagged ``final_ref``."""
@@ -72,7 +77,15 @@ def write_pulled(
     opener = _opener(tls_verify, ca_file)
     try:
         with tempfile.TemporaryDirectory(dir=workdir) as layout:
-            image = pull(f"{name}@{image_digest}", layout, platform=platform, insecure=not tls_verify, opener=opener)
+            image = pull(
+                f"{name}@{image_digest}",
+                layout,
+                platform=platform,
+                insecure=not tls_verify,
+                opener=opener,
+                auth=auth,
+                credentials_hint=credentials_hint,
+            )
             write_docker_archive(sink, [(image, [final_ref])], "none")
     finally:
         if opener is not None:
@@ -80,9 +93,50 @@ def write_pulled(
     return image
 
 
+_IN_BUILD_HINT = (
+    "a Nix build sees no HOME, XDG_RUNTIME_DIR or credential helpers: give pullImage "
+    'authFile = "/path/auth.json" (a file outside the store the build users can read), '
+    "or set REGISTRY_AUTH_FILE where nix-build runs (README: Private images)"
+)
+
+
+def _build_credentials(spec: PullImageSpec, host: str, repository: str) -> Search:
+    """Inside the build only a named auth file counts: pullImage's authFile,
+    else $REGISTRY_AUTH_FILE (an impure variable of this fixed-output
+    derivation). Credential helpers are not run: they need the user's
+    session (keychains, cloud logins), which a build does not have."""
+    path = spec.auth_file or os.environ.get("REGISTRY_AUTH_FILE") or ""
+    if not path:
+        return Search(None, ["no authFile and no REGISTRY_AUTH_FILE"])
+    what = "authFile" if spec.auth_file else "REGISTRY_AUTH_FILE"
+    if not os.path.isabs(path):
+        raise BuildError(f"{what} {path!r}: give an absolute path")
+    if not os.access(path, os.R_OK):
+        user = pwd.getpwuid(os.getuid()).pw_name if _has_user(os.getuid()) else str(os.getuid())
+        reason = "does not exist" if not os.path.exists(path) else f"is not readable by this build's user ({user})"
+        raise BuildError(
+            f"{what} {path} {reason}: builds run as the build users (group nixbld): "
+            "e.g. chgrp nixbld FILE && chmod 640 FILE; with the sandbox on, also "
+            "extra-sandbox-paths = FILE in nix.conf (README: Private images)"
+        )
+    search = search_credentials(host, repository, environ={"REGISTRY_AUTH_FILE": path}, helpers=False)
+    search.tried = [f"{what} {note.removeprefix('$REGISTRY_AUTH_FILE ')}" for note in search.tried]
+    return search
+
+
+def _has_user(uid: int) -> bool:
+    try:
+        pwd.getpwuid(uid)
+    except KeyError:
+        return False
+    return True
+
+
 def pull_image(spec: PullImageSpec) -> None:
     """The fixed-output build: Nix checks the archive against the hash."""
     name, _, digest = spec.source_url.removeprefix("docker://").partition("@")
+    reference = parse_reference(name)
+    auth = _build_credentials(spec, reference.registry, reference.repository)
     with open_output(spec.out) as sink:
         write_pulled(
             sink,
@@ -94,6 +148,13 @@ def pull_image(spec: PullImageSpec) -> None:
             variant=spec.variant,
             tls_verify=spec.tls_verify,
             ca_file=spec.ssl_cert_file,
+            auth=auth,
+            credentials_hint=(
+                f"add an entry for {reference.registry} to that file "
+                f"(podman login --authfile FILE {reference.registry})"
+                if spec.auth_file or os.environ.get("REGISTRY_AUTH_FILE")
+                else _IN_BUILD_HINT
+            ),
         )
 
 
