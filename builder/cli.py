@@ -3,11 +3,13 @@ and chooses exit codes.
 
 Build commands (run by Nix, configured by ``.attrs.json``):
   customise, customise-fakeroot, layers, layer, files, merge, image-layer, export, script, archive,
-  multiarch, push-script, pull-image
+  multiarch, push-script, copy-script, pull-image
 User commands:
   stream DESCRIPTION [--format docker|oci|oci-dir] [--compress none|gzip|zstd] [--output PATH]
                      [--push [docker://]HOST[:PORT]/NAME:TAG [--insecure]]
   push SOURCE [REF] [--insecure] [--format oci|docker] [--compress none|gzip|zstd]
+  copy SOURCE DEST (docker://REF, docker-daemon:NAME:TAG, containers-storage:NAME:TAG,
+                    docker-archive:FILE[:NAME:TAG], oci-archive:FILE[:TAG], oci:DIR[:TAG])
   prefetch REF [--os OS] [--arch ARCH] [--variant V] [--insecure] [--json]
   explain IMAGE [--path STOREPATH] [--json] [--top N]
   sbom IMAGE [--output FILE] [--format spdx|cyclonedx] [--compress none|gzip|zstd]
@@ -47,6 +49,7 @@ _BUILD_STEPS: List[Tuple[str, str, Type[contract.Spec], Optional[str]]] = [
     ("archive", "steps.stream.write_archive", contract.ArchiveSpec, "write an image archive into the store"),
     ("multiarch", "steps.multiarch.build_multiarch", contract.MultiarchSpec, "describe a multi-platform image"),
     ("push-script", "steps.publish.write_push_script", contract.PushScriptSpec, "write a copy-to-registry executable"),
+    ("copy-script", "steps.copy.write_copy_script", contract.CopyScriptSpec, "write a copy-to executable"),
     ("pull-image", "steps.pull_image.pull_image", contract.PullImageSpec, "fetch an image into a docker archive"),
     ("sbom-file", "steps.sbom.write_sbom", contract.SbomFileSpec, "write an image's SBOM"),
 ]
@@ -100,6 +103,22 @@ def _cmd_push(args) -> None:
         attach_sbom=args.sbom_format if args.attach_sbom else None,
     )
     print(digest, flush=True)
+
+
+def _cmd_copy(args) -> None:
+    from builder.steps.copy import copy_to
+
+    dest = args.dest
+    if args.transport:
+        # copy-to-docker-daemon [NAME:TAG], copy-to-podman [NAME:TAG]
+        ref = dest or ""
+        dest = ref if ref.startswith(args.transport + ":") else f"{args.transport}:{ref}"
+    elif not dest:
+        raise BuildError(
+            "give a destination: docker://HOST/NAME:TAG, docker-daemon:NAME:TAG, containers-storage:NAME:TAG, "
+            "docker-archive:FILE[:NAME:TAG], oci-archive:FILE[:TAG] or oci:DIR[:TAG]"
+        )
+    copy_to(args.source, dest, insecure=args.insecure, fmt=args.format, layer_compression=args.compress)
 
 
 def _cmd_explain(args) -> None:
@@ -190,6 +209,25 @@ def _parser() -> argparse.ArgumentParser:
     )
     _sbom_options(s, with_file=False)
     s.set_defaults(fn=_cmd_push)
+    s = sub.add_parser("copy", help="copy an image of this project to a destination, as skopeo spells it")
+    s.add_argument("source", help="a stream executable or image description")
+    s.add_argument(
+        "dest",
+        nargs="?",
+        metavar="DEST",
+        help="docker://HOST/NAME:TAG, docker-daemon:NAME:TAG (Engine API at $DOCKER_HOST), "
+        "containers-storage:NAME:TAG (podman load), docker-archive:FILE[:NAME:TAG], "
+        "oci-archive:FILE[:TAG], oci:DIR[:TAG]",
+    )
+    s.add_argument("--insecure", action="store_true", help="docker://: plain http, no TLS")
+    s.add_argument("--format", choices=["docker", "oci"], help="docker://: media types (default oci)")
+    s.add_argument(
+        "--compress",
+        choices=["none", "gzip", "zstd"],
+        help="compression of the layers (default: the image's layerCompression)",
+    )
+    s.add_argument("--transport", choices=["docker-daemon", "containers-storage"], help=argparse.SUPPRESS)
+    s.set_defaults(fn=_cmd_copy)
     s = sub.add_parser("explain", help="what is in an image: layers, store paths, and why a path is there")
     s.add_argument("source", metavar="IMAGE", help="a stream executable or image description")
     _explain_options(s)

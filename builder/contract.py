@@ -297,6 +297,17 @@ class PushScriptSpec(Spec):
 
 
 @dataclass(frozen=True)
+class CopyScriptSpec(Spec):
+    """``copy-script``: the copyTo, copyToDockerDaemon and copyToPodman executables."""
+
+    STEP: ClassVar[str] = "copy-script"
+    python: str
+    src: str
+    description: str
+    program: Literal["copy-to", "copy-to-docker-daemon", "copy-to-podman"]
+
+
+@dataclass(frozen=True)
 class PullImageSpec(Spec):
     """``pull-image``: pullImage's fixed-output fetch."""
 
