@@ -1,5 +1,6 @@
 """The flake, offline: its nixpkgs input replaced by the stand-in."""
 
+import json
 import os
 import shutil
 import subprocess
@@ -80,3 +81,30 @@ def test_overlay_replaces_docker_tools(tmp_path):
     assert r.returncode == 0, r.stderr
     names = r.stdout
     assert "buildLayeredImage" in names and "streamLayeredImage" in names and "old" in names
+
+
+def test_nix_run_copy_to(tmp_path):
+    # nix run .#IMAGE.copyTo -- DEST: the passthru executable's meta.mainProgram.
+    standin = _standin_flake(tmp_path)
+    repo = _flake_copy(tmp_path)
+    out = tmp_path / "hello-oci.tar"
+    r = subprocess.run(
+        [
+            "nix",
+            *FEATURES,
+            "run",
+            f"{repo}#hello.copyTo",
+            "--no-write-lock-file",
+            "--override-input",
+            "nixpkgs",
+            f"path:{standin}",
+            "--",
+            f"oci-archive:{out}:v1",
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert r.returncode == 0, r.stderr
+    inspected = subprocess.run(["skopeo", "inspect", f"oci-archive:{out}:v1"], capture_output=True, text=True)
+    assert inspected.returncode == 0, inspected.stderr
+    assert json.loads(inspected.stdout)["Layers"]
