@@ -61,15 +61,25 @@ class _ChunkedSink(Sink):
         if len(self.buffer) >= _CHUNK:
             self.flush()
 
+    def _send(self, data: bytes) -> None:
+        try:
+            self.sock.sendall(data)
+        except OSError as e:  # the daemon went away or stopped reading
+            raise _SendFailed(e.strerror or str(e) or type(e).__name__) from e
+
     def flush(self) -> None:
         if self.buffer:
-            self.sock.sendall(b"%x\r\n" % len(self.buffer) + bytes(self.buffer) + b"\r\n")
+            self._send(b"%x\r\n" % len(self.buffer) + bytes(self.buffer) + b"\r\n")
             self.sent += len(self.buffer)
             self.buffer.clear()
 
     def finish(self) -> None:
         self.flush()
-        self.sock.sendall(b"0\r\n\r\n")
+        self._send(b"0\r\n\r\n")
+
+
+class _SendFailed(Exception):
+    pass
 
 
 def _connect(endpoint: Tuple[str, str], where: str, timeout: float) -> socket.socket:
@@ -134,12 +144,12 @@ def load_into_docker(write: Writer, environ: Optional[Mapping[str, str]] = None,
             "Connection: close\r\n\r\n"
         )
         sink = _ChunkedSink(sock)
-        send_error: Optional[OSError] = None
+        send_error: Optional[_SendFailed] = None
         try:
-            sock.sendall(head.encode())
+            sink._send(head.encode())
             write(sink)
             sink.finish()
-        except (BrokenPipeError, ConnectionResetError) as e:
+        except _SendFailed as e:
             send_error = e  # the daemon may have answered why: read it below
         response = http.client.HTTPResponse(sock, method="POST")
         try:

@@ -7,9 +7,12 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import shutil
+import socket
 import tarfile
 import tempfile
+import threading
 
 import pytest
 from engineapi import running_engine_api
@@ -97,3 +100,31 @@ def test_a_failing_podman_is_reported_with_its_own_reason(tmp_path):
     assert str(e.value) == "podman load failed: payload does not match any of the supported image formats"
     with pytest.raises(BuildError, match="podman is not on PATH"):
         load_into_podman(writer(b"x"), {"PATH": str(tmp_path / "nothing")})
+
+
+def test_a_daemon_that_hangs_up_mid_stream_is_one_clear_error(short_dir):
+    path = os.path.join(short_dir, "early.sock")
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(path)
+    server.listen(1)
+
+    def answer_early():
+        conn, _ = server.accept()
+        conn.recv(4096)
+        body = b'{"message":"bad archive"}'
+        conn.sendall(b"HTTP/1.1 400 Bad Request\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
+        conn.close()
+
+    thread = threading.Thread(target=answer_early)
+    thread.start()
+    try:
+        with pytest.raises(BuildError) as e:
+            load_into_docker(writer(archive(size=16 << 20)), {"DOCKER_HOST": f"unix://{path}"})
+    finally:
+        thread.join()
+        server.close()
+    # Whether the answer arrives before the reset is the kernel's business;
+    # either way one line, no traceback.
+    assert re.match(
+        rf"the Docker daemon at unix://{path} (refused the image: bad archive|closed the connection: )", str(e.value)
+    ), str(e.value)
