@@ -9,7 +9,6 @@ to it. Most popular first; ties by path name.
 from __future__ import annotations
 
 import random
-import time
 import tracemalloc
 
 import pytest
@@ -249,18 +248,12 @@ def synthetic(n: int, seed: int = 3):
     return nodes
 
 
-def test_50k_paths_within_two_seconds():
-    nodes = synthetic(50_000)
-    best = None
-    for _ in range(2):
-        t0 = time.perf_counter()
-        g = Graph(nodes)
-        order = popularity_order(g)
-        layers = split_layers(order, 99)
-        dt = time.perf_counter() - t0
-        best = dt if best is None else min(best, dt)
+def test_50k_paths_are_all_layered():
+    # How fast is measured by bench/bench.py (figure "layering"), not here.
+    g = Graph(synthetic(50_000))
+    order = popularity_order(g)
+    layers = split_layers(order, 99)
     assert len(order) == 50_000 and sum(map(len, layers)) == 50_000
-    assert best <= 2.0, f"layering 50,000 paths took {best:.2f} s"
     # The leaves everyone uses come first.
     assert g.refs[order[0]] == []
 
