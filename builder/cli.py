@@ -1,20 +1,9 @@
 """Command line: one subcommand per job; the only place that prints errors
 and chooses exit codes.
 
-Build commands (run by Nix, configured by ``.attrs.json``):
-  customise, customise-fakeroot, layers, layer, files, merge, image-layer, export, script, archive,
-  multiarch, push-script, copy-script, pull-image
-User commands:
-  stream DESCRIPTION [--format docker|oci|oci-dir] [--compress none|gzip|zstd] [--output PATH]
-                     [--push [docker://]HOST[:PORT]/NAME:TAG [--insecure]]
-  push SOURCE [REF] [--insecure] [--format oci|docker] [--compress none|gzip|zstd]
-  copy SOURCE DEST (docker://REF, docker-daemon:NAME:TAG, containers-storage:NAME:TAG,
-                    docker-archive:FILE[:NAME:TAG], oci-archive:FILE[:TAG], oci:DIR[:TAG])
-  prefetch REF [--os OS] [--arch ARCH] [--variant V] [--insecure] [--json]
-  explain IMAGE [--path STOREPATH] [--json] [--top N]
-  sbom IMAGE [--output FILE] [--format spdx|cyclonedx] [--compress none|gzip|zstd]
-  (stream: --explain [--path P] [--json], --sbom FILE [--sbom-format F], --push REF --attach-sbom;
-   push: --attach-sbom [--sbom-format F])
+Build commands, run inside Nix builds and configured by ``.attrs.json``, are
+listed in ``_BUILD_STEPS``; the commands users run (stream, push, copy,
+prefetch, explain, sbom) are defined in ``_parser``. ``--help`` shows them.
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ Inside a build, Nix (``__structuredAttrs``) writes every attribute of the
 derivation to ``.attrs.json``. ``load(CustomiseSpec)`` reads that file into
 a frozen dataclass, and that record is all a step sees:
 
-- Version: ``runBuilder`` (default.nix) puts ``contractVersion`` into every
+- Version: ``runBuilder`` (nix/builder.nix) puts ``contractVersion`` into every
   builder derivation; a file of another version is refused in one line.
 - Names: the field ``from_image`` is the attribute ``fromImage``: snake_case
   to camelCase, the parts in ``_ACRONYMS`` in capitals (``config_json`` is
@@ -74,7 +74,7 @@ __all__ = [
     "parse",
 ]
 
-# The version of the attributes below; runBuilder in default.nix sends the same.
+# The version of the attributes below; runBuilder in nix/builder.nix sends the same.
 CONTRACT_VERSION = 1
 
 # Attributes Nix puts on (or reads from) any derivation: not a step's business.

@@ -99,13 +99,13 @@ let
     mkResult {
       function = buildImage;
       inherit args;
-      drv = archiveOf fn baseName compressor conf { };
+      drv = builtins.seq (sbom.checkSbomFormat fn sbomFormat) (archiveOf fn baseName compressor conf { });
       passthru = {
         inherit imageName conf layer;
         imageTag = if tag != null then tag else hashPart conf;
         buildArgs = args;
         inherit (copyToolsOf conf) copyToRegistry copyTo copyToDockerDaemon copyToPodman;
-        sbom = sbom.sbomOf baseName (sbom.checkSbomFormat fn sbomFormat) conf;
+        sbom = sbom.sbomOf baseName sbomFormat conf;
       } // chk "passthru" [ "set" ] passthru;
       meta = chk "meta" [ "set" ] meta;
     };

@@ -148,13 +148,14 @@ let
     mkResult {
       function = streamLayeredImage;
       inherit args;
-      drv = streamScript baseName conf;
+      # sbomFormat is checked with the image, not only when .sbom is asked for.
+      drv = builtins.seq (sbom.checkSbomFormat fn sbomFormat) (streamScript baseName conf);
       passthru = {
         inherit imageName conf;
         imageTag = if tag != null then tag else hashPart conf;
         isExe = true;
         inherit (copyToolsOf conf) copyToRegistry copyTo copyToDockerDaemon copyToPodman;
-        sbom = sbom.sbomOf baseName (sbom.checkSbomFormat fn sbomFormat) conf;
+        sbom = sbom.sbomOf baseName sbomFormat conf;
       } // chk "passthru" [ "set" ] passthru;
       meta = chk "meta" [ "set" ] meta;
     };

@@ -19,6 +19,7 @@ from typing import IO, Dict, List, Optional, Sequence, Tuple, cast
 from builder.errors import ImageFormatError
 from builder.formats.members import members_by_name, write_dir, write_member
 from builder.model.image import Blob, Image, Layer, canonical_json
+from builder.model.reference import split_repo_tag
 from builder.sinks.sink import Sink
 from builder.tar import tarstream
 from builder.tar.layerfile import FileRange, layer_from_range, plain_archive
@@ -172,7 +173,7 @@ def _pick(path: str, manifest, name: Optional[str], tag: Optional[str]) -> dict:
         return manifest[0]
     for entry in manifest:
         for ref in entry.get("RepoTags") or []:
-            rname, _, rtag = ref.rpartition(":")
+            rname, rtag = split_repo_tag(ref)
             if (name is None or rname == name) and (tag is None or rtag == tag):
                 return entry
     want = f"{name or '*'}:{tag or '*'}"

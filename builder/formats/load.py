@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 import tarfile
 from dataclasses import dataclass
 from typing import List, Optional, Union
@@ -25,17 +24,32 @@ from typing import List, Optional, Union
 from builder.contract import check_version
 from builder.errors import ImageFormatError, SpecError
 from builder.formats.description import find_description, read_description
-from builder.formats.docker_archive import read_docker_archive
+from builder.formats.docker_archive import Tagged, read_docker_archive, read_docker_archive_all
 from builder.formats.members import members_by_name
 from builder.formats.oci_layout import read_oci
 from builder.model.image import Image
+from builder.report import progress_line
 from builder.tar.layerfile import detect_encoding, plain_archive
 
-__all__ = ["MULTI_FILE", "MULTI_VERSION", "Loaded", "load_image", "load_target", "multi_dir", "note_unknown_digests"]
+__all__ = [
+    "MULTI_FILE",
+    "MULTI_VERSION",
+    "Loaded",
+    "load_all",
+    "load_image",
+    "load_target",
+    "multi_dir",
+    "note_unknown_digests",
+]
 
 # A multi-platform description: a directory with one description per image.
 MULTI_FILE = "multiarch.json"
 MULTI_VERSION = 1
+
+NOT_OURS = (
+    "not an image of this project (a stream executable or an image description); "
+    "for an archive built into the store (buildLayeredImage, buildImage) give its .stream or .conf"
+)
 
 
 def _tar_names(path: str, workdir: Optional[str]) -> Optional[set]:
@@ -78,6 +92,16 @@ def load_image(
     return read_docker_archive(path, workdir, name=name, tag=tag)
 
 
+def load_all(path: str, workdir: str) -> List[Tagged]:
+    """Every image ``path`` holds, with its tags: an image of this project, or
+    each image of a docker archive (``mergeImages``' inputs)."""
+    described = find_description(path)
+    if described:
+        desc = read_description(described)
+        return [(desc.image, [desc.repo_tag])]
+    return read_docker_archive_all(path, workdir)
+
+
 @dataclass
 class Loaded:
     """What a stream or push writes: one image or a per-platform group."""
@@ -106,7 +130,7 @@ def load_target(path: str) -> Loaded:
     description, or a stream executable naming one."""
     described = multi_dir(path) or find_description(path)
     if described is None:
-        raise SpecError(f"{path}: not an image of this project (a stream executable or an image description)")
+        raise SpecError(f"{path}: {NOT_OURS}")
     multi = multi_dir(described)
     if multi is None:
         desc = read_description(described)
@@ -128,9 +152,7 @@ def note_unknown_digests(loaded: Loaded, encoding: str) -> None:
         return
     missing = sum(1 for image in loaded.images for layer in image.layers if encoding not in layer.known)
     if missing:
-        print(
+        progress_line(
             f"note: {missing} layer(s) have no {encoding} digest from the build "
-            f'(set layerCompression = "{encoding}"): compressing them twice',
-            file=sys.stderr,
-            flush=True,
+            f'(set layerCompression = "{encoding}"): compressing them twice'
         )

@@ -22,6 +22,7 @@ __all__ = [
     "docker_hub_aliases",
     "parse_reference",
     "qualified_name",
+    "registry_host",
     "split_reference",
     "split_repo_tag",
 ]
@@ -69,11 +70,19 @@ def split_repo_tag(ref: str) -> Tuple[str, str]:
     return name, tag or "latest"
 
 
-def _registry_and_repository(name: str) -> Tuple[str, str]:
-    first, slash, path = name.partition("/")
+def registry_host(name: str) -> Optional[str]:
+    """The registry host a name starts with, or None for Docker Hub's names."""
+    first, slash, _ = name.partition("/")
     if slash and ("." in first or ":" in first or first == "localhost"):
-        return first, path
-    return DOCKER_HUB, name if slash else "library/" + name
+        return first
+    return None
+
+
+def _registry_and_repository(name: str) -> Tuple[str, str]:
+    host = registry_host(name)
+    if host:
+        return host, name[len(host) + 1 :]
+    return DOCKER_HUB, name if "/" in name else "library/" + name
 
 
 def qualified_name(name: str) -> str:

@@ -20,6 +20,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Callable, Dict, Iterable, List, Optional, Tuple
 
+from builder.contract import check_version
 from builder.errors import SpecError
 from builder.model.image import canonical_json
 
@@ -204,10 +205,7 @@ def read_contents(description_dir: str) -> Optional[Contents]:
         return None
     except (OSError, ValueError) as e:
         raise SpecError(f"{path}: unreadable ({e})") from None
-    if not isinstance(doc, dict) or doc.get("version") != VERSION:
-        raise SpecError(
-            f"{path}: version {doc.get('version') if isinstance(doc, dict) else None!r}, expected {VERSION}"
-        )
+    check_version(doc, VERSION, "contents record", path)
     try:
         return Contents.from_json(doc)
     except (KeyError, TypeError, ValueError) as e:

@@ -22,7 +22,7 @@ from typing import Dict, List, Optional, Tuple
 
 from builder.errors import SpecError
 from builder.formats.description import Description, find_description, read_description
-from builder.formats.load import multi_dir
+from builder.formats.load import NOT_OURS, multi_dir
 from builder.model import manifest
 from builder.model.image import Blob
 from builder.model.reference import split_repo_tag
@@ -182,7 +182,7 @@ def load_inventory(source: str, *, encoding: Optional[str] = None, flavour: str 
         )
     described = find_description(source)
     if described is None:
-        raise SpecError(f"{source}: not an image of this project (a stream executable or an image description)")
+        raise SpecError(f"{source}: {NOT_OURS}")
     if multi_dir(described):
         raise SpecError(f"{source}: a multi-platform image; SBOMs and explain are per platform")
     return inventory_of(read_description(described), read_contents(described), encoding=encoding, flavour=flavour)

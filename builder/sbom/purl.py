@@ -6,6 +6,8 @@ from __future__ import annotations
 import urllib.parse
 from typing import Dict, Optional
 
+from builder.model.reference import registry_host
+
 __all__ = ["nix_purl", "oci_purl"]
 
 
@@ -27,18 +29,13 @@ def nix_purl(name: str, version: str, qualifiers: Optional[Dict[str, str]] = Non
     return purl + _qualifiers(qualifiers or {})
 
 
-def _has_registry(name: str) -> bool:
-    first, slash, _ = name.partition("/")
-    return bool(slash) and ("." in first or ":" in first or first == "localhost")
-
-
 def oci_purl(name: str, tag: str, digest: str, arch: str = "", repository: Optional[str] = None) -> str:
     """``pkg:oci/app@sha256%3A...?arch=amd64&repository_url=host/team/app&tag=1.0``.
     ``repository``: where the image is (a pushed one); else the image's name
     when it names a registry host."""
     last = name.rsplit("/", 1)[-1].lower()
     qualifiers = {"arch": arch, "tag": tag}
-    where = repository or (name if _has_registry(name) else "")
+    where = repository or (name if registry_host(name) else "")
     if where:
         qualifiers["repository_url"] = where
     return f"pkg:oci/{_quote(last)}@{_quote(digest)}" + _qualifiers(qualifiers)

@@ -68,6 +68,8 @@ def _target(path: Optional[str]) -> Iterator[int]:
         finally:
             os.close(fd)
         return
+    if path.endswith("/") or os.path.isdir(path):
+        raise BuildError(f"cannot write {path}: it is a directory (give a file name)")
     tmp = f"{path}.tmp-{os.getpid()}"
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
@@ -82,7 +84,11 @@ def _target(path: Optional[str]) -> Iterator[int]:
         os.unlink(tmp)
         raise
     os.close(fd)
-    os.replace(tmp, path)
+    try:
+        os.replace(tmp, path)
+    except OSError as e:
+        os.unlink(tmp)
+        raise BuildError(f"cannot write {path}: {e.strerror}") from None
 
 
 @contextlib.contextmanager

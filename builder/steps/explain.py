@@ -16,6 +16,7 @@ from collections import deque
 from typing import Dict, List, Optional, TextIO
 
 from builder.errors import SpecError
+from builder.model.platform import platform_text
 from builder.report import human_size
 from builder.sbom.contents import ORIGINS, store_name
 from builder.sbom.inventory import Inventory, load_inventory
@@ -123,9 +124,7 @@ def explanation(inv: Inventory, path: Optional[str] = None, top: int = 10) -> di
 def _text(doc: dict, out: TextIO) -> None:
     image = doc["image"]
     w = out.write
-    w(
-        f"{image['name']}:{image['tag']}  ({image['platform'].get('os', '')}/{image['platform'].get('architecture', '')})\n"
-    )
+    w(f"{image['name']}:{image['tag']}  ({platform_text(image['platform'])})\n")
     w(f"  image ID   {image['imageId']}\n")
     w(f"  manifest   {image['manifestDigest']}\n")
     w(f"  {len(doc['layers'])} layers, {human_size(image['size'])} uncompressed, {image['storePaths']} store paths\n")

@@ -4,7 +4,7 @@ their description.
 The build (``python3 builder multiarch``) writes one description per input
 image under ``images/<i>`` and a ``multiarch.json`` naming them. Inputs are
 images of this project (stream executables, descriptions), whose layers are
-reused as described, or any image ``sources.load_image`` reads (a docker
+reused as described, or any image ``formats.load.load_image`` reads (a docker
 archive such as a pulled image, an OCI archive or layout), checked once here.
 Compressed-layer digests the user asks for are recorded at this point, so a
 push of the index hashes nothing.
@@ -22,6 +22,7 @@ from builder.formats.load import MULTI_FILE, MULTI_VERSION, load_image, multi_di
 from builder.model.image import Image, canonical_json
 from builder.model.platform import platform_text
 from builder.model.reference import check_image_name, check_tag
+from builder.steps.assemble import tag_from_out
 from builder.steps.known import encodings_of, fill_known
 
 __all__ = ["build_multiarch"]
@@ -41,7 +42,7 @@ def build_multiarch(spec: MultiarchSpec) -> None:
     out = spec.out
     os.makedirs(out, exist_ok=True)
     name = check_image_name(spec.image_name)
-    tag = check_tag(spec.tag or os.path.basename(out).split("-", 1)[0])
+    tag = check_tag(spec.tag or tag_from_out(out))
     encodings = encodings_of(spec.layer_compression)
     paths = spec.images
     if not paths:

@@ -11,14 +11,13 @@ now points at is the only line on stdout.
 from __future__ import annotations
 
 import os
-import sys
 from typing import Optional
 
 from builder.contract import PushScriptSpec
 from builder.errors import BuildError, RegistryError
 from builder.formats.load import load_target, note_unknown_digests
 from builder.registry.push import push
-from builder.report import human_size
+from builder.report import human_size, progress_line
 from builder.steps.known import encodings_of
 
 __all__ = ["push_target", "write_push_script"]
@@ -55,12 +54,10 @@ def push_target(
         if not insecure and "TLS with" in str(e):
             raise RegistryError(f"{e} (a registry without TLS needs --insecure)") from None
         raise
-    print(
+    progress_line(
         f"{len(result.uploaded)} blob(s) uploaded ({human_size(result.bytes_uploaded)}), "
         f"{len(result.skipped)} already present, {len(result.mounted)} mounted, "
-        f"{len(result.manifests)} manifest(s)",
-        file=sys.stderr,
-        flush=True,
+        f"{len(result.manifests)} manifest(s)"
     )
     if attach_sbom:
         from builder.steps.sbom import attach_sbom as attach

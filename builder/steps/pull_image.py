@@ -27,7 +27,14 @@ from builder.errors import BuildError, SpecError
 from builder.formats.docker_archive import write_docker_archive
 from builder.model.image import Image, sha256_digest
 from builder.model.platform import host_platform, platform_from_parts, platform_text
-from builder.model.reference import DIGEST_RE, check_image_name, check_tag, parse_reference, split_reference
+from builder.model.reference import (
+    DIGEST_RE,
+    check_image_name,
+    check_tag,
+    parse_reference,
+    split_reference,
+    split_repo_tag,
+)
 from builder.registry.auth import Search, search_credentials
 from builder.registry.client import HttpOpener, RegistryClient
 from builder.registry.pull import pull
@@ -70,7 +77,7 @@ def write_pulled(
         )
     if not DIGEST_RE.match(image_digest or ""):
         raise SpecError(f"imageDigest: {image_digest!r} is not a sha256 digest (sha256:<64 hex>)")
-    final_name, final_tag = final_ref.rsplit(":", 1)
+    final_name, final_tag = split_repo_tag(final_ref)
     check_image_name(final_name)
     check_tag(final_tag)
     platform = platform_text(platform_from_parts(os_, arch or host_platform()["architecture"], variant))

@@ -27,7 +27,7 @@ from typing import List, Optional
 
 from builder.errors import ImageFormatError, UnsafePathError
 
-__all__ = ["NotADirectory", "check_link_target", "clean_name", "host_path", "locate", "safe_join", "split_name"]
+__all__ = ["show", "NotADirectory", "check_link_target", "clean_name", "host_path", "locate", "safe_join", "split_name"]
 
 # Linux gives up after 40 symlinks in one lookup (MAXSYMLINKS); so do we.
 _MAX_LINKS = 40
@@ -117,7 +117,7 @@ def _resolve(root: bytes, rel: bytes) -> bytes:
             done.append(part)
             continue
         except NotADirectoryError:
-            raise NotADirectory(f"{_show(b'/'.join(done))} is not a directory") from None
+            raise NotADirectory(f"{show(b'/'.join(done))} is not a directory") from None
         if stat.S_ISLNK(st.st_mode):
             links += 1
             if links > _MAX_LINKS:
@@ -129,7 +129,7 @@ def _resolve(root: bytes, rel: bytes) -> bytes:
             todo.extend(reversed(target.split(b"/")))
             continue
         if not stat.S_ISDIR(st.st_mode):
-            raise NotADirectory(f"{_show(current)} is not a directory")
+            raise NotADirectory(f"{show(current)} is not a directory")
         done.append(part)
     return b"/".join(done)
 
@@ -150,5 +150,5 @@ def safe_join(root: bytes, name: bytes) -> bytes:
     return host_path(root, locate(root, clean_name(name)))
 
 
-def _show(name: bytes) -> str:
+def show(name: bytes) -> str:
     return os.fsdecode(name)

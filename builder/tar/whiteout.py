@@ -117,10 +117,6 @@ def _ancestors(rel: bytes) -> Iterator[bytes]:
         yield rel
 
 
-def _show(name: bytes) -> str:
-    return os.fsdecode(name)
-
-
 # ---------------------------------------------------------------- applying
 
 
@@ -186,10 +182,10 @@ class _Applier:
             target = paths.clean_name(raw)
             source = paths.host_path(self.root, paths.locate(self.root, target))
         except ImageFormatError as e:
-            raise type(e)(f"hardlink to {_show(raw)}: {e}") from None
+            raise type(e)(f"hardlink to {paths.show(raw)}: {e}") from None
         st = _lstat(source)
         if st is None or stat.S_ISDIR(st.st_mode) or not target:
-            raise ImageFormatError(f"hardlink to {_show(raw)}: no such file in the tree")
+            raise ImageFormatError(f"hardlink to {paths.show(raw)}: no such file in the tree")
         return source
 
     def create(self, tar: tarfile.TarFile, m: tarfile.TarInfo, path: bytes, source: Optional[bytes]) -> None:
@@ -215,7 +211,7 @@ class _Applier:
             try:
                 os.mknod(path, kind | 0o600, os.makedev(m.devmajor, m.devminor))
             except PermissionError:
-                raise BuildError(f"{_show(path)}: making a device node needs root or fakeroot") from None
+                raise BuildError(f"{paths.show(path)}: making a device node needs root or fakeroot") from None
         else:
             raise ImageFormatError(f"unsupported tar entry type {m.type!r}")
 
@@ -224,7 +220,7 @@ class _Applier:
             try:
                 os.lchown(path, uid, gid)
             except OSError as e:
-                raise BuildError(f"{_show(path)}: cannot set owner {uid}:{gid} ({e.strerror})") from None
+                raise BuildError(f"{paths.show(path)}: cannot set owner {uid}:{gid} ({e.strerror})") from None
         st = os.lstat(path)
         self.owners[_key(st)] = (uid, gid)
         return st
@@ -249,7 +245,7 @@ class _Applier:
         if not name:
             raise ImageFormatError("bare .wh. whiteout")
         if name in (b".", b".."):
-            raise UnsafePathError(f"whiteout of {_show(name)}")
+            raise UnsafePathError(f"whiteout of {paths.show(name)}")
         try:
             where = paths.locate(self.root, _join(parent, name))
         except paths.NotADirectory:
@@ -559,7 +555,7 @@ def _refuse_whiteout_names(written) -> None:
     for rel in written:
         if is_whiteout(paths.split_name(rel)[1]):
             raise ImageFormatError(
-                f"{_show(rel)}: a file named .wh.* cannot go in a layer (readers would take it for a whiteout)"
+                f"{paths.show(rel)}: a file named .wh.* cannot go in a layer (readers would take it for a whiteout)"
             )
 
 

@@ -35,6 +35,13 @@ def test_evaluation_errors(args, message, tmp_path):
     assert message in stderr
 
 
+@pytest.mark.parametrize("function", ["streamLayeredImage", "buildLayeredImage", "buildImage"])
+def test_sbom_format_is_checked_with_the_image(function, tmp_path):
+    # Not only when .sbom is asked for: building the image itself stops.
+    stderr = fails(f'dockerTools.{function} {{ name = "s"; sbomFormat = "CycloneDX"; }}', tmp_path)
+    assert 'sbomFormat "CycloneDX" is unknown' in stderr
+
+
 def test_invalid_name(tmp_path):
     stderr = fails('dockerTools.streamLayeredImage { name = "no spaces allowed"; }', tmp_path)
     assert 'name "no spaces allowed" is not a valid image name' in stderr

@@ -18,6 +18,7 @@ import os
 import shutil
 import stat
 import subprocess
+import sys
 import tarfile
 
 import pytest
@@ -39,6 +40,9 @@ LONG_COMPONENT = "x" * 150  # one name over 100 bytes on its own
 LONG_TARGET = "../" + "t" * 120  # a symlink target over 100 bytes
 UNICODE = "ünïcødé-名前.txt"
 FILE_TIME = 1234567890
+
+# cat, in Python: the unit suite needs nothing on PATH but python3.
+_CAT = "import shutil, sys; shutil.copyfileobj(sys.stdin.buffer, sys.stdout.buffer)"
 
 
 def _content(seed: str, size: int) -> bytes:
@@ -310,7 +314,7 @@ def test_sinks_agree(tree, tmp_path):
     piped = tmp_path / "piped.tar"
     r, w = os.pipe()
     with open(piped, "wb") as dest:
-        reader = subprocess.Popen(["cat"], stdin=r, stdout=dest)
+        reader = subprocess.Popen([sys.executable, "-c", _CAT], stdin=r, stdout=dest)
     os.close(r)
     try:
         s = FdSink(w)
