@@ -68,6 +68,7 @@ __all__ = [
     "SbomFileSpec",
     "ScriptSpec",
     "Spec",
+    "attrs_json_path",
     "check_version",
     "load",
     "nix_key",
@@ -343,10 +344,24 @@ class SbomFileSpec(Spec):
 S = TypeVar("S", bound=Spec)
 
 
+def attrs_json_path() -> str:
+    """Where Nix wrote ``.attrs.json``: ``$NIX_ATTRS_JSON_FILE``, except that
+    some Nix versions (2.8 among them) set it to the build directory's path
+    outside the sandbox, where a sandboxed build cannot see it
+    (NixOS/nix#6736); the file is then in ``$NIX_BUILD_TOP``."""
+    given = os.environ.get("NIX_ATTRS_JSON_FILE")
+    if given and os.path.exists(given):
+        return given
+    top = os.environ.get("NIX_BUILD_TOP")
+    if top and os.path.exists(os.path.join(top, ".attrs.json")):
+        return os.path.join(top, ".attrs.json")
+    return given or ".attrs.json"
+
+
 def load(spec_type: Type[S], path: Optional[str] = None) -> S:
-    """The step's record, read from ``path`` (default: ``$NIX_ATTRS_JSON_FILE``
-    or ``.attrs.json``, where Nix puts it)."""
-    path = path or os.environ.get("NIX_ATTRS_JSON_FILE") or ".attrs.json"
+    """The step's record, read from ``path`` (default: ``attrs_json_path()``,
+    where Nix puts it)."""
+    path = path or attrs_json_path()
     try:
         with open(path, "rb") as f:
             data = json.load(f)

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Installs everything the test suite needs on a fresh Debian 12 machine:
 # Nix (no daemon, no substituters), podman with runc, skopeo, umoci, a registry,
-# fakeroot/proot/fakechroot, and the Python test-only packages.
+# fakeroot/proot/fakechroot, patchelf and a static busybox (the stand-in
+# nixpkgs copies programs into the store with them), and the Python test-only
+# packages.
 # Safe to run again: each step is skipped when already done.
 set -euo pipefail
 
@@ -9,10 +11,15 @@ need_apt=()
 for cmd_pkg in nix-build:nix-bin nix-build:nix-setup-systemd podman:podman runc:runc skopeo:skopeo umoci:umoci \
                docker-registry:docker-registry htpasswd:apache2-utils fakeroot:fakeroot \
                proot:proot fakechroot:fakechroot pigz:pigz zstd:zstd curl:curl \
-               busybox:busybox-static; do
+               busybox:busybox-static patchelf:patchelf; do
   cmd=${cmd_pkg%%:*}; pkg=${cmd_pkg#*:}
   command -v "$cmd" >/dev/null 2>&1 || need_apt+=("$pkg")
 done
+[ -f /etc/ssl/certs/ca-certificates.crt ] || need_apt+=(ca-certificates)
+# The stand-in's builds run on busybox: it must be the static one.
+if command -v busybox >/dev/null 2>&1 && ! LC_ALL=C ldd "$(command -v busybox)" 2>&1 | grep -q 'not a dynamic'; then
+  need_apt+=(busybox-static)
+fi
 if [ ${#need_apt[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
@@ -27,11 +34,13 @@ if ! getent group nixbld >/dev/null; then
 fi
 
 # No binary cache is reachable here: without an empty substituters list every
-# build first waits on look-ups. The sandbox is off so the stand-in packages in
-# tests/hostpkgs.nix can use host programs.
+# build first waits on look-ups. Builds run in Nix's sandbox, as they do by
+# default on Linux (Debian's nix.conf turns it off): the stand-in packages in
+# tests/hostpkgs.nix are copies in the store, and the tests turn the sandbox
+# on for their own builds in any case.
 mkdir -p /etc/nix
 touch /etc/nix/nix.conf
-for setting in 'sandbox = false' 'substituters =' 'build-users-group = nixbld'; do
+for setting in 'sandbox = true' 'substituters =' 'build-users-group = nixbld'; do
   key=${setting%% =*}
   if grep -q "^$key *=" /etc/nix/nix.conf; then
     sed -i "s|^$key *=.*|$setting|" /etc/nix/nix.conf

@@ -45,16 +45,13 @@ def command_env(tools: Sequence[str], bash: str, out: str) -> dict:
 
 
 def chroot_prefix(proot: Optional[str], root: str) -> List[str]:
-    """proot makes the image root look like ``/``; /nix/store stays visible.
-    Host library dirs the image root lacks are bound too, so a dynamically
-    linked shell from outside the store (a non-sandboxed build) still runs."""
+    """proot makes the image root look like ``/``: nothing of the build's
+    file system is seen but the store (where the commands' programs and
+    their libraries are), /proc and /dev."""
     if not proot:
         raise SpecError("proot: missing (the commands run with the image root as /)")
-    argv = [proot, "-r", root, "-w", "/", "-b", "/nix/store", "-b", "/proc", "-b", "/dev"]
-    for host_dir in ("/lib", "/lib64", "/usr", "/bin"):
-        if os.path.isdir(host_dir) and not os.path.lexists(root + host_dir):
-            argv += ["-b", host_dir]
-    return argv
+    store = os.environ.get("NIX_STORE") or "/nix/store"
+    return [proot, "-r", root, "-w", "/", "-b", store, "-b", "/proc", "-b", "/dev"]
 
 
 def rerun_under_fakeroot(fakeroot: Optional[str], python: Optional[str], step: str, env: Optional[dict] = None) -> None:
@@ -68,6 +65,10 @@ def rerun_under_fakeroot(fakeroot: Optional[str], python: Optional[str], step: s
     if not python:
         raise SpecError(f"python: missing (needed to run {step})")
     argv = [fakeroot, "--", python, "-I", "-B", _BUILDER_DIR, step]
+    # fakeroot records an owner, then also tries the real chown and forgives
+    # only EPERM; in a sandbox's user namespace an unmapped owner is EINVAL,
+    # and chown would fail. The real chown cannot succeed in a build anyway.
+    env = {**(os.environ if env is None else env), "FAKEROOTDONTTRYCHOWN": "1"}
     if subprocess.run(argv, env=env).returncode != 0:
         # The session itself printed what went wrong.
         raise BuildError("", already_reported=True)

@@ -12,6 +12,16 @@ sys.path.insert(0, E2E)
 
 TOOLS = ("nix-build", "podman", "skopeo", "umoci")
 
+# Every Nix build of the tests runs in Nix's sandbox, as builds do on Linux
+# by default: it sees the store and its build directory, nothing else. This
+# applies to each nix-build, nix-instantiate and nix the tests start,
+# whatever /etc/nix/nix.conf says, and without a silent fallback to an
+# unsandboxed build. DOCKERTOOLS_TEST_SANDBOX=false runs them without it.
+SANDBOX = os.environ.get("DOCKERTOOLS_TEST_SANDBOX", "true")
+if SANDBOX not in ("true", "false"):
+    raise pytest.UsageError(f"DOCKERTOOLS_TEST_SANDBOX must be true or false, got {SANDBOX!r}")
+os.environ["NIX_CONFIG"] = os.environ.get("NIX_CONFIG", "") + f"\nsandbox = {SANDBOX}\nsandbox-fallback = false\n"
+
 
 def pytest_collection_modifyitems(config, items):
     # These tests need the tools tests/setup.sh installs; without them they

@@ -3,12 +3,7 @@
 { pkgs }:
 
 let
-  system = pkgs.system;
-  sh = name: cmd: builtins.derivation {
-    inherit name system;
-    builder = "/bin/sh";
-    args = [ "-ec" ("PATH=/usr/bin:/bin\n" + cmd) ];
-  };
+  sh = name: cmd: pkgs.runCommand name { } cmd;
 in
 rec {
   # A symlink inside a store path, and a store path that is a symlink.

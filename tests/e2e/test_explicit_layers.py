@@ -76,8 +76,7 @@ def _build_log(expr, tmp_path):
 def test_unchanged_layers_not_rebuilt_when_app_changes(tmp_path):
     template = """let
         deps = dockerTools.buildLayer { deps = [ pkgs.busybox fixtures.chainC ]; maxLayers = 2; };
-        app = builtins.derivation { name = "app"; system = pkgs.system; builder = "/bin/sh";
-          args = [ "-c" "echo VERSION ${pkgs.busybox} > $out" ]; };
+        app = pkgs.runCommand "app" { } "echo VERSION ${pkgs.busybox} > $out";
       in dockerTools.streamLayeredImage { name = "app"; tag = "t"; layers = [ deps ]; contents = [ app ]; }"""
     token = uuid.uuid4().hex  # a new app on every run, so something is built
     v1, v2 = template.replace("VERSION", "v1-" + token), template.replace("VERSION", "v2-" + token)
@@ -113,8 +112,8 @@ def test_copy_to_root_with_its_own_nix_directory(tmp_path):
         run_stream(
             nix_build(
                 """let
-        withNix = builtins.derivation { name = "with-nix-dir"; system = pkgs.system; builder = "/bin/sh";
-          args = [ "-c" "/bin/mkdir -p $out/nix/var/app; echo ${pkgs.busybox} > $out/nix/var/app/ref" ]; };
+        withNix = pkgs.runCommand "with-nix-dir" { }
+          "mkdir -p $out/nix/var/app; echo ${pkgs.busybox} > $out/nix/var/app/ref";
         layer = dockerTools.buildLayer { copyToRoot = [ withNix ]; };
       in dockerTools.streamLayeredImage { name = "nixdir"; tag = "t"; layers = [ layer ]; }""",
                 tmp_path,

@@ -51,6 +51,8 @@ def test_nix_build_flake_example(tmp_path):
             "nix",
             *FEATURES,
             "build",
+            # The stand-in reads the host's programs when evaluated.
+            "--impure",
             f"{repo}#hello",
             "--out-link",
             str(link),

@@ -6,6 +6,7 @@ that these functions cover."""
 import datetime
 import json
 import subprocess
+import uuid
 
 import pytest
 from nixhelpers import nix_build, nix_eval, podman, podman_load, podman_run, read_archive, run_stream
@@ -96,9 +97,10 @@ def test_include_store_paths_false(tmp_path):
 
 def test_created_default_and_now(hello, tmp_path):
     assert hello[1].config["created"] == "1970-01-01T00:00:01Z"
+    # A new derivation each run: an output built earlier would carry its own "now".
     _, archive = stream(
-        """dockerTools.streamLayeredImage {
-      name = "now"; tag = "t"; created = "now"; }""",
+        f"""dockerTools.streamLayeredImage {{
+      name = "now"; tag = "t{uuid.uuid4().hex[:8]}"; created = "now"; }}""",
         tmp_path,
     )
     created = datetime.datetime.strptime(archive.config["created"], "%Y-%m-%dT%H:%M:%SZ")

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from nixgraph import sample_graph
+from nixhelpers import REPO
 
 from builder.steps.nixdb import gcroots, write_nix_db
 
@@ -41,20 +42,16 @@ def test_schema_matches_the_installed_nix(tmp_path):
 
 CLOSURE_NIX = r"""
 let
-  sys = builtins.currentSystem;
+  pkgs = import HOSTPKGS { };
+  sys = pkgs.system;
   text = builtins.toFile "nixdb-test-text" "text, content-addressed\n";
-  leaf = builtins.derivation {
-    name = "nixdb-test-leaf"; system = sys; builder = "/bin/sh";
-    args = [ "-c" "echo leaf > $out" ];
-  };
-  top = builtins.derivation {
-    name = "nixdb-test-top"; system = sys; builder = "/bin/sh";
-    args = [ "-c" "/bin/mkdir $out; echo ${leaf} > $out/leaf; echo ${text} > $out/text; echo $out > $out/self; /bin/ln -s ${leaf} $out/link" ];
-  };
+  leaf = pkgs.runCommand "nixdb-test-leaf" { } "echo leaf > $out";
+  top = pkgs.runCommand "nixdb-test-top" { }
+    "mkdir $out; echo ${leaf} > $out/leaf; echo ${text} > $out/text; echo $out > $out/self; ln -s ${leaf} $out/link";
 in {
   inherit top;
   graph = builtins.derivation {
-    name = "nixdb-test-graph"; system = sys; builder = "/usr/bin/python3";
+    name = "nixdb-test-graph"; system = sys; builder = "${pkgs.python3}/bin/python3";
     __structuredAttrs = true;
     exportReferencesGraph.closure = [ top ];
     args = [ "-c" "import json, shutil; shutil.copy('.attrs.json', json.load(open('.attrs.json'))['outputs']['out'])" ];
@@ -77,7 +74,7 @@ def built(tmp_path_factory):
     if shutil.which("nix-build") is None:
         pytest.skip("Nix is not installed (run tests/setup.sh)")
     d = tmp_path_factory.mktemp("nixexpr")
-    (d / "closure.nix").write_text(CLOSURE_NIX)
+    (d / "closure.nix").write_text(CLOSURE_NIX.replace("HOSTPKGS", os.path.join(REPO, "tests", "hostpkgs.nix")))
     out = {}
     for attr in ("top", "graph"):
         out[attr] = nix("nix-build", "--no-out-link", str(d / "closure.nix"), "-A", attr).stdout.strip()

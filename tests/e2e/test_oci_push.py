@@ -399,8 +399,8 @@ def test_killed_push_leaves_no_tag_and_a_second_push_completes(open_registry, tm
     # Two layers of 3 MB (uncompressed, so the sizes are what goes over the wire).
     script = nix_build(
         """let
-        big = n: builtins.derivation { name = "big-${n}"; system = pkgs.system; builder = "/bin/sh";
-          args = [ "-c" "/bin/dd if=/dev/zero of=$out bs=1000 count=3000 2>/dev/null; echo ${n} >> $out" ]; };
+        big = n: pkgs.runCommand "big-${n}" { }
+          "dd if=/dev/zero of=$out bs=1000 count=3000 2>/dev/null; echo ${n} >> $out";
       in dockerTools.streamLayeredImage { name = "killed"; tag = "k";
         contents = [ (big "one") (big "two") ]; maxLayers = 3; }""",
         tmp_path,

@@ -138,6 +138,18 @@ def test_load_reads_nix_attrs_json_file(tmp_path, monkeypatch):
     assert load(ArchiveSpec).out == OUT
 
 
+def test_load_in_a_sandbox_where_nix_attrs_json_file_names_the_outside_path(tmp_path, monkeypatch):
+    # Nix 2.8 (NixOS/nix#6736): the variable names the build directory as
+    # seen from outside the sandbox; the file is in $NIX_BUILD_TOP.
+    top = tmp_path / "build"
+    top.mkdir()
+    (top / ".attrs.json").write_text(json.dumps(nix_attrs(**ARCHIVE)))
+    monkeypatch.setenv("NIX_ATTRS_JSON_FILE", str(tmp_path / "nix-build-x.drv-0" / ".attrs.json"))
+    monkeypatch.setenv("NIX_BUILD_TOP", str(top))
+    monkeypatch.chdir(tmp_path)
+    assert load(ArchiveSpec).out == OUT
+
+
 # --- one line for each mistake -------------------------------------------------------------
 
 
