@@ -118,13 +118,16 @@ def _build_credentials(spec: PullImageSpec, host: str, repository: str) -> Searc
     what = "authFile" if spec.auth_file else "REGISTRY_AUTH_FILE"
     if not os.path.isabs(path):
         raise BuildError(f"{what} {path!r}: give an absolute path")
+    if not os.path.exists(path):
+        raise BuildError(
+            f"{what} {path} does not exist inside the build: Nix's sandbox shows a build only the store "
+            f"and extra-sandbox-paths (nix.conf: extra-sandbox-paths = {path}) (README: Private images)"
+        )
     if not os.access(path, os.R_OK):
         user = pwd.getpwuid(os.getuid()).pw_name if _has_user(os.getuid()) else str(os.getuid())
-        reason = "does not exist" if not os.path.exists(path) else f"is not readable by this build's user ({user})"
         raise BuildError(
-            f"{what} {path} {reason}: builds run as the build users (group nixbld): "
-            "e.g. chgrp nixbld FILE && chmod 640 FILE; with the sandbox on, also "
-            "extra-sandbox-paths = FILE in nix.conf (README: Private images)"
+            f"{what} {path} is not readable by this build's user ({user}): builds run as the build users "
+            "(group nixbld): e.g. chgrp nixbld FILE && chmod 640 FILE (README: Private images)"
         )
     search = search_credentials(host, repository, environ={"REGISTRY_AUTH_FILE": path}, helpers=False)
     search.tried = [f"{what} {note.removeprefix('$REGISTRY_AUTH_FILE ')}" for note in search.tried]

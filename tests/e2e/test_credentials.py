@@ -145,16 +145,22 @@ def pull_expr(args: dict) -> str:
     return f"dockerTools.pullImage {{ {fields} }}"
 
 
-def nix_build_env(expr: str, tmp_path, env: dict) -> subprocess.CompletedProcess:
+def visible(path: str) -> list:
+    """nix-build options that show ``path`` to sandboxed builds, as the
+    README tells users to (extra-sandbox-paths)."""
+    return ["--option", "extra-sandbox-paths", path]
+
+
+def nix_build_env(expr: str, tmp_path, env: dict, args=()) -> subprocess.CompletedProcess:
     f = tmp_path / f"expr-{uuid.uuid4().hex[:8]}.nix"
     f.write_text(PREAMBLE + expr)
-    return subprocess.run(["nix-build", str(f), "--no-out-link"], capture_output=True, text=True, env=env)
+    return subprocess.run(["nix-build", str(f), "--no-out-link", *args], capture_output=True, text=True, env=env)
 
 
 def test_private_pull_image_with_an_auth_file(auth_registry, hello_stream, tmp_path, build_readable):  # noqa: F811
     args = private_image(auth_registry, hello_stream, tmp_path, "a")
     path = auth_json(os.path.join(build_readable, "auth.json"), auth_registry.host)
-    out = nix_build(pull_expr({**args, "authFile": path}), tmp_path)
+    out = nix_build(pull_expr({**args, "authFile": path}), tmp_path, args=visible(path))
     data = open(out, "rb").read()
     assert read_archive(data).manifest[0]["RepoTags"] == [f"{args['finalImageName']}:a"]
     podman_load(data)
@@ -168,7 +174,7 @@ def test_private_pull_image_with_an_auth_file(auth_registry, hello_stream, tmp_p
 def test_private_pull_image_with_registry_auth_file_set(auth_registry, hello_stream, tmp_path, build_readable):  # noqa: F811
     args = private_image(auth_registry, hello_stream, tmp_path, "b")
     path = auth_json(os.path.join(build_readable, "auth.json"), auth_registry.host)
-    r = nix_build_env(pull_expr(args), tmp_path, {**os.environ, "REGISTRY_AUTH_FILE": path})
+    r = nix_build_env(pull_expr(args), tmp_path, {**os.environ, "REGISTRY_AUTH_FILE": path}, visible(path))
     assert r.returncode == 0, r.stderr
     assert read_archive(open(r.stdout.strip(), "rb").read()).manifest[0]["RepoTags"] == [f"{args['finalImageName']}:b"]
 
@@ -185,14 +191,17 @@ def test_private_pull_image_failures_say_what_to_do(auth_registry, hello_stream,
     assert 'authFile = "/path/auth.json"' in r.stderr and "Traceback" not in r.stderr
 
     private = auth_json(os.path.join(build_readable, "root-only.json"), auth_registry.host, group_readable=False)
-    r = nix_build_env(pull_expr({**args, "authFile": private}), tmp_path, env)
+    r = nix_build_env(pull_expr({**args, "authFile": private}), tmp_path, env, visible(private))
     assert r.returncode != 0 and "Traceback" not in r.stderr
     assert f"error: authFile {private} is not readable by this build's user (nixbld" in r.stderr
     assert "chgrp nixbld FILE && chmod 640 FILE" in r.stderr
 
     missing = os.path.join(build_readable, "missing.json")
     r = nix_build_env(pull_expr({**args, "authFile": missing}), tmp_path, env)
-    assert f"error: authFile {missing} does not exist" in r.stderr
+    assert (
+        f"error: authFile {missing} does not exist inside the build: Nix's sandbox shows a build only the store "
+        f"and extra-sandbox-paths (nix.conf: extra-sandbox-paths = {missing})"
+    ) in r.stderr
 
 
 @pytest.mark.parametrize(

@@ -95,6 +95,7 @@ def test_nix_run_copy_to(tmp_path):
             "nix",
             *FEATURES,
             "run",
+            "--impure",  # as test_nix_build_flake_example: the stand-in reads the host's programs
             f"{repo}#hello.copyTo",
             "--no-write-lock-file",
             "--override-input",
