@@ -518,6 +518,15 @@ class RegistryClient:
         _drain(resp)
         return resp.status == 200
 
+    def blob_size(self, digest: str) -> Optional[int]:
+        """The blob's size as HEAD answers it (-1: present, size not said), or None if absent."""
+        resp = self.request("HEAD", self.url(f"blobs/{digest}"), ok=(200, 404))
+        _drain(resp)
+        if resp.status != 200:
+            return None
+        length = resp.headers.get("Content-Length") or ""
+        return int(length) if length.isdigit() else -1
+
     def start_upload(self, digest: str, mount_from: Optional[str] = None) -> Optional[str]:
         """An upload URL, or None when the blob was mounted from ``mount_from``."""
         url = self.url("blobs/uploads/")

@@ -16,6 +16,7 @@ from typing import Optional
 from builder.contract import PushScriptSpec
 from builder.errors import BuildError, RegistryError
 from builder.formats.load import load_target, note_unknown_digests
+from builder.registry.blobcache import BlobCache, format_of
 from builder.registry.push import push
 from builder.report import human_size, progress_line
 from builder.steps.known import encodings_of
@@ -47,9 +48,13 @@ def push_target(
     if fmt not in _FLAVOURS:
         raise BuildError(f"unknown format {fmt!r}: expected docker or oci")
     target = ref or loaded.repo_tag
-    note_unknown_digests(loaded, encoding)
+    cache = BlobCache.default()
+    if not _all_remembered(loaded.images, encoding, cache):
+        note_unknown_digests(loaded, encoding)
     try:
-        result = push(loaded.target, target, insecure=insecure, encoding=encoding, flavour=_FLAVOURS[fmt])
+        result = push(
+            loaded.target, target, insecure=insecure, encoding=encoding, flavour=_FLAVOURS[fmt], blob_cache=cache
+        )
     except RegistryError as e:
         if not insecure and "TLS with" in str(e):
             raise RegistryError(f"{e} (a registry without TLS needs --insecure)") from None
@@ -66,6 +71,16 @@ def push_target(
             source, target, result.digest, encoding=encoding, flavour=_FLAVOURS[fmt], insecure=insecure, fmt=attach_sbom
         )
     return result.digest
+
+
+def _all_remembered(images, encoding: str, cache: BlobCache) -> bool:
+    """Every layer's compressed digest is known, or the blob-info cache has it."""
+    fmt = format_of(encoding)
+    return all(
+        encoding in layer.known or (fmt is not None and cache.lookup(layer.diff_id, fmt) is not None)
+        for image in images
+        for layer in image.layers
+    )
 
 
 def write_push_script(spec: PushScriptSpec) -> None:

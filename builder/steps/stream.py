@@ -14,6 +14,7 @@ from builder.contract import ArchiveSpec, ScriptSpec
 from builder.errors import BuildError
 from builder.formats.docker_archive import write_docker_archive
 from builder.formats.load import load_target, note_unknown_digests
+from builder.registry.blobcache import BlobCache, format_of
 from builder.sinks.output import open_output
 from builder.steps.known import encodings_of
 
@@ -85,6 +86,21 @@ def stream(
 
         with open_output(output, archive_compression, zstd_program) as sink:
             write_oci_archive(sink, images, encoding)
+    _remember_digests(loaded.images, encoding)
+
+
+def _remember_digests(images, encoding: str) -> None:
+    """The compressed digests this stream learned, for a later push (the
+    blob-info cache; none inside a Nix build, which has no home)."""
+    fmt = format_of(encoding)
+    if fmt is None:
+        return
+    cache = BlobCache.default()
+    for image in images:
+        for layer in image.layers:
+            if encoding in layer.known:
+                cache.remember(layer.diff_id, fmt, *layer.known[encoding])
+    cache.save()
 
 
 def write_stream_script(spec: ScriptSpec) -> None:
