@@ -2,11 +2,11 @@
 and chooses exit codes.
 
 Build commands, run inside Nix builds and configured by ``.attrs.json``, are
-listed in ``_BUILD_STEPS``; the commands users run (stream, push, prefetch,
-explain, sbom) are defined in ``_USER_COMMANDS`` and ``_parser``, and run as
-the executables Nix writes (the stream executable, copy-to-registry,
-prefetch-image) through ``main(argv, prog=NAME)``. ``--help`` shows them,
-with examples.
+listed in ``_BUILD_STEPS``; the commands users run (stream, push, copy,
+prefetch, explain, sbom) are defined in ``_USER_COMMANDS`` and ``_parser``,
+and run as the executables Nix writes (the stream executable,
+copy-to-registry, copy-to, prefetch-image) through ``main(argv, prog=NAME)``
+or ``main(argv)``. ``--help`` shows them, with examples.
 """
 
 from __future__ import annotations
@@ -49,6 +49,7 @@ _BUILD_STEPS: List[Tuple[str, str, Type[contract.Spec], Optional[str]]] = [
         contract.CommandScriptSpec,
         "write a command's executable",
     ),
+    ("copy-script", "steps.copy.write_copy_script", contract.CopyScriptSpec, "write a copy-to executable"),
     ("pull-image", "steps.pull_image.pull_image", contract.PullImageSpec, "fetch an image into a docker archive"),
     ("sbom-file", "steps.sbom.write_sbom", contract.SbomFileSpec, "write an image's SBOM"),
 ]
@@ -104,6 +105,22 @@ def _cmd_push(args) -> None:
         attach_sbom=args.sbom_format if args.attach_sbom else None,
     )
     print(digest, flush=True)
+
+
+def _cmd_copy(args) -> None:
+    from builder.steps.copy import copy_to
+
+    dest = args.dest
+    if args.transport:
+        # copy-to-docker-daemon [NAME:TAG], copy-to-podman [NAME:TAG]
+        ref = dest or ""
+        dest = ref if ref.startswith(args.transport + ":") else f"{args.transport}:{ref}"
+    elif not dest:
+        raise BuildError(
+            "give a destination: docker://HOST/NAME:TAG, docker-daemon:NAME:TAG, containers-storage:NAME:TAG, "
+            "docker-archive:FILE[:NAME:TAG], oci-archive:FILE[:TAG] or oci:DIR[:TAG]"
+        )
+    copy_to(args.source, dest, insecure=args.insecure, fmt=args.format, layer_compression=args.compress)
 
 
 def _cmd_explain(args) -> None:
@@ -181,10 +198,12 @@ class _Parser(argparse.ArgumentParser):
 # Where --push, copy-to-registry and prefetch find credentials (the help texts say it).
 CREDENTIALS_HELP = """\
 credentials (for the registry's host):
-  REGISTRY_USERNAME and REGISTRY_PASSWORD; else $REGISTRY_AUTH_FILE; else the
-  first of $XDG_RUNTIME_DIR/containers/auth.json (what `podman login` writes)
-  and ~/.docker/config.json (`docker login`; $DOCKER_CONFIG moves it) that
-  has the host. None found: anonymous (public images, registries without auth)."""
+  REGISTRY_USERNAME and REGISTRY_PASSWORD; else $REGISTRY_AUTH_FILE alone;
+  else the first of $XDG_RUNTIME_DIR/containers/auth.json (`podman login`),
+  ~/.config/containers/auth.json, ~/.docker/config.json (`docker login`;
+  $DOCKER_CONFIG moves it) and ~/.dockercfg that has the host. In each file a
+  credHelpers or credsStore entry runs docker-credential-NAME first. None
+  found: anonymous (public images, registries without auth)."""
 
 _STREAM_EPILOG = (
     """\
@@ -297,6 +316,28 @@ def _push_args(s: argparse.ArgumentParser, bound: bool) -> None:
     s.set_defaults(fn=_cmd_push)
 
 
+def _copy_args(s: argparse.ArgumentParser, bound: bool) -> None:
+    s.add_argument("source", help="a stream executable or image description")
+    s.add_argument(
+        "dest",
+        nargs="?",
+        metavar="DEST",
+        help="docker://HOST/NAME:TAG, docker-daemon:NAME:TAG (Engine API at $DOCKER_HOST), "
+        "containers-storage:NAME:TAG (podman load), docker-archive:FILE[:NAME:TAG], "
+        "oci-archive:FILE[:TAG], oci:DIR[:TAG]",
+    )
+    s.add_argument("--insecure", action="store_true", help="docker://: plain http, no TLS")
+    s.add_argument("--format", choices=["docker", "oci"], help="docker://: media types (default oci)")
+    s.add_argument(
+        "--compress",
+        choices=["none", "gzip", "zstd"],
+        help="compression of the layers (default: the image's layerCompression)",
+    )
+    s.add_argument("--transport", choices=["docker-daemon", "containers-storage"], help=argparse.SUPPRESS)
+    _quiet_option(s)
+    s.set_defaults(fn=_cmd_copy)
+
+
 def _explain_args(s: argparse.ArgumentParser, bound: bool) -> None:
     s.add_argument("source", metavar="IMAGE", help="a stream executable or image description")
     _explain_options(s)
@@ -325,6 +366,7 @@ def _prefetch_args(s: argparse.ArgumentParser, bound: bool) -> None:
 _USER_COMMANDS: List[Tuple[str, Callable[[argparse.ArgumentParser, bool], None], str]] = [
     ("stream", _stream_args, "write an image described by DESCRIPTION"),
     ("push", _push_args, "push an image of this project to a registry"),
+    ("copy", _copy_args, "copy an image of this project to a destination, as skopeo spells it"),
     ("explain", _explain_args, "what is in an image: layers, store paths, and why a path is there"),
     ("prefetch", _prefetch_args, "print pullImage arguments (imageDigest, hash) for an image"),
 ]

@@ -323,6 +323,17 @@ class CommandScriptSpec(Spec):
 
 
 @dataclass(frozen=True)
+class CopyScriptSpec(Spec):
+    """``copy-script``: the copyTo, copyToDockerDaemon and copyToPodman executables."""
+
+    STEP: ClassVar[str] = "copy-script"
+    python: str
+    src: str
+    description: str
+    program: Literal["copy-to", "copy-to-docker-daemon", "copy-to-podman"]
+
+
+@dataclass(frozen=True)
 class PullImageSpec(Spec):
     """``pull-image``: pullImage's fixed-output fetch."""
 
@@ -340,6 +351,9 @@ class PullImageSpec(Spec):
     image_digest: str
     ssl_cert_file: Optional[str] = None  # with tlsVerify, when pkgs has cacert
     zstd: Optional[str] = None  # pkgs.zstd's program: zstd layers, read or written
+    # An auth file outside the store, read at build time (never copied into
+    # the store); else $REGISTRY_AUTH_FILE, an impure variable.
+    auth_file: Optional[str] = None
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ let
   inherit (lib) toList hashPart checkType;
   inherit (platform) hostPlatform variantOf;
   inherit (checks) checkName checkTag checkConfig checkPaths checkContents checkFromImage;
-  inherit (builder) python runBuilder writeTree archiveOf copyToRegistryOf;
+  inherit (builder) python runBuilder writeTree archiveOf copyToolsOf;
   inherit (result) mkResult;
   sbom = import ./sbom.nix { inherit runBuilder; };
 
@@ -105,7 +105,7 @@ let
         inherit imageName conf layer;
         imageTag = if tag != null then tag else hashPart conf;
         buildArgs = args;
-        copyToRegistry = copyToRegistryOf conf;
+        inherit (copyToolsOf conf) copyToRegistry copyTo copyToDockerDaemon copyToPodman;
         sbom = sbom.sbomOf baseName sbomFormat conf;
       } // chk "passthru" [ "set" ] passthru;
       meta = chk "meta" [ "set" ] meta;

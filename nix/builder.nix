@@ -66,6 +66,25 @@ rec {
     meta = { mainProgram = program; description = "dockerTools: ${command}"; };
   };
 
+  # nix2container's copyTo, copyToDockerDaemon and copyToPodman:
+  #   $out/bin/copy-to DEST (docker://, docker-daemon:, containers-storage:,
+  #     docker-archive:FILE, oci-archive:FILE, oci:DIR, as skopeo spells them)
+  #   $out/bin/copy-to-docker-daemon [NAME:TAG] (Engine API at $DOCKER_HOST)
+  #   $out/bin/copy-to-podman [NAME:TAG] (the host's podman load)
+  # Each is a derivation with meta.mainProgram: nix run .#IMAGE.copyTo -- DEST.
+  copyScriptOf = program: description: mkResult {
+    drv = runBuilder program "copy-script" { inherit python src description program; };
+    meta = { mainProgram = program; };
+  };
+
+  # Every copy executable of an image, for its passthru.
+  copyToolsOf = description: {
+    copyToRegistry = copyToRegistryOf description;
+    copyTo = copyScriptOf "copy-to" description;
+    copyToDockerDaemon = copyScriptOf "copy-to-docker-daemon" description;
+    copyToPodman = copyScriptOf "copy-to-podman" description;
+  };
+
   # The executable that streams an image from its description (`conf`).
   streamScript = baseName: conf: runBuilder "stream-${baseName}" "script" {
     inherit python src;

@@ -8,7 +8,7 @@ let
   inherit (platform) hostPlatform variantOf;
   inherit (checks) checkName checkTag checkConfig checkMaxLayers checkFormat ifCompressed
     checkPaths checkContents checkFromImage checkPerms checkMetadata;
-  inherit (builder) python runBuilder archiveOf copyToRegistryOf streamScript;
+  inherit (builder) python runBuilder archiveOf copyToolsOf streamScript;
   inherit (result) mkResult;
   sbom = import ./sbom.nix { inherit runBuilder; };
 
@@ -164,7 +164,7 @@ let
         inherit imageName conf;
         imageTag = if tag != null then tag else hashPart conf;
         isExe = true;
-        copyToRegistry = copyToRegistryOf conf;
+        inherit (copyToolsOf conf) copyToRegistry copyTo copyToDockerDaemon copyToPodman;
         sbom = sbom.sbomOf baseName sbomFormat conf;
       } // chk "passthru" [ "set" ] passthru;
       meta = chk "meta" [ "set" ] meta;
@@ -186,7 +186,8 @@ let
       drv = archiveOf fn (baseNameOf stream.imageName) compressor stream.conf
         ((if checkFormat fn format == "docker" then { } else { inherit format; })
           // ifCompressed fn layerCompression);
-      passthru = { inherit (stream) imageName imageTag conf copyToRegistry sbom; inherit stream; }
+      passthru = { inherit (stream) imageName imageTag conf copyToRegistry copyTo copyToDockerDaemon copyToPodman sbom;
+        inherit stream; }
         // (args.passthru or { });
       meta = args.meta or { };
     };

@@ -6,7 +6,7 @@
 let
   inherit (lib) hashPart checkType;
   inherit (checks) checkName checkTag checkImages ifCompressed;
-  inherit (builder) runBuilder archiveOf copyToRegistryOf streamScript;
+  inherit (builder) runBuilder archiveOf copyToolsOf streamScript;
   inherit (result) mkResult;
 
   # `images` are images of this project (streamLayeredImage/buildLayeredImage
@@ -37,7 +37,7 @@ let
         inherit imageName conf;
         imageTag = if tag != null then tag else hashPart conf;
         isExe = true;
-        copyToRegistry = copyToRegistryOf conf;
+        inherit (copyToolsOf conf) copyToRegistry copyTo copyToDockerDaemon copyToPodman;
       } // checkType fn "passthru" [ "set" ] passthru;
       meta = checkType fn "meta" [ "set" ] meta;
     };
@@ -55,7 +55,8 @@ let
       inherit args;
       drv = archiveOf fn "${baseNameOf stream.imageName}-oci" compressor stream.conf
         ({ format = "oci"; } // ifCompressed fn layerCompression);
-      passthru = { inherit (stream) imageName imageTag conf copyToRegistry; inherit stream; }
+      passthru = { inherit (stream) imageName imageTag conf copyToRegistry copyTo copyToDockerDaemon copyToPodman;
+        inherit stream; }
         // (args.passthru or { });
       meta = args.meta or { };
     };

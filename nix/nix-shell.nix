@@ -131,7 +131,8 @@ let
       function = buildNixShellImage;
       inherit args;
       drv = archiveOf fn (baseNameOf stream.imageName) compressor stream.conf { };
-      passthru = { inherit (stream) imageName imageTag conf copyToRegistry sbom; inherit stream; };
+      passthru = { inherit (stream) imageName imageTag conf copyToRegistry copyTo copyToDockerDaemon copyToPodman sbom;
+        inherit stream; };
     };
 in
 {

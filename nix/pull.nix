@@ -26,6 +26,8 @@ let
     , name ? null                # default: docker-image-<finalImageName>-<finalImageTag>.tar
     , outputHash ? null          # as nixpkgs' withNormalizedHash: outputHash and outputHashAlgo
     , outputHashAlgo ? null      #   may be given instead of hash
+    , authFile ? null            # "/etc/nix/registry-auth.json": credentials read at build time,
+                                 #   a string naming a file outside the store (never copied into it)
     }:
     let
       fn = "pullImage";
@@ -47,6 +49,17 @@ let
       # An SRI hash names its algorithm; a bare sha256 (or "", to be told the hash) needs it said.
       hashAlgo = if outputHashAlgo != null then { outputHashAlgo = outputHashAlgo; }
         else if hash == null || hash == "" then { outputHashAlgo = "sha256"; } else { };
+      # The file's *name* goes into the derivation; its contents never reach
+      # the store. A path value would be copied into the (world-readable)
+      # store, and a store path already is there: both refused.
+      authFileAttr =
+        if authFile == null then { }
+        else if builtins.isPath authFile then throw "dockerTools.${fn}: authFile is a path value, which Nix would copy into the world-readable store with the credentials in it: give the file's name as a string, authFile = \"/etc/nix/registry-auth.json\""
+        else if !builtins.isString authFile then chk "authFile" [ "null" "string" ] authFile
+        else if builtins.hasContext authFile || builtins.substring 0 (builtins.stringLength builtins.storeDir + 1) authFile == "${builtins.storeDir}/"
+        then throw "dockerTools.${fn}: authFile \"${builtins.unsafeDiscardStringContext authFile}\" is in the Nix store, which every user can read: keep credentials outside it (e.g. /etc/nix/registry-auth.json, readable by the nixbld group)"
+        else if builtins.substring 0 1 authFile != "/" then throw "dockerTools.${fn}: authFile \"${authFile}\" must be an absolute path"
+        else { inherit authFile; };
       digest =
         if builtins.isString imageDigest && builtins.match "sha256:[0-9a-f]{64}" imageDigest != null
         then imageDigest
@@ -66,11 +79,13 @@ let
         imageTag = finalTag;
         outputHashMode = "flat";
         # As nixpkgs' fetchers: a proxy set where nix-build runs is used (CONNECT).
+        # REGISTRY_AUTH_FILE too: the name of an auth file, when authFile is not given.
         impureEnvVars = [ "http_proxy" "https_proxy" "ftp_proxy" "all_proxy" "no_proxy"
-                          "HTTP_PROXY" "HTTPS_PROXY" "FTP_PROXY" "ALL_PROXY" "NO_PROXY" ];
+                          "HTTP_PROXY" "HTTPS_PROXY" "FTP_PROXY" "ALL_PROXY" "NO_PROXY"
+                          "REGISTRY_AUTH_FILE" ];
         sourceURL = "docker://${sourceName}@${digest}";
         destNameTag = "${checkNameArg fn "finalImageName" finalName}:${checkTag fn finalTag}";
-      } // hashAlgo
+      } // hashAlgo // authFileAttr
         // (if chk "tlsVerify" [ "bool" ] tlsVerify && pkgs ? cacert
             then { sslCertFile = "${pkgs.cacert}/etc/ssl/certs/ca-bundle.crt"; } else { }));
     };

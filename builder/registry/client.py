@@ -29,7 +29,7 @@ from typing import Callable, Dict, Optional, Sequence, Tuple, Union, cast
 from builder.errors import BuildError, DigestMismatch, RegistryError
 from builder.model.image import DOCKER_LIST, DOCKER_MANIFEST, OCI_INDEX, OCI_MANIFEST, Blob, sha256_digest
 from builder.model.reference import DIGEST_RE, Reference
-from builder.registry.auth import Credentials, find_credentials, parse_challenge
+from builder.registry.auth import Credentials, Search, parse_challenge, search_credentials
 from builder.report import progress_line
 from builder.sinks.sink import MemorySink, Sink
 
@@ -328,7 +328,7 @@ class RegistryClient:
         reference: Reference,
         *,
         insecure: bool = False,
-        auth: Union[Credentials, Tuple[str, str], None] = None,
+        auth: Union[Credentials, Tuple[str, str], Search, None] = None,
         opener: Optional[Callable] = None,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
@@ -339,14 +339,21 @@ class RegistryClient:
         actions: str = "pull",
         extra_scopes: Sequence[str] = (),
         progress: Optional[Callable[[str], None]] = progress_line,
+        credentials_hint: str = "",
     ):
+        """``credentials_hint``: said after "no credentials" (where the
+        caller's credentials come from, when not the usual places)."""
         self.ref = reference
         self.base = f"{'http' if insecure else 'https'}://{reference.api_host}"
         if isinstance(auth, tuple):
             auth = Credentials(auth[0], auth[1])
-        self.credentials = (
-            auth if auth is not None else find_credentials(reference.registry, environ=environ, home=home)
-        )
+        # Looked up when a registry first asks (a 401): an anonymous pull
+        # never runs a credential helper.
+        if isinstance(auth, Credentials):
+            auth = Search(auth, [auth.source])
+        self._search: Optional[Search] = auth
+        self._environ, self._home = environ, home
+        self.credentials_hint = credentials_hint
         self.opener = opener or HttpOpener()
         self.sleep, self.clock = sleep, clock
         self.retries, self.backoff = retries, backoff
@@ -356,6 +363,18 @@ class RegistryClient:
         self.challenge: Optional[Tuple[str, Dict[str, str]]] = None
         self.expires = float("inf")
         self.owns_opener = opener is None
+
+    @property
+    def credentials(self) -> Optional[Credentials]:
+        return self.credential_search.credentials
+
+    @property
+    def credential_search(self) -> Search:
+        if self._search is None:
+            self._search = search_credentials(
+                self.ref.registry, self.ref.repository, environ=self._environ, home=self._home
+            )
+        return self._search
 
     def close(self) -> None:
         if self.owns_opener:
@@ -410,7 +429,13 @@ class RegistryClient:
         status = resp.status
         if status == 401:
             # Never the user name: an auth entry may hold a token there.
-            who = f"the credentials from {self.credentials.source}" if self.credentials else "no credentials"
+            creds = self.credentials
+            if creds is None:
+                who = f"no credentials (looked in: {self.credential_search.describe()})"
+            elif creds.identity_token:
+                who = f"the identity token from {creds.source}"
+            else:
+                who = f"the credentials from {creds.source}"
             message = f"authentication failed with {who}"
         elif status == 403 or "DENIED" in text:
             message = "access denied"
@@ -451,16 +476,10 @@ class RegistryClient:
     def _authorize(self, challenge: Tuple[str, Dict[str, str]], method: str = "GET", url: str = "") -> None:
         scheme, params = challenge
         if scheme == "basic":
-            if self.credentials is None:
-                raise RegistryError(
-                    f"401 authentication required and no credentials for "
-                    f"{self.ref.registry} (set REGISTRY_AUTH_FILE, "
-                    "~/.docker/config.json or REGISTRY_USERNAME/REGISTRY_PASSWORD)",
-                    method=method,
-                    url=_plain(url),
-                    status=401,
-                )
-            self.authorization = self.credentials.basic()
+            creds = self.credentials
+            if creds is None or creds.identity_token:
+                raise RegistryError(self._no_credentials(creds), method=method, url=_plain(url), status=401)
+            self.authorization = creds.basic()
         elif scheme == "bearer" and params.get("realm"):
             self.authorization = "Bearer " + self._token(params)
         else:
@@ -472,25 +491,52 @@ class RegistryClient:
             )
         self.challenge = challenge
 
+    def _no_credentials(self, creds: Optional[Credentials]) -> str:
+        if creds is not None:
+            return (
+                f"401 the registry {self.ref.registry} asks for a user and password, and the credentials "
+                f"from {creds.source} are an identity token, which only a token server takes"
+            )
+        hint = self.credentials_hint or (
+            f"log in with `podman login {self.ref.registry}` or `docker login {self.ref.registry}`, "
+            "or set REGISTRY_AUTH_FILE"
+        )
+        return (
+            f"401 authentication required and no credentials for {self.ref.registry} "
+            f"(looked in: {self.credential_search.describe()}); {hint}"
+        )
+
     def _token(self, params: Dict[str, str]) -> str:
         scopes = list(self.scopes)
         if params.get("scope") and params["scope"] not in scopes:
             scopes.append(params["scope"])
-        query = [("scope", s) for s in scopes]
-        if params.get("service"):
-            query.insert(0, ("service", params["service"]))
-        url = params["realm"] + ("&" if "?" in params["realm"] else "?") + urllib.parse.urlencode(query)
-        headers = {"Authorization": self.credentials.basic()} if self.credentials else {}
-        resp = self._send("GET", url, headers, None)
+        creds = self.credentials
+        if creds is not None and creds.identity_token:
+            # docker's way with an identity token: an OAuth2 refresh-token grant.
+            form = [("grant_type", "refresh_token"), ("refresh_token", creds.identity_token)]
+            form += [("client_id", "dockertools"), ("service", params.get("service", ""))]
+            form += [("scope", " ".join(scopes))]
+            url = params["realm"]
+            headers = {"Content-Type": "application/x-www-form-urlencoded"}
+            resp = self._send("POST", url, headers, urllib.parse.urlencode(form).encode())
+            method = "POST"
+        else:
+            query = [("scope", s) for s in scopes]
+            if params.get("service"):
+                query.insert(0, ("service", params["service"]))
+            url = params["realm"] + ("&" if "?" in params["realm"] else "?") + urllib.parse.urlencode(query)
+            headers = {"Authorization": creds.basic()} if creds else {}
+            resp = self._send("GET", url, headers, None)
+            method = "GET"
         if resp.status != 200:
-            raise self._failure("GET", url, resp)
+            raise self._failure(method, url, resp)
         try:
             answer = json.loads(_drain(resp, limit=1 << 20))
             token = answer.get("token") or answer.get("access_token")
         except (ValueError, AttributeError, RecursionError):
             token, answer = None, {}
         if not token:
-            raise RegistryError("token server answered without a token", method="GET", url=_plain(url))
+            raise RegistryError("token server answered without a token", method=method, url=_plain(url))
         # Refresh a little early: a request must not start with a token about to lapse.
         try:
             lifetime = float(answer.get("expires_in") or 60)

@@ -13,7 +13,7 @@ from builder.model.jsondoc import parse_json
 from builder.model.manifest import INDEX_TYPES, MANIFEST_TYPES, descriptor
 from builder.model.platform import host_platform, parse_platform, select_descriptor
 from builder.model.reference import DIGEST_RE, Reference, parse_reference
-from builder.registry.auth import Credentials
+from builder.registry.auth import Credentials, Search
 from builder.registry.client import RegistryClient
 from builder.report import Progress, ProgressSink, human_size, progress_line, short_digest
 from builder.sinks.sink import Sink
@@ -59,7 +59,7 @@ def pull(
     *,
     platform: Optional[str] = None,
     insecure: bool = False,
-    auth: Union[Credentials, Tuple[str, str], None] = None,
+    auth: Union[Credentials, Tuple[str, str], Search, None] = None,
     progress: Optional[Callable[[str], None]] = progress_line,
     machine: Optional[str] = None,
     **session,

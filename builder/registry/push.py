@@ -17,7 +17,7 @@ from builder.errors import BuildError
 from builder.model import manifest
 from builder.model.image import Blob, Image, Layer
 from builder.model.reference import Reference, parse_reference
-from builder.registry.auth import Credentials
+from builder.registry.auth import Credentials, Search
 from builder.registry.blobcache import BlobCache, format_of
 from builder.registry.client import DEFAULT_CHUNK, RegistryClient
 from builder.report import Progress, ProgressSink, human_size, progress_line, short_digest
@@ -111,7 +111,7 @@ def push(
     ref: Union[str, Reference],
     *,
     insecure: bool = False,
-    auth: Union[Credentials, Tuple[str, str], None] = None,
+    auth: Union[Credentials, Tuple[str, str], Search, None] = None,
     progress: Optional[Callable[[str], None]] = progress_line,
     encoding: str = "gzip",
     flavour: str = "oci",

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import base64
 import json
+import os
+import pwd
 import ssl
 import sys
 import tempfile
@@ -33,6 +35,7 @@ from builder.model.reference import (
     split_reference,
     split_repo_tag,
 )
+from builder.registry.auth import Search, search_credentials
 from builder.registry.client import HttpOpener, RegistryClient
 from builder.registry.pull import pull
 from builder.sinks.output import open_output
@@ -62,6 +65,8 @@ def write_pulled(
     tls_verify: bool = True,
     ca_file: Optional[str] = None,
     workdir: Optional[str] = None,
+    auth: Optional[Search] = None,
+    credentials_hint: str = "",
 ) -> Image:
     """Fetch ``image_name@image_digest`` for one platform (an index resolves
     to it) and write it to ``sink`` as a docker archive tagged ``final_ref``."""
@@ -79,7 +84,15 @@ def write_pulled(
     opener = _opener(tls_verify, ca_file)
     try:
         with tempfile.TemporaryDirectory(dir=workdir) as layout:
-            image = pull(f"{name}@{image_digest}", layout, platform=platform, insecure=not tls_verify, opener=opener)
+            image = pull(
+                f"{name}@{image_digest}",
+                layout,
+                platform=platform,
+                insecure=not tls_verify,
+                opener=opener,
+                auth=auth,
+                credentials_hint=credentials_hint,
+            )
             write_docker_archive(sink, [(image, [final_ref])], "none")
     finally:
         if opener is not None:
@@ -87,9 +100,53 @@ def write_pulled(
     return image
 
 
+_IN_BUILD_HINT = (
+    "a Nix build sees no HOME, XDG_RUNTIME_DIR or credential helpers: give pullImage "
+    'authFile = "/path/auth.json" (a file outside the store the build users can read), '
+    "or set REGISTRY_AUTH_FILE where nix-build runs (README: Private images)"
+)
+
+
+def _build_credentials(spec: PullImageSpec, host: str, repository: str) -> Search:
+    """Inside the build only a named auth file counts: pullImage's authFile,
+    else $REGISTRY_AUTH_FILE (an impure variable of this fixed-output
+    derivation). Credential helpers are not run: they need the user's
+    session (keychains, cloud logins), which a build does not have."""
+    path = spec.auth_file or os.environ.get("REGISTRY_AUTH_FILE") or ""
+    if not path:
+        return Search(None, ["no authFile and no REGISTRY_AUTH_FILE"])
+    what = "authFile" if spec.auth_file else "REGISTRY_AUTH_FILE"
+    if not os.path.isabs(path):
+        raise BuildError(f"{what} {path!r}: give an absolute path")
+    if not os.path.exists(path):
+        raise BuildError(
+            f"{what} {path} does not exist inside the build: Nix's sandbox shows a build only the store "
+            f"and extra-sandbox-paths (nix.conf: extra-sandbox-paths = {path}) (README: Private images)"
+        )
+    if not os.access(path, os.R_OK):
+        user = pwd.getpwuid(os.getuid()).pw_name if _has_user(os.getuid()) else str(os.getuid())
+        raise BuildError(
+            f"{what} {path} is not readable by this build's user ({user}): builds run as the build users "
+            "(group nixbld): e.g. chgrp nixbld FILE && chmod 640 FILE (README: Private images)"
+        )
+    search = search_credentials(host, repository, environ={"REGISTRY_AUTH_FILE": path}, helpers=False)
+    search.tried = [f"{what} {note.removeprefix('$REGISTRY_AUTH_FILE ')}" for note in search.tried]
+    return search
+
+
+def _has_user(uid: int) -> bool:
+    try:
+        pwd.getpwuid(uid)
+    except KeyError:
+        return False
+    return True
+
+
 def pull_image(spec: PullImageSpec) -> None:
     """The fixed-output build: Nix checks the archive against the hash."""
     name, _, digest = spec.source_url.removeprefix("docker://").partition("@")
+    reference = parse_reference(name)
+    auth = _build_credentials(spec, reference.registry, reference.repository)
     with open_output(spec.out) as sink:
         write_pulled(
             sink,
@@ -101,6 +158,13 @@ def pull_image(spec: PullImageSpec) -> None:
             variant=spec.variant,
             tls_verify=spec.tls_verify,
             ca_file=spec.ssl_cert_file,
+            auth=auth,
+            credentials_hint=(
+                f"add an entry for {reference.registry} to that file "
+                f"(podman login --authfile FILE {reference.registry})"
+                if spec.auth_file or os.environ.get("REGISTRY_AUTH_FILE")
+                else _IN_BUILD_HINT
+            ),
         )
 
 

@@ -29,6 +29,7 @@ CALLS = """
     pulled = dockerTools.pullImage { imageName = "nixos/nix"; imageDigest = "sha256:${builtins.concatStringsSep "" (builtins.genList (_: "0") 64)}"; hash = ""; };
     drvs = [
       stream stream.conf stream.conf.customisationLayer stream.copyToRegistry
+      stream.copyTo stream.copyToDockerDaemon stream.copyToPodman
       full.conf full.conf.customisationLayer (builtins.head full.conf.layers)
       (dockerTools.buildLayeredImage { name = "gz"; })
       (dockerTools.buildLayeredImage { name = "oci"; format = "oci"; compressor = "zstd"; layerCompression = "zstd"; })
@@ -37,6 +38,7 @@ CALLS = """
       (dockerTools.mergeImages [ image stream ])
       multi multi.conf multi.stream stream.sbom (dockerTools.buildImage { name = "c"; sbomFormat = "cyclonedx"; }).sbom
       dockerTools.fakeNss pulled dockerTools.prefetchImage
+      (pulled.override { authFile = "/etc/nix/registry-auth.json"; })
     ];
   in map (d: d.drvAttrs) drvs
 """

@@ -1,5 +1,6 @@
 """The flake, offline: its nixpkgs input replaced by the stand-in."""
 
+import json
 import os
 import shutil
 import subprocess
@@ -143,3 +144,31 @@ def test_nix_run_prefetch_image_app(tmp_path):
     )
     assert r.returncode == 0, r.stderr
     assert os.access(os.path.join(os.readlink(link), "bin", "prefetch-image"), os.X_OK)
+
+
+def test_nix_run_copy_to(tmp_path):
+    # nix run .#IMAGE.copyTo -- DEST: the passthru executable's meta.mainProgram.
+    standin = _standin_flake(tmp_path)
+    repo = _flake_copy(tmp_path)
+    out = tmp_path / "hello-oci.tar"
+    r = subprocess.run(
+        [
+            "nix",
+            *FEATURES,
+            "run",
+            "--impure",  # as test_nix_build_flake_example: the stand-in reads the host's programs
+            f"{repo}#hello.copyTo",
+            "--no-write-lock-file",
+            "--override-input",
+            "nixpkgs",
+            f"path:{standin}",
+            "--",
+            f"oci-archive:{out}:v1",
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert r.returncode == 0, r.stderr
+    inspected = subprocess.run(["skopeo", "inspect", f"oci-archive:{out}:v1"], capture_output=True, text=True)
+    assert inspected.returncode == 0, inspected.stderr
+    assert json.loads(inspected.stdout)["Layers"]

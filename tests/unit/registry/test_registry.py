@@ -6,6 +6,7 @@ from __future__ import annotations
 import http.client
 import io
 import json
+import urllib.parse
 
 import pytest
 from authfile import b64
@@ -16,6 +17,7 @@ from builder.errors import RegistryError
 from builder.model.image import OCI_MANIFEST, Blob
 from builder.model.manifest import image_manifest as manifest_of
 from builder.model.reference import parse_reference
+from builder.registry.auth import Credentials
 from builder.registry.client import RegistryClient
 from builder.registry.push import push
 from builder.sinks.sink import MemorySink
@@ -153,6 +155,63 @@ def test_basic_challenge_without_credentials_says_where_to_put_them():
     script = Script(("GET", "/v2/", FakeResponse(401, {"WWW-Authenticate": 'Basic realm="r"'})))
     with pytest.raises(RegistryError, match="no credentials for reg.test .*REGISTRY_AUTH_FILE"):
         client(script).ping()
+
+
+def test_no_credentials_names_every_file_looked_at(tmp_path):
+    script = Script(("GET", "/v2/", FakeResponse(401, {"WWW-Authenticate": 'Basic realm="r"'})))
+    docker = tmp_path / "docker" / "config.json"
+    docker.parent.mkdir()
+    docker.write_text(json.dumps({"auths": {"other.test": {"auth": b64("u:secret")}}}))
+    env = {"XDG_RUNTIME_DIR": str(tmp_path / "run"), "DOCKER_CONFIG": str(docker.parent)}
+    c = RegistryClient(parse_reference("reg.test/app:1"), opener=script, environ=env, home=str(tmp_path), progress=None)
+    with pytest.raises(RegistryError) as e:
+        c.ping()
+    message = str(e.value)
+    assert f"looked in: {tmp_path}/run/containers/auth.json (absent); " in message
+    assert (
+        f"{tmp_path}/.config/containers/auth.json (absent); {docker} (no entry); {tmp_path}/.dockercfg (absent))"
+        in message
+    )
+    assert "podman login reg.test" in message and "secret" not in message
+
+
+def test_an_anonymous_registry_never_runs_a_credential_helper(tmp_path):
+    # A credsStore whose helper is missing would be an error, but only when
+    # the registry asks for credentials.
+    (tmp_path / ".docker").mkdir()
+    (tmp_path / ".docker" / "config.json").write_text(json.dumps({"credsStore": "missing"}))
+    script = Script(("GET", "/v2/", FakeResponse(200)))
+    c = RegistryClient(parse_reference("reg.test/app:1"), opener=script, environ={}, home=str(tmp_path), progress=None)
+    c.ping()
+    assert script.steps == []
+
+
+def test_identity_token_is_a_refresh_token_grant():
+    challenge = {"WWW-Authenticate": 'Bearer realm="https://auth.test/token",service="reg.test",scope="x"'}
+    script = Script(
+        ("GET", "/v2/", FakeResponse(401, challenge)),
+        ("POST", "auth.test/token", FakeResponse(200, body=json.dumps({"access_token": "acc"}).encode())),
+        ("GET", "/v2/", FakeResponse(200)),
+    )
+    c = client(script, auth=Credentials("<token>", "", "helper", identity_token="idt"))
+    c.ping()
+    method, url, headers, body = script.calls[1]
+    assert url == "https://auth.test/token" and "Authorization" not in headers
+    assert headers["Content-Type"] == "application/x-www-form-urlencoded"
+    form = dict(urllib.parse.parse_qsl(body.decode()))
+    assert form == {
+        "grant_type": "refresh_token",
+        "refresh_token": "idt",
+        "client_id": "dockertools",
+        "service": "reg.test",
+        "scope": "repository:app:pull x",
+    }
+    assert script.calls[2][2]["Authorization"] == "Bearer acc"
+    # A registry that wants Basic cannot take an identity token: said so.
+    script = Script(("GET", "/v2/", FakeResponse(401, {"WWW-Authenticate": 'Basic realm="r"'})))
+    with pytest.raises(RegistryError, match="credentials from helper are an identity token") as e:
+        client(script, auth=Credentials("<token>", "", "helper", identity_token="idt")).ping()
+    assert "idt" not in str(e.value)
 
 
 def test_push_protocol_steps_and_bodies():
