@@ -373,7 +373,9 @@ def test_cli_repush_with_compress_gzip_uses_the_cache(open_registry, tmp_path):
     description = str(tmp_path / "desc")
     write_description(description, config_bytes=make_image(layers).config_bytes, entries=entries, repo_tag="app:1")
     ref = open_registry.ref(unique("cli-blobcache") + ":1")
-    env = dict(os.environ, XDG_CACHE_HOME=str(tmp_path / "cache"))
+    # The layer files stand in for store paths: a description names only
+    # files in the store, and NIX_STORE_DIR says where that is.
+    env = dict(os.environ, XDG_CACHE_HOME=str(tmp_path / "cache"), NIX_STORE_DIR=str(tmp_path))
     repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     command = [shutil.which("python3") or "python3", "-m", "builder", "push", description, ref]
 
