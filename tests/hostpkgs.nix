@@ -365,11 +365,17 @@ rec {
     printf '%s' "$text" > $out/bin/${name}
     chmod 555 $out/bin/${name}
   '';
-  # A tree of symlinks to the files of `paths` (the first one wins).
-  buildEnv = { name, paths, ... }: runCommand name { inherit paths; } ''
+  # A tree of symlinks to the files of `paths` (the first one wins), only
+  # those under `pathsToLink`.
+  buildEnv = { name, paths, pathsToLink ? [ "/" ], ... }: runCommand name { inherit paths pathsToLink; } ''
     mkdir -p $out
     for p in $paths; do
       (cd $p && find . -mindepth 1 ! -type d) | while read -r f; do
+        linked=
+        for prefix in $pathsToLink; do
+          case "''${f#.}/" in "''${prefix%/}"/*) linked=1 ;; esac
+        done
+        [ -n "$linked" ] || continue
         [ -e "$out/$f" ] || [ -L "$out/$f" ] && continue
         mkdir -p "$out/$(dirname "$f")"
         ln -s "$p/''${f#./}" "$out/$f"

@@ -470,4 +470,144 @@ rec {
 
   # the bash image's file system as one tar
   exportBash = pkgs.dockerTools.exportImage { fromImage = bash; };
+
+  # --- examples nixpkgs added later, with their checks ------------------------
+
+  # The layers below are in place, in order, when runAsRoot runs.
+  layersUnpackOrder =
+    let
+      layerOnTopOf = parent: layerName: pkgs.dockerTools.buildImage {
+        copyToRoot = pkgs.buildEnv {
+          name = "image-root";
+          paths = [ pkgs.coreutils ];
+          pathsToLink = [ "/bin" ];
+        };
+        fromImage = parent;
+        name = "layers-unpack-order-${layerName}";
+        runAsRoot = ''
+          #!${pkgs.runtimeShell}
+          echo -n "${layerName}" >> /layer-order
+        '';
+        tag = "latest";
+      };
+      layerA = layerOnTopOf null "a";
+      layerB = layerOnTopOf layerA "b";
+      layerC = layerOnTopOf layerB "c";
+    in
+    layerC;
+
+  helloOnRootNoStoreFakechroot = pkgs.dockerTools.streamLayeredImage {
+    config.Cmd = [ "hello" ];
+    contents = [ (pkgs.buildEnv { name = "hello-root"; paths = [ pkgs.hello ]; }) ];
+    enableFakechroot = true;
+    includeStorePaths = false;
+    name = "hello";
+    tag = "latest";
+  };
+
+  # caCertificates in an image
+  image-with-certs = buildImage {
+    config = { };
+    copyToRoot = pkgs.buildEnv {
+      name = "image-with-certs-root";
+      paths = [ pkgs.coreutils pkgs.dockerTools.caCertificates ];
+    };
+    name = "image-with-certs";
+    tag = "latest";
+  };
+
+  # fakeRootCommands with / being the image's root
+  imageViaFakeChroot = pkgs.dockerTools.streamLayeredImage {
+    config.Cmd = [ "hello" ];
+    enableFakechroot = true;
+    fakeRootCommands = ''
+      mkdir /bin
+      ln -s ${pkgs.hello}/bin/hello /bin/hello
+    '';
+    name = "image-via-fake-chroot";
+    tag = "latest";
+  };
+
+  # a bare path (a file of this directory) in contents / copyToRoot
+  build-image-with-path = buildImage {
+    copyToRoot = [ pkgs.bash ./test-dummy ];
+    name = "build-image-with-path";
+    tag = "latest";
+  };
+
+  layered-image-with-path = pkgs.dockerTools.streamLayeredImage {
+    contents = [ pkgs.bash ./test-dummy ];
+    name = "layered-image-with-path";
+    tag = "latest";
+  };
+
+  build-image-with-architecture = buildImage {
+    architecture = "arm64";
+    copyToRoot = [ pkgs.bash ./test-dummy ];
+    name = "build-image-with-architecture";
+    tag = "latest";
+  };
+
+  layered-image-with-architecture = pkgs.dockerTools.streamLayeredImage {
+    architecture = "arm64";
+    contents = [ pkgs.bash ./test-dummy ];
+    name = "layered-image-with-architecture";
+    tag = "latest";
+  };
+
+  # archives compressed otherwise, and merged
+  bashLayeredUncompressed = pkgs.dockerTools.buildLayeredImage {
+    compressor = "none";
+    contents = pkgs.bash;
+    name = "bash-layered-uncompressed";
+    tag = "latest";
+  };
+
+  bashLayeredZstdCompressed = pkgs.dockerTools.buildLayeredImage {
+    compressor = "zstd";
+    contents = pkgs.bash;
+    name = "bash-layered-zstd";
+    tag = "latest";
+  };
+
+  bashUncompressed = pkgs.dockerTools.buildImage {
+    compressor = "none";
+    copyToRoot = pkgs.bash;
+    name = "bash-uncompressed";
+    tag = "latest";
+  };
+
+  bashZstdCompressed = pkgs.dockerTools.buildImage {
+    compressor = "zstd";
+    copyToRoot = pkgs.bash;
+    name = "bash-zstd";
+    tag = "latest";
+  };
+
+  mergeVaryingCompressor = pkgs.dockerTools.mergeImages [ redis bashUncompressed bashZstdCompressed ];
+
+  # the images nixos/tests/docker-tools.nix defines itself
+  chownTestImage = pkgs.dockerTools.streamLayeredImage {
+    name = "chown-test";
+    tag = "latest";
+    enableFakechroot = true;
+    fakeRootCommands = ''
+      touch /testfile
+      chown 12345:12345 /testfile
+    '';
+    config.Cmd = [ "${pkgs.coreutils}/bin/stat" "-c" "%u:%g" "/testfile" ];
+  };
+
+  nonRootTestImage = pkgs.dockerTools.streamLayeredImage {
+    name = "non-root-test";
+    tag = "latest";
+    uid = 1000;
+    gid = 1000;
+    uname = "user";
+    gname = "user";
+    config = {
+      User = "user";
+      Cmd = [ "${pkgs.coreutils}/bin/stat" "-c" "%u:%g" "${pkgs.coreutils}/bin/stat" ];
+    };
+  };
 }

@@ -18,7 +18,7 @@ import time
 import urllib.request
 
 import pytest
-from nixhelpers import REPO, podman, podman_load, read_archive, run_stream
+from nixhelpers import REPO, decompress, podman, podman_load, read_archive, run_stream
 from registry_fixture import open_registry  # noqa: F401  (a fixture)
 
 EXAMPLES = os.path.join(REPO, "tests", "e2e", "nixpkgs_examples.nix")
@@ -34,6 +34,11 @@ IMAGES = [
     "bashNoTagStreamLayered", "bashLayeredWithUser", "cross", "layeredStoreSymlink", "prefixedImage",
     "prefixedLayeredImage", "layeredImageWithFakeRootCommands", "mergedBashAndRedis",
     "mergedBashNoTagAndRedis", "mergedBashFakeRoot", "helloOnRoot", "helloOnRootNoStore",
+    # added in later nixpkgs
+    "layersUnpackOrder", "helloOnRootNoStoreFakechroot", "image-with-certs", "imageViaFakeChroot",
+    "build-image-with-path", "layered-image-with-path", "build-image-with-architecture",
+    "layered-image-with-architecture", "bashLayeredUncompressed", "bashLayeredZstdCompressed", "bashUncompressed",
+    "bashZstdCompressed", "mergeVaryingCompressor", "chownTestImage", "nonRootTestImage",
 ]  # fmt: skip
 PULLED = ["nixFromDockerHub", "testNixFromDockerHub", "onTopOfPulledImage"]
 
@@ -184,11 +189,13 @@ def test_nix_store_is_initialised():
 
 
 def test_layered_nix_store_permissions_for_a_non_root_user():
+    # 755 as in nixpkgs' current test (older ones said 555, before nixpkgs
+    # made /nix and /nix/store rwxr-xr-x in the store layers).
     load("bashLayeredWithUser")
     bash = store_path("bash")
     run(
         "bash-layered-with-user:latest",
-        f"{bash}/bin/bash", "-c", "test 555 == $(stat --format=%a /nix) && test 555 == $(stat --format=%a /nix/store)",
+        f"{bash}/bin/bash", "-c", "test 755 == $(stat --format=%a /nix) && test 755 == $(stat --format=%a /nix/store)",
         user="somebody",
     )  # fmt: skip
 
@@ -201,25 +208,22 @@ def test_nix_binary_symlinks_are_intact(attr):
 
 
 @pytest.fixture(scope="module")
-def pulled(open_registry):  # noqa: F811
+def pulled(open_registry, tmp_path_factory):  # noqa: F811
     # ADAPTED: nixpkgs pulls nixos/nix from Docker Hub; there is no network
-    # here, so the nix example is pushed to the local registry and pulled
-    # back from there by digest, with the hash `builder prefetch` reports.
-    # (nixLayered: the nix example needs the copyToRoot fix, see XFAIL.)
-    nix_archive = build("nixLayered")
+    # here, so an image holding Nix is pushed to the local registry and
+    # pulled back from there by digest, with the hash `builder prefetch`
+    # reports. (nixLayered: the nix example needs the copyToRoot fix, see XFAIL.)
+    tmp = tmp_path_factory.mktemp("pulled")
+    archive = tmp / "nix.tar"
+    archive.write_bytes(decompress(image_bytes("nixLayered")))  # skopeo 1.9 reads no gzip archive
     ref = open_registry.ref("nixos/nix:2.2.1")
-    digest_file = os.path.join(os.path.dirname(os.path.abspath(__file__)), ".nixos-nix-digest")
-    try:
-        subprocess.run(
-            ["skopeo", "copy", "--dest-tls-verify=false", "--digestfile", digest_file,
-             f"docker-archive:{nix_archive}", f"docker://{ref}"],
-            check=True, capture_output=True,
-        )  # fmt: skip
-        with open(digest_file) as f:
-            digest = f.read().strip()
-    finally:
-        if os.path.exists(digest_file):
-            os.remove(digest_file)
+    digest_file = tmp / "digest"
+    subprocess.run(
+        ["skopeo", "copy", "--dest-tls-verify=false", "--digestfile", str(digest_file),
+         f"docker-archive:{archive}", f"docker://{ref}"],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    digest = digest_file.read_text().strip()
     r = subprocess.run(
         ["python3", "-m", "builder", "prefetch", f"{open_registry.host}/nixos/nix@{digest}", "--insecure", "--json"],
         cwd=REPO, capture_output=True, text=True,
@@ -418,3 +422,73 @@ def test_redis_runs():
     # nixpkgs builds redis and runs only redis-cli; the server is run here too.
     load("redis")
     assert out("redis:latest", "redis-server", "--version").startswith("Redis server")
+
+
+# --- checks of nixpkgs' later docker-tools.nix ---------------------------------------------
+
+
+def test_include_store_path_false_with_fakechroot():
+    load("helloOnRootNoStoreFakechroot")
+    assert run("hello:latest", check=False).returncode != 0
+    store = "/nix/store"
+    assert "hello" in out("hello:latest", volume=f"{store}:{store}:ro").lower()
+
+
+@pytest.mark.parametrize("attr", ["helloOnRootNoStore", "helloOnRootNoStoreFakechroot"])
+def test_zero_store_paths_are_added(attr):
+    # nixpkgs: crane export | tar t | grep nix/store must fail.
+    archive = read_archive(image_bytes(attr))
+    names = [m.name for layer in archive.layer_members() for m in layer]
+    assert not [n for n in names if "nix/store/" in n]
+
+
+def test_layers_unpacked_in_order_before_run_as_root():
+    load("layersUnpackOrder")
+    assert "abc" in out("layers-unpack-order-c:latest", "cat", "/layer-order")
+
+
+def test_fake_chroot_fake_root_commands():
+    load("imageViaFakeChroot")
+    assert "hello" in out("image-via-fake-chroot:latest").lower()
+
+
+@pytest.mark.parametrize("attr", ["build-image-with-path", "layered-image-with-path"])
+def test_bare_paths_in_contents(attr):
+    load(attr)
+    # ADAPTED: nixpkgs' file is test-dummy too and it tests /hello.txt, a
+    # name its older test-dummy had; the file here is ./test-dummy.
+    run(f"{image_name(attr)}:latest", "bash", "-c", "[[ -e /test-dummy ]]")
+
+
+@pytest.mark.parametrize("attr", ["build-image-with-architecture", "layered-image-with-architecture"])
+def test_architecture_in_manifests(attr):
+    load(attr)
+    assert inspect(f"{attr}:latest")["Architecture"] == "arm64"
+
+
+def test_image_with_certs():
+    load("image-with-certs")
+    for path in (
+        "/etc/ssl/certs/ca-bundle.crt",
+        "/etc/ssl/certs/ca-certificates.crt",
+        "/etc/pki/tls/certs/ca-bundle.crt",
+    ):
+        run("image-with-certs:latest", "test", "-r", path)
+
+
+def test_merge_of_varying_compressors():
+    load("mergeVaryingCompressor")
+    for ref in ("redis:latest", "bash-uncompressed:latest", "bash-zstd:latest"):
+        podman("image", "exists", ref)
+
+
+def test_chown_is_persistent_in_fake_root_commands():
+    load("chownTestImage")
+    assert out("chown-test:latest") == "12345:12345\n"
+
+
+def test_non_root_user():
+    load("nonRootTestImage")
+    # nixpkgs runs the chown-test image here again (a slip); this runs the
+    # non-root image it built: files owned by 1000:1000, run as user.
+    assert out("non-root-test:latest") == "1000:1000\n"
