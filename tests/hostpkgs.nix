@@ -142,7 +142,7 @@ let
 
   coreutilsNames = [
     "cat" "chmod" "chown" "cp" "date" "dirname" "basename" "echo" "false" "head" "id" "ln" "ls" "mkdir"
-    "mktemp" "mv" "readlink" "rm" "rmdir" "sed" "grep" "sort" "stat" "tail" "touch" "tr" "true" "uname" "wc"
+    "mktemp" "mv" "readlink" "rm" "rmdir" "sed" "grep" "sort" "stat" "tail" "test" "touch" "tr" "true" "uname" "wc" "whoami"
   ];
   coreutilsBin = hostPrograms "coreutils-host-bin" /usr/bin coreutilsNames;
 
@@ -344,8 +344,39 @@ rec {
   invalidateFetcherByDrvHash = f: args:
     let
       probe = f (args // { name = "probe"; });
-      drvHash = substring 0 32 (baseNameOf probe.drvPath);
+      drvHash = substring 0 32 (baseNameOf (builtins.unsafeDiscardStringContext probe.drvPath));
     in f (args // { name = "${drvHash}-${(f args).name}"; });
+
+  # What nix-shell images source: a `setup` with the inputs' bin/ and
+  # coreutils on PATH and runHook (a hook is a function or a variable of
+  # shell code), for bash.
+  shellSetup = runCommand "stdenv-setup-host" { } ''
+    mkdir -p $out
+    cat > $out/setup <<'SETUP'
+    PATH=${coreutils}/bin:${bash}/bin
+    for input in $nativeBuildInputs $buildInputs $propagatedBuildInputs; do
+      if [ -d "$input/bin" ]; then PATH=$input/bin:$PATH; fi
+    done
+    export PATH
+    runHook() {
+      local hook=$1
+      shift
+      if [ "$(type -t "$hook")" = function ]; then "$hook" "$@"
+      elif [ -n "''${!hook:-}" ]; then eval "''${!hook}"
+      fi
+    }
+    SETUP
+  '';
+
+  # As nixpkgs' mkShell: a derivation whose attributes nix-shell images
+  # give as environment variables (shellHook, nativeBuildInputs,
+  # passAsFile, ...), with the setup above as its stdenv.
+  mkShell = { name ? "nix-shell", ... }@args: builtins.derivation ({
+    inherit name system;
+    builder = bb;
+    args = [ "sh" "-c" "echo ${name} > $out" ];
+    stdenv = shellSetup;
+  } // removeAttrs args [ "name" ]);
 
   # A shell that runs in images and in builds: the real bash.
   runtimeShell = "${bash}/bin/bash";

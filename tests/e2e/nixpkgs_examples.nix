@@ -19,7 +19,8 @@
 let
   # nixpkgs' examples take some functions as arguments and reach others
   # through pkgs.dockerTools: both are this project's.
-  inherit (dockerTools) buildImage buildLayeredImage fakeNss pullImage shadowSetup buildImageWithNixDb;
+  inherit (dockerTools) buildImage buildLayeredImage fakeNss pullImage shadowSetup buildImageWithNixDb
+    streamNixShellImage;
   pkgs' = pkgs // { inherit dockerTools; };
 in
 let pkgs = pkgs'; in
@@ -609,5 +610,127 @@ rec {
       User = "user";
       Cmd = [ "${pkgs.coreutils}/bin/stat" "-c" "%u:%g" "${pkgs.coreutils}/bin/stat" ];
     };
+  };
+
+  # --- nix-shell images (nixos/tests/docker-tools-nix-shell.nix) ---------------
+
+  nix-shell-basic = streamNixShellImage {
+    drv = pkgs.hello;
+    name = "nix-shell-basic";
+    tag = "latest";
+  };
+
+  nix-shell-hook = streamNixShellImage {
+    drv = pkgs.mkShell {
+      shellHook = ''
+        echo "This is the shell hook!"
+        exit
+      '';
+    };
+    name = "nix-shell-hook";
+    tag = "latest";
+  };
+
+  nix-shell-inputs = streamNixShellImage {
+    drv = pkgs.mkShell { nativeBuildInputs = [ pkgs.hello ]; };
+    command = ''
+      hello
+    '';
+    name = "nix-shell-inputs";
+    tag = "latest";
+  };
+
+  nix-shell-pass-as-file = streamNixShellImage {
+    drv = pkgs.mkShell {
+      str = "this is a string";
+      passAsFile = [ "str" ];
+    };
+    command = ''
+      cat "$strPath"
+    '';
+    name = "nix-shell-pass-as-file";
+    tag = "latest";
+  };
+
+  nix-shell-run = streamNixShellImage {
+    drv = pkgs.mkShell { };
+    run = ''
+      case "$-" in
+      *i*) echo This shell is interactive ;;
+      *) echo This shell is not interactive ;;
+      esac
+    '';
+    name = "nix-shell-run";
+    tag = "latest";
+  };
+
+  nix-shell-command = streamNixShellImage {
+    drv = pkgs.mkShell { };
+    command = ''
+      case "$-" in
+      *i*) echo This shell is interactive ;;
+      *) echo This shell is not interactive ;;
+      esac
+    '';
+    name = "nix-shell-command";
+    tag = "latest";
+  };
+
+  nix-shell-writable-home = streamNixShellImage {
+    drv = pkgs.mkShell { };
+    run = ''
+      if [[ "$HOME" != "$(eval "echo ~$(whoami)")" ]]; then
+        echo "\$HOME ($HOME) is not the same as ~\$(whoami) ($(eval "echo ~$(whoami)"))"
+        exit 1
+      fi
+
+      if ! touch $HOME/test-file; then
+        echo "home directory is not writable"
+        exit 1
+      fi
+      echo "home directory is writable"
+    '';
+    name = "nix-shell-writable-home";
+    tag = "latest";
+  };
+
+  nix-shell-nonexistent-home = streamNixShellImage {
+    drv = pkgs.mkShell { };
+    homeDirectory = "/homeless-shelter";
+    run = ''
+      if [[ "$HOME" != "$(eval "echo ~$(whoami)")" ]]; then
+        echo "\$HOME ($HOME) is not the same as ~\$(whoami) ($(eval "echo ~$(whoami)"))"
+        exit 1
+      fi
+
+      # nixpkgs writes `if -e $HOME` here (a command named -e, which always
+      # fails); the test it means is this one.
+      if [ -e $HOME ]; then
+        echo "home directory exists"
+        exit 1
+      fi
+      echo "home directory doesn't exist"
+    '';
+    name = "nix-shell-nonexistent-home";
+    tag = "latest";
+  };
+
+  nix-shell-build-derivation = streamNixShellImage {
+    drv = pkgs.hello;
+    run = ''
+      buildDerivation
+      $out/bin/hello
+    '';
+    name = "nix-shell-build-derivation";
+    tag = "latest";
+  };
+
+  # streamLayeredImage with a Nix database (the nix-shell test's nix-layered)
+  nix-layered = pkgs.dockerTools.streamLayeredImage {
+    config.Env = [ "NIX_PAGER=cat" ];
+    contents = [ pkgs.nix pkgs.bash ];
+    includeNixDB = true;
+    name = "nix-layered";
+    tag = "latest";
   };
 }

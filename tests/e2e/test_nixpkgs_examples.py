@@ -39,6 +39,10 @@ IMAGES = [
     "build-image-with-path", "layered-image-with-path", "build-image-with-architecture",
     "layered-image-with-architecture", "bashLayeredUncompressed", "bashLayeredZstdCompressed", "bashUncompressed",
     "bashZstdCompressed", "mergeVaryingCompressor", "chownTestImage", "nonRootTestImage",
+    # nixos/tests/docker-tools-nix-shell.nix
+    "nix-shell-basic", "nix-shell-hook", "nix-shell-inputs", "nix-shell-pass-as-file", "nix-shell-run",
+    "nix-shell-command", "nix-shell-writable-home", "nix-shell-nonexistent-home", "nix-shell-build-derivation",
+    "nix-layered",
 ]  # fmt: skip
 PULLED = ["nixFromDockerHub", "testNixFromDockerHub", "onTopOfPulledImage"]
 
@@ -86,8 +90,12 @@ def load(attr: str, pulled=None):
     return archive
 
 
-def run(image: str, *cmd: str, check=True, user=None, volume=None) -> subprocess.CompletedProcess:
+def run(image: str, *cmd: str, check=True, user=None, volume=None, tty=False) -> subprocess.CompletedProcess:
     args = ["run", "--rm", "--network=none"]
+    if tty:
+        # nixpkgs runs these with `docker run -it`; podman gives the container
+        # a terminal with -t though the test's stdin is none.
+        args += ["-t"]
     if user:
         args += ["--user", user]
     if volume:
@@ -131,6 +139,8 @@ def store_path(expr: str) -> str:
 # fidelity): strict, so that they fail once the fix is merged and the mark
 # must go.
 XFAIL = {
+    "build-image-with-path": "needs fix: copyToRoot with shared dirs (/ is read-only once bash is copied)",
+    "build-image-with-architecture": "needs fix: copyToRoot with shared dirs (/ is read-only once bash is copied)",
     "editors": "needs fix: copyToRoot with shared dirs (bin/ of coreutils is read-only when bash's bin/bash is copied)",
     "nix": "needs fix: copyToRoot with shared dirs (bin/ of coreutils is read-only when nix's bin/nix is copied)",
 }
@@ -218,8 +228,11 @@ def pulled(open_registry, tmp_path_factory):  # noqa: F811
     archive.write_bytes(decompress(image_bytes("nixLayered")))  # skopeo 1.9 reads no gzip archive
     ref = open_registry.ref("nixos/nix:2.2.1")
     digest_file = tmp / "digest"
+    # Compressed layers, as on Docker Hub: a fixed-output fetch must not
+    # hold store paths of its own inputs in plain text (the stand-in's Nix
+    # and the fetcher share their glibc), or Nix refuses the output.
     subprocess.run(
-        ["skopeo", "copy", "--dest-tls-verify=false", "--digestfile", str(digest_file),
+        ["skopeo", "copy", "--dest-tls-verify=false", "--dest-compress", "--digestfile", str(digest_file),
          f"docker-archive:{archive}", f"docker://{ref}"],
         check=True, capture_output=True,
     )  # fmt: skip
@@ -452,7 +465,7 @@ def test_fake_chroot_fake_root_commands():
     assert "hello" in out("image-via-fake-chroot:latest").lower()
 
 
-@pytest.mark.parametrize("attr", ["build-image-with-path", "layered-image-with-path"])
+@pytest.mark.parametrize("attr", [xfail("build-image-with-path"), "layered-image-with-path"])
 def test_bare_paths_in_contents(attr):
     load(attr)
     # ADAPTED: nixpkgs' file is test-dummy too and it tests /hello.txt, a
@@ -460,7 +473,7 @@ def test_bare_paths_in_contents(attr):
     run(f"{image_name(attr)}:latest", "bash", "-c", "[[ -e /test-dummy ]]")
 
 
-@pytest.mark.parametrize("attr", ["build-image-with-architecture", "layered-image-with-architecture"])
+@pytest.mark.parametrize("attr", [xfail("build-image-with-architecture"), "layered-image-with-architecture"])
 def test_architecture_in_manifests(attr):
     load(attr)
     assert inspect(f"{attr}:latest")["Architecture"] == "arm64"
@@ -488,7 +501,57 @@ def test_chown_is_persistent_in_fake_root_commands():
 
 
 def test_non_root_user():
-    load("nonRootTestImage")
-    # nixpkgs runs the chown-test image here again (a slip); this runs the
-    # non-root image it built: files owned by 1000:1000, run as user.
-    assert out("non-root-test:latest") == "1000:1000\n"
+    # nixpkgs loads non-root-test and then runs chown-test (its image's User
+    # "user" has no passwd entry, so docker would not start it either): the
+    # same here, plus what uid/gid/uname/gname are for, read in the archive.
+    archive = load("nonRootTestImage")
+    store_entries = [m for layer in archive.layer_members()[:-1] for m in layer if m.name.startswith("nix/store/")]
+    assert store_entries and all(
+        (m.uid, m.gid, m.uname, m.gname) == (1000, 1000, "user", "user") for m in store_entries
+    )
+    load("chownTestImage")
+    assert out("chown-test:latest") == "12345:12345\n"
+
+
+# --- nixos/tests/docker-tools-nix-shell.nix ------------------------------------------------
+
+
+@pytest.mark.xfail(strict=True, reason=XFAIL["nix"])
+def test_build_image_with_nix_db_has_a_nix_database():
+    load("nix")
+    assert out("nix:latest", "nix-store", "-q", "--references", "/bin/bash").strip()
+
+
+def test_nix_shell_can_build_a_basic_derivation():
+    load("nix-shell-basic")
+    lines = out("nix-shell-basic:latest", "bash", "-c", "buildDerivation && $out/bin/hello").splitlines()
+    assert "Hello, world!" in lines
+
+
+@pytest.mark.parametrize(
+    "attr, expected",
+    [
+        ("nix-shell-hook", "This is the shell hook!"),
+        ("nix-shell-inputs", "Hello, world!"),
+        ("nix-shell-pass-as-file", "this is a string"),
+        ("nix-shell-run", "This shell is not interactive"),
+        ("nix-shell-command", "This shell is interactive"),
+    ],
+)
+def test_nix_shell_output(attr, expected):
+    load(attr)
+    assert expected in out(f"{attr}:latest", tty=True)
+
+
+@pytest.mark.parametrize(
+    "attr", ["nix-shell-writable-home", "nix-shell-nonexistent-home", "nix-shell-build-derivation"]
+)
+def test_nix_shell_succeeds(attr):
+    load(attr)
+    run(f"{attr}:latest", tty=True)
+
+
+def test_stream_layered_image_with_nix_db():
+    load("nix-layered")
+    references = out("nix-layered:latest", "nix-store", "-q", "--references", "/bin/bash").split()
+    assert references and all(r.startswith("/nix/store/") for r in references)
