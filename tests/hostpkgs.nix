@@ -11,7 +11,12 @@
 # (patchelf, itself run through the copied loader), then check that every
 # library it loads comes from the store. Evaluating reads the host's files,
 # so a flake using this needs --impure.
-{ system ? builtins.currentSystem }:
+#
+# nameSuffix: appended to the name of every file copied from the host, so
+# that a second instance shares no store path with the first (the tests
+# push an image of one and pull it with the other's fetcher: a fixed-output
+# download must not contain its own inputs' store paths).
+{ system ? builtins.currentSystem, nameSuffix ? "" }:
 
 let
   inherit (builtins) attrNames concatStringsSep elem filter head match pathExists stringLength substring;
@@ -36,7 +41,7 @@ let
   # the top-level names `pick` accepts, and everything below a picked
   # directory that `keep` accepts (given the path relative to `dir`).
   hostFiles = name: dir: pick: keep: builtins.path {
-    inherit name;
+    name = name + nameSuffix;
     path = dir;
     filter = path: type:
       let rel = substring (stringLength (toString dir) + 1) (-1) (toString path);

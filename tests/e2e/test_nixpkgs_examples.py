@@ -55,11 +55,13 @@ def nix_args(pulled):
     return ["--arg", "pulled", "{ " + " ".join(f'{k} = "{v}";' for k, v in sorted(pulled.items())) + " }"]
 
 
-def build(attr: str, pulled=None) -> str:
-    key = (attr, json.dumps(pulled, sort_keys=True))
+def build(attr: str, pulled=None, extra=()) -> str:
+    key = (attr, json.dumps(pulled, sort_keys=True), tuple(extra))
     if key not in _built:
         r = subprocess.run(
-            ["nix-build", EXAMPLES, "-A", attr, "--no-out-link", *nix_args(pulled)], capture_output=True, text=True
+            ["nix-build", EXAMPLES, "-A", attr, "--no-out-link", *nix_args(pulled), *extra],
+            capture_output=True,
+            text=True,
         )
         assert r.returncode == 0, r.stderr
         _built[key] = r.stdout.strip().splitlines()[-1]
@@ -225,12 +227,18 @@ def pulled(open_registry, tmp_path_factory):  # noqa: F811
     # reports. (nixLayered: the nix example needs the copyToRoot fix, see XFAIL.)
     tmp = tmp_path_factory.mktemp("pulled")
     archive = tmp / "nix.tar"
-    archive.write_bytes(decompress(image_bytes("nixLayered")))  # skopeo 1.9 reads no gzip archive
+    # The pushed image comes from a second stand-in whose store paths are
+    # all other ones: pullImage writes the layers uncompressed, and Nix
+    # refuses a fixed-output download holding its own inputs' store paths
+    # (here the shared glibc copy, which nixos/nix from Docker Hub does not
+    # share with nixpkgs' fetcher).
+    pushed = build(
+        "nixLayered", extra=["--arg", "pkgs", f'import {REPO}/tests/hostpkgs.nix {{ nameSuffix = "-pushed"; }}']
+    )
+    with open(pushed, "rb") as f:
+        archive.write_bytes(decompress(f.read()))  # skopeo 1.9 reads no gzip archive
     ref = open_registry.ref("nixos/nix:2.2.1")
     digest_file = tmp / "digest"
-    # Compressed layers, as on Docker Hub: a fixed-output fetch must not
-    # hold store paths of its own inputs in plain text (the stand-in's Nix
-    # and the fetcher share their glibc), or Nix refuses the output.
     subprocess.run(
         ["skopeo", "copy", "--dest-tls-verify=false", "--dest-compress", "--digestfile", str(digest_file),
          f"docker-archive:{archive}", f"docker://{ref}"],
