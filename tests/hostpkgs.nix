@@ -383,6 +383,8 @@ rec {
     stdenv = shellSetup;
   } // removeAttrs args [ "name" ]);
 
+  testers = { inherit invalidateFetcherByDrvHash; };
+
   # A shell that runs in images and in builds: the real bash.
   runtimeShell = "${bash}/bin/bash";
   stdenv.shell = runtimeShell;

@@ -23,7 +23,50 @@ let
     streamNixShellImage;
   pkgs' = pkgs // { inherit dockerTools; };
 in
-let pkgs = pkgs'; in
+let
+  pkgs = pkgs';
+  nginxArguments =
+    let
+      nginxPort = "80";
+      nginxConf = pkgs.writeText "nginx.conf" ''
+        user nobody nobody;
+        daemon off;
+        error_log /dev/stdout info;
+        pid /dev/null;
+        events {}
+        http {
+          access_log /dev/stdout;
+          server {
+            listen ${nginxPort};
+            index index.html;
+            location / {
+              root ${nginxWebRoot};
+            }
+          }
+        }
+      '';
+      nginxWebRoot = pkgs.writeTextDir "index.html" ''
+        <html><body><h1>Hello from NGINX</h1></body></html>
+      '';
+    in
+    {
+      name = "nginx-container";
+      tag = "latest";
+      contents = [ fakeNss pkgs.nginx ];
+      # ADAPTED: Debian's nginx keeps its temporary files under
+      # /var/lib/nginx (nixpkgs' under /var/cache/nginx) and creates only
+      # the last directory of those paths at start: var/lib/nginx is made too.
+      extraCommands = ''
+        mkdir -p var/log/nginx
+        mkdir -p var/cache/nginx
+        mkdir -p var/lib/nginx
+      '';
+      config = {
+        Cmd = [ "nginx" "-c" nginxConf ];
+        ExposedPorts = { "${nginxPort}/tcp" = { }; };
+      };
+    };
+in
 
 rec {
   # 1. basic example
@@ -50,47 +93,9 @@ rec {
   };
 
   # 3. another service example
-  nginx =
-    let
-      nginxPort = "80";
-      nginxConf = pkgs.writeText "nginx.conf" ''
-        user nobody nobody;
-        daemon off;
-        error_log /dev/stdout info;
-        pid /dev/null;
-        events {}
-        http {
-          access_log /dev/stdout;
-          server {
-            listen ${nginxPort};
-            index index.html;
-            location / {
-              root ${nginxWebRoot};
-            }
-          }
-        }
-      '';
-      nginxWebRoot = pkgs.writeTextDir "index.html" ''
-        <html><body><h1>Hello from NGINX</h1></body></html>
-      '';
-    in
-    buildLayeredImage {
-      name = "nginx-container";
-      tag = "latest";
-      contents = [ fakeNss pkgs.nginx ];
-      # ADAPTED: Debian's nginx keeps its temporary files under
-      # /var/lib/nginx (nixpkgs' under /var/cache/nginx) and creates only
-      # the last directory of those paths at start: var/lib/nginx is made too.
-      extraCommands = ''
-        mkdir -p var/log/nginx
-        mkdir -p var/cache/nginx
-        mkdir -p var/lib/nginx
-      '';
-      config = {
-        Cmd = [ "nginx" "-c" nginxConf ];
-        ExposedPorts = { "${nginxPort}/tcp" = { }; };
-      };
-    };
+  nginx = buildLayeredImage nginxArguments;
+  # The same, streamed (later nixpkgs: NixOS' oci-containers imageStream)
+  nginxStream = pkgs.dockerTools.streamLayeredImage nginxArguments;
 
   # 4. example of pulling an image.
   # ADAPTED: from the tests' local registry (plain http) instead of Docker
@@ -104,7 +109,7 @@ rec {
     tlsVerify = false;
   };
   # Same example, re-fetched when the fetcher's derivation changes.
-  testNixFromDockerHub = pkgs.invalidateFetcherByDrvHash pullImage {
+  testNixFromDockerHub = pkgs.testers.invalidateFetcherByDrvHash pullImage {
     imageName = "${pulled.registry}/nixos/nix";
     inherit (pulled) imageDigest sha256;
     finalImageTag = "2.2.1";

@@ -42,7 +42,7 @@ IMAGES = [
     # nixos/tests/docker-tools-nix-shell.nix
     "nix-shell-basic", "nix-shell-hook", "nix-shell-inputs", "nix-shell-pass-as-file", "nix-shell-run",
     "nix-shell-command", "nix-shell-writable-home", "nix-shell-nonexistent-home", "nix-shell-build-derivation",
-    "nix-layered",
+    "nix-layered", "nginxStream",
 ]  # fmt: skip
 PULLED = ["nixFromDockerHub", "testNixFromDockerHub", "onTopOfPulledImage"]
 
