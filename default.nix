@@ -13,17 +13,20 @@
 let
   lib = import ./nix/lib.nix;
   result = import ./nix/result.nix;
+  # The image is for pkgs' host platform; the build runs on its build
+  # platform, with tools from buildPackages (the same set, natively).
   platform = import ./nix/platform.nix { inherit pkgs; };
+  tools = pkgs.buildPackages or pkgs;
   checks = import ./nix/checks.nix { inherit lib; };
-  builder = import ./nix/builder.nix { inherit pkgs platform checks result; };
-  helpers = import ./nix/helpers.nix { inherit pkgs builder result; };
-  layered = import ./nix/layered.nix { inherit pkgs lib platform checks builder result; };
-  buildImage = import ./nix/build-image.nix { inherit pkgs lib platform checks builder result; };
-  merge = import ./nix/merge.nix { inherit pkgs lib checks builder result; };
-  pull = import ./nix/pull.nix { inherit pkgs lib platform checks builder result; };
+  builder = import ./nix/builder.nix { pkgs = tools; inherit platform checks result; };
+  helpers = import ./nix/helpers.nix { inherit pkgs tools builder result; };
+  layered = import ./nix/layered.nix { pkgs = tools; inherit lib platform checks builder result; };
+  buildImage = import ./nix/build-image.nix { pkgs = tools; inherit lib platform checks builder result; };
+  merge = import ./nix/merge.nix { pkgs = tools; inherit lib checks builder result; };
+  pull = import ./nix/pull.nix { pkgs = tools; inherit lib platform checks builder result; };
   multiarch = import ./nix/multiarch.nix { inherit lib checks builder result; };
   nixShell = import ./nix/nix-shell.nix {
-    inherit pkgs lib builder result helpers;
+    inherit pkgs lib checks builder result helpers;
     inherit (layered) streamLayeredImage;
   };
 in
@@ -36,4 +39,6 @@ in
   inherit (pull) pullImage;
   inherit (multiarch) streamMultiArchImage buildMultiArchImage;
   inherit (nixShell) streamNixShellImage buildNixShellImage;
+  # nix-prefetch-docker's counterpart: $out/bin/prefetch-image [IMAGE_NAME [TAG|DIGEST]] [options]
+  prefetchImage = builder.commandScript "prefetch-image" "prefetch";
 }

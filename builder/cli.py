@@ -3,7 +3,10 @@ and chooses exit codes.
 
 Build commands, run inside Nix builds and configured by ``.attrs.json``, are
 listed in ``_BUILD_STEPS``; the commands users run (stream, push, prefetch,
-explain, sbom) are defined in ``_parser``. ``--help`` shows them.
+explain, sbom) are defined in ``_USER_COMMANDS`` and ``_parser``, and run as
+the executables Nix writes (the stream executable, copy-to-registry,
+prefetch-image) through ``main(argv, prog=NAME)``. ``--help`` shows them,
+with examples.
 """
 
 from __future__ import annotations
@@ -15,8 +18,9 @@ import os
 import sys
 from typing import Callable, List, Optional, Tuple, Type
 
-from builder import contract
-from builder.errors import BuildError
+from builder import contract, report
+from builder.errors import MAX_LINE, BuildError
+from builder.sinks import compress
 
 __all__ = ["main"]
 
@@ -34,10 +38,17 @@ _BUILD_STEPS: List[Tuple[str, str, Type[contract.Spec], Optional[str]]] = [
     ("image-layer", "steps.buildimage.build_image_layer", contract.ImageLayerSpec, "build buildImage's layer"),
     ("image-layer-fakeroot", "steps.buildimage.build_image_layer_fakeroot", contract.ImageLayerSpec, None),
     ("export", "steps.export.export_image", contract.ExportSpec, "write an image's root filesystem as one tar"),
+    ("export-fakeroot", "steps.export.export_image_fakeroot", contract.ExportSpec, None),
     ("script", "steps.stream.write_stream_script", contract.ScriptSpec, "write a stream executable"),
     ("archive", "steps.stream.write_archive", contract.ArchiveSpec, "write an image archive into the store"),
     ("multiarch", "steps.multiarch.build_multiarch", contract.MultiarchSpec, "describe a multi-platform image"),
     ("push-script", "steps.publish.write_push_script", contract.PushScriptSpec, "write a copy-to-registry executable"),
+    (
+        "command-script",
+        "steps.publish.write_command_script",
+        contract.CommandScriptSpec,
+        "write a command's executable",
+    ),
     ("pull-image", "steps.pull_image.pull_image", contract.PullImageSpec, "fetch an image into a docker archive"),
     ("sbom-file", "steps.sbom.write_sbom", contract.SbomFileSpec, "write an image's SBOM"),
 ]
@@ -48,6 +59,8 @@ def _build_step(target: str, spec_type: Type[contract.Spec]) -> Callable[[argpar
 
     def run(args: argparse.Namespace) -> None:
         spec = contract.load(spec_type)
+        # pkgs.zstd's program, for every zstd layer this step reads or writes.
+        compress.use_zstd(getattr(spec, "zstd", None))
         getattr(importlib.import_module(f".{module}", __package__), function)(spec)
 
     return run
@@ -122,11 +135,32 @@ def _explain_options(s: argparse.ArgumentParser) -> None:
     s.add_argument("--top", type=int, default=10, metavar="N", help="how many of the largest paths (default 10)")
 
 
+def _prefetch_ref(args) -> str:
+    """nix-prefetch-docker's ways of naming the image, as one reference."""
+    from builder.model.reference import split_reference
+
+    given = [x for x in (args.image, args.image_name) if x]
+    if len(given) != 1:
+        raise BuildError("give the image once: IMAGE_NAME or --image-name NAME")
+    name, tag, digest = split_reference(given[0])
+    second = args.tag_or_digest
+    if second and args.image_name:
+        raise BuildError(f"{second!r}: with --image-name, give --image-tag or --image-digest")
+    if second and not args.image:
+        raise BuildError(f"{second!r}: a tag or digest follows IMAGE_NAME")
+    extra_tag = args.image_tag or (second if second and not second.startswith("sha256:") else None)
+    extra_digest = args.image_digest or (second if second and second.startswith("sha256:") else None)
+    if (tag and extra_tag) or (digest and extra_digest) or (args.image_tag and second):
+        raise BuildError("the tag (or digest) is given twice")
+    tag, digest = tag or extra_tag, digest or extra_digest
+    return name + (f":{tag}" if tag else "") + (f"@{digest}" if digest else "")
+
+
 def _cmd_prefetch(args) -> None:
     from builder.steps.pull_image import prefetch
 
     prefetch(
-        args.ref,
+        _prefetch_ref(args),
         os_=args.os,
         arch=args.arch,
         variant=args.variant,
@@ -144,14 +178,89 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"error: {message} (--help lists the options)\n")
 
 
-def _parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="builder", description="Build Docker/OCI images from Nix store paths.")
-    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for name, target, spec_type, help_text in _BUILD_STEPS:
-        step = sub.add_parser(name, help=help_text + " (inside a Nix build)") if help_text else sub.add_parser(name)
-        step.set_defaults(fn=_build_step(target, spec_type))
-    s = sub.add_parser("stream", help="write an image described by DESCRIPTION")
-    s.add_argument("description")
+# Where --push, copy-to-registry and prefetch find credentials (the help texts say it).
+CREDENTIALS_HELP = """\
+credentials (for the registry's host):
+  REGISTRY_USERNAME and REGISTRY_PASSWORD; else $REGISTRY_AUTH_FILE; else the
+  first of $XDG_RUNTIME_DIR/containers/auth.json (what `podman login` writes)
+  and ~/.docker/config.json (`docker login`; $DOCKER_CONFIG moves it) that
+  has the host. None found: anonymous (public images, registries without auth)."""
+
+_STREAM_EPILOG = (
+    """\
+Writes the image to stdout (a docker archive unless --format or --output say
+otherwise), or pushes it with --push. stdout carries only the image; progress
+goes to stderr (--quiet: none).
+
+examples:
+  {prog} | podman load                         # or: docker load
+  {prog} --format oci --output app.tar         # an OCI archive, written whole or not at all
+  {prog} --output layout/                      # an OCI layout: skopeo inspect oci:layout:TAG
+  {prog} --compress zstd --format oci > app.tar
+  {prog} --push registry.example.com/team/app:1.0
+  {prog} --push localhost:5000/app:dev --insecure
+  {prog} --explain --path openssl              # layers, and why a store path is there
+  {prog} --sbom app.spdx.json
+
+"""
+    + CREDENTIALS_HELP
+)
+
+_PUSH_EPILOG = (
+    """\
+Pushes the image; without REF to its own name and tag. A layer the registry
+has is not uploaded (nor read) again. The pushed manifest's digest is the only
+line on stdout; progress goes to stderr (--quiet: none).
+
+examples:
+  {prog}                                       # to the image's own name:tag
+  {prog} registry.example.com/team/app:1.0
+  {prog} docker://localhost:5000/app:dev --insecure
+  {prog} ghcr.io/me/app:1.0 --compress zstd --attach-sbom
+
+"""
+    + CREDENTIALS_HELP
+)
+
+_PREFETCH_EPILOG = """\
+Prints the arguments of dockerTools.pullImage for an image, its hash
+included, like nix-prefetch-docker (same options). Progress goes to stderr
+(--quiet: none), the result to stdout.
+
+examples:
+  {prog} nixos/nix 2.3                          # IMAGE_NAME IMAGE_TAG
+  {prog} nixos/nix:2.3 --arch arm64 --json
+  {prog} --image-name nixos/nix --image-digest sha256:...
+  {prog} registry.example.com:5000/team/app latest --final-image-name app --insecure
+
+""" + CREDENTIALS_HELP.replace(
+    "None found", "(Only for the prefetch: pullImage itself fetches anonymously inside Nix.) None found"
+)
+
+_EXPLAIN_EPILOG = """\
+What an image of this project holds: each layer, bottom first, with its size,
+digest and store paths; the largest store paths; and with --path, one chain
+of references from each root to that store path, like `nix why-depends`.
+
+examples:
+  {prog} ./result                               # a stream executable or its description (conf)
+  {prog} ./result --path busybox --top 3
+  {prog} ./result --json | jq '.layers[].paths'
+"""
+
+
+def _epilog(command: str, prog: str) -> Optional[str]:
+    text = {"stream": _STREAM_EPILOG, "push": _PUSH_EPILOG, "prefetch": _PREFETCH_EPILOG, "explain": _EXPLAIN_EPILOG}
+    return text[command].format(prog=prog) if command in text else None
+
+
+def _quiet_option(s: argparse.ArgumentParser) -> None:
+    s.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr (errors still)")
+
+
+def _stream_args(s: argparse.ArgumentParser, bound: bool) -> None:
+    if not bound:
+        s.add_argument("description", help="a stream executable or image description")
     s.add_argument(
         "--format",
         choices=["docker", "oci", "oci-dir"],
@@ -168,9 +277,13 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--explain", action="store_true", help="print the image's layers and store paths instead")
     _explain_options(s)
     _sbom_options(s, with_file=True)
+    _quiet_option(s)
     s.set_defaults(fn=_cmd_stream)
-    s = sub.add_parser("push", help="push an image of this project to a registry")
-    s.add_argument("source", help="a stream executable or image description")
+
+
+def _push_args(s: argparse.ArgumentParser, bound: bool) -> None:
+    if not bound:
+        s.add_argument("source", help="a stream executable or image description")
     s.add_argument("ref", nargs="?", help="[docker://]HOST[:PORT]/NAME:TAG (default: the image's own)")
     s.add_argument("--insecure", action="store_true", help="plain http, no TLS")
     s.add_argument("--format", choices=["docker", "oci"], help="media types (default oci)")
@@ -180,11 +293,58 @@ def _parser() -> argparse.ArgumentParser:
         help="compression of the layers (default: the image's layerCompression)",
     )
     _sbom_options(s, with_file=False)
+    _quiet_option(s)
     s.set_defaults(fn=_cmd_push)
-    s = sub.add_parser("explain", help="what is in an image: layers, store paths, and why a path is there")
+
+
+def _explain_args(s: argparse.ArgumentParser, bound: bool) -> None:
     s.add_argument("source", metavar="IMAGE", help="a stream executable or image description")
     _explain_options(s)
     s.set_defaults(fn=_cmd_explain)
+
+
+def _prefetch_args(s: argparse.ArgumentParser, bound: bool) -> None:
+    s.add_argument("image", nargs="?", metavar="IMAGE_NAME", help="[docker://]NAME, or NAME:TAG / NAME@DIGEST")
+    s.add_argument("tag_or_digest", nargs="?", metavar="IMAGE_TAG|IMAGE_DIGEST", help="a tag, or sha256:...")
+    s.add_argument("--image-name", help="the image's name (instead of IMAGE_NAME)")
+    s.add_argument("--image-tag", help="its tag (default: latest)")
+    s.add_argument("--image-digest", help="its digest (default: what the tag points at now)")
+    s.add_argument("--os", default="linux", help="the platform taken from a multi-platform image (default linux)")
+    s.add_argument("--arch", help="default: this machine's")
+    s.add_argument("--variant")
+    s.add_argument("--final-image-name", help="the name the archive carries (default: the image's)")
+    s.add_argument("--final-image-tag", help="the tag the archive carries (default: the tag, else latest)")
+    s.add_argument("--insecure", action="store_true", help="plain http, no TLS (tlsVerify = false)")
+    s.add_argument("--json", action="store_true", help="JSON instead of a Nix attribute set")
+    _quiet_option(s)
+    s.set_defaults(fn=_cmd_prefetch)
+
+
+# The commands users run, as subcommands and as the executables Nix writes
+# (the stream executable, copy-to-registry, prefetch-image).
+_USER_COMMANDS: List[Tuple[str, Callable[[argparse.ArgumentParser, bool], None], str]] = [
+    ("stream", _stream_args, "write an image described by DESCRIPTION"),
+    ("push", _push_args, "push an image of this project to a registry"),
+    ("explain", _explain_args, "what is in an image: layers, store paths, and why a path is there"),
+    ("prefetch", _prefetch_args, "print pullImage arguments (imageDigest, hash) for an image"),
+]
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="builder", description="Build Docker/OCI images from Nix store paths.")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, target, spec_type, help_text in _BUILD_STEPS:
+        step = sub.add_parser(name, help=help_text + " (inside a Nix build)") if help_text else sub.add_parser(name)
+        step.set_defaults(fn=_build_step(target, spec_type))
+    for name, add, help_text in _USER_COMMANDS:
+        s = sub.add_parser(
+            name,
+            help=help_text,
+            description=help_text[0].upper() + help_text[1:] + ".",
+            epilog=_epilog(name, f"python3 -m builder {name}"),
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        add(s, False)
     s = sub.add_parser("sbom", help="write an image's SBOM (SPDX 2.3 or CycloneDX 1.5 JSON)")
     s.add_argument("source", metavar="IMAGE", help="a stream executable or image description")
     s.add_argument("-o", "--output", dest="sbom", metavar="FILE", help="a file (default: stdout)")
@@ -195,26 +355,60 @@ def _parser() -> argparse.ArgumentParser:
         help="the layer compression of the manifest the SBOM names (default: the image's layerCompression)",
     )
     s.set_defaults(fn=_cmd_sbom)
-    s = sub.add_parser("prefetch", help="print pullImage arguments (imageDigest, hash) for REF")
-    s.add_argument("ref", help="[docker://]NAME[:TAG|@DIGEST]")
-    s.add_argument("--os", default="linux")
-    s.add_argument("--arch", help="default: this machine's")
-    s.add_argument("--variant")
-    s.add_argument("--final-image-name", help="default: the name in REF")
-    s.add_argument("--final-image-tag", help="default: the tag in REF, else latest")
-    s.add_argument("--insecure", action="store_true", help="plain http, no TLS (tlsVerify = false)")
-    s.add_argument("--json", action="store_true", help="JSON instead of a Nix attribute set")
-    s.set_defaults(fn=_cmd_prefetch)
     return p
 
 
-def main(argv: Optional[List[str]] = None) -> int:
-    args = _parser().parse_args(argv)
+def _one_line(message: str) -> str:
+    """An error as one readable line, whatever the input quoted in it."""
+    if len(message) > MAX_LINE:
+        message = message[:MAX_LINE] + f"... ({len(message) - MAX_LINE} more characters)"
+    return message
+
+
+def _command_parser(command: str, prog: str) -> argparse.ArgumentParser:
+    """The parser of one user command run as its own executable ``prog``
+    (the stream executable, copy-to-registry, prefetch-image): its usage
+    and examples name ``prog``, and the image it is bound to is no argument."""
+    add, help_text = {name: (add, h) for name, add, h in _USER_COMMANDS}[command]
+    description = _BOUND_DESCRIPTIONS.get(command, help_text[0].upper() + help_text[1:] + ".")
+    p = _Parser(
+        prog=prog,
+        description=description,
+        epilog=_epilog(command, prog),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add(p, command in _BOUND)
+    return p
+
+
+# Executables bound to one image: their first argument (from the script, not
+# the user) is the image, under this name.
+_BOUND = {"stream": "description", "push": "source"}
+_BOUND_DESCRIPTIONS = {
+    "stream": "Write this image: to stdout, a file, an OCI layout directory, or a registry.",
+    "push": "Push this image to a registry.",
+}
+
+
+def main(argv: Optional[List[str]] = None, prog: Optional[str] = None) -> int:
+    """``prog``: run as that executable (``argv[0]`` names the command;
+    for the stream and copy-to-registry, ``argv[1]`` is its image)."""
+    if prog is None:
+        args = _parser().parse_args(argv)
+    else:
+        argv = list(sys.argv[1:] if argv is None else argv)
+        command, rest = argv[0], argv[1:]
+        bound = rest.pop(0) if command in _BOUND else None
+        args = _command_parser(command, prog).parse_args(rest)
+        if bound is not None:
+            setattr(args, _BOUND[command], bound)
+    if getattr(args, "quiet", False):
+        report.set_quiet()
     try:
         args.fn(args)
     except BuildError as e:
         if not e.already_reported:
-            print(f"error: {e}", file=sys.stderr)
+            print(f"error: {_one_line(str(e))}", file=sys.stderr)
         return 1
     except BrokenPipeError:
         # The reader went away (e.g. podman load failed): say so, quietly.

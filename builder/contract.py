@@ -54,6 +54,7 @@ __all__ = [
     "CONTRACT_VERSION",
     "NIX_ATTRIBUTES",
     "ArchiveSpec",
+    "CommandScriptSpec",
     "CustomiseSpec",
     "ExportSpec",
     "FilesSpec",
@@ -180,6 +181,9 @@ class LayersSpec(Spec):
     sbom_contents: List[Dict[str, Any]]  # {path, licenses, homepage} per contents element
     layer_compression: LayerCompression = "none"
     sbom_closure: Optional[List[Dict[str, Any]]] = None  # buildImage's: its one layer's closure
+    zstd: Optional[str] = None  # pkgs.zstd's program: zstd layers, read or written
+    # nixpkgs' custom layering: a list of steps, or a JSON file holding one
+    layering_pipeline: Union[List[Any], str, None] = None
 
 
 @dataclass(frozen=True)
@@ -199,6 +203,9 @@ class LayerSpec(Spec):
     gname: str
     mtime: Mtime
     layer_compression: LayerCompression = "none"
+    metadata: Optional[Dict[str, Any]] = None  # the history entry's created_by, comment, author
+    reproducible: bool = True  # false: the layer's tar is kept in the output
+    zstd: Optional[str] = None  # pkgs.zstd's program: zstd layers, read or written
 
 
 @dataclass(frozen=True)
@@ -242,6 +249,7 @@ class ImageLayerSpec(Spec):
     fakeroot: Optional[str] = None  # with runAsRoot
     proot: Optional[str] = None  # likewise
     python: Optional[str] = None  # likewise
+    zstd: Optional[str] = None  # pkgs.zstd's program: zstd layers, read or written
 
 
 @dataclass(frozen=True)
@@ -252,6 +260,9 @@ class ExportSpec(Spec):
     from_image: str
     from_image_name: Optional[str]
     from_image_tag: Optional[str]
+    zstd: Optional[str] = None  # pkgs.zstd's program: zstd layers, read or written
+    fakeroot: Optional[str] = None  # device nodes, owners and mode-0000 files are kept under it
+    python: Optional[str] = None  # the fakeroot session's Python
 
 
 @dataclass(frozen=True)
@@ -285,6 +296,7 @@ class MultiarchSpec(Spec):
     tag: Optional[str]
     images: List[str]
     layer_compression: LayerCompression = "none"
+    zstd: Optional[str] = None  # pkgs.zstd's program: zstd layers, read or written
 
 
 @dataclass(frozen=True)
@@ -295,6 +307,19 @@ class PushScriptSpec(Spec):
     python: str
     src: str
     description: str
+
+
+@dataclass(frozen=True)
+class CommandScriptSpec(Spec):
+    """``command-script``: ``$out/bin/PROGRAM``, a user command on its own
+    (prefetch-image)."""
+
+    STEP: ClassVar[str] = "command-script"
+    python: str
+    src: str
+    command: Literal["prefetch", "explain"]
+    program: str
+    ssl_cert_file: Optional[str] = None  # when pkgs has cacert: TLS without a system bundle
 
 
 @dataclass(frozen=True)
@@ -314,6 +339,7 @@ class PullImageSpec(Spec):
     image_tag: str
     image_digest: str
     ssl_cert_file: Optional[str] = None  # with tlsVerify, when pkgs has cacert
+    zstd: Optional[str] = None  # pkgs.zstd's program: zstd layers, read or written
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,24 @@ __all__ = [
     "RegistryError",
     "SpecError",
     "UnsafePathError",
+    "short_list",
+    "short_text",
 ]
+
+# An error is one line a person reads: a listing of 5,000 manifests is not.
+MAX_LINE = 2000
+
+
+def short_text(text: str, limit: int = 120) -> str:
+    """``text`` cut to ``limit`` characters (input quoted in a message)."""
+    return text if len(text) <= limit else text[:limit] + f"... ({len(text) - limit} more characters)"
+
+
+def short_list(items, limit: int = 12) -> str:
+    """The first ``limit`` items, each shortened, and how many more."""
+    items = [short_text(str(i), 80) for i in items]
+    more = f" and {len(items) - limit} more" if len(items) > limit else ""
+    return ", ".join(items[:limit]) + more
 
 
 class BuildError(Exception):

@@ -56,8 +56,8 @@ let
       layer = runBuilder "${baseName}-layer" "image-layer" ({
         keepContentsDirlinks = chk "keepContentsDirlinks" [ "bool" ] keepContentsDirlinks;
         extraCommands = chk "extraCommands" [ "string" ] extraCommands;
-        uid = chk "uid" [ "int" ] uid;
-        gid = chk "gid" [ "int" ] gid;
+        uid = checks.checkId fn "uid" uid;
+        gid = checks.checkId fn "gid" gid;
         includeNixDB = chk "includeNixDB" [ "bool" ] includeNixDB;
         fromImageName = chk "fromImageName" [ "null" "string" ] fromImageName;
         fromImageTag = chk "fromImageTag" [ "null" "string" ] fromImageTag;
@@ -99,7 +99,8 @@ let
     mkResult {
       function = buildImage;
       inherit args;
-      drv = builtins.seq (sbom.checkSbomFormat fn sbomFormat) (archiveOf fn baseName compressor conf { });
+      # nixpkgs names it docker-image-NAME.tar.gz (buildLayeredImage: NAME.tar.gz).
+      drv = builtins.seq (sbom.checkSbomFormat fn sbomFormat) (archiveOf fn "docker-image-${baseName}" compressor conf { });
       passthru = {
         inherit imageName conf layer;
         imageTag = if tag != null then tag else hashPart conf;
@@ -116,8 +117,11 @@ let
     mkResult { drv = image; inherit (image) passthru meta; function = buildImageWithNixDb; inherit args; };
 
   # The merged root filesystem of an image, as one tarball.
+  # Named as nixpkgs names it: like the image it comes from.
   exportImage = args@{ fromImage, fromImageName ? null, fromImageTag ? null, diskSize ? 1024
-                , name ? "${baseNameOf (toString fromImage.name or "image")}-export.tar" }:
+                , name ? fromImage.name or (let base = baseNameOf (toString fromImage);
+                                                 m = builtins.match "[^-]*-(.*)" base;
+                                             in if m == null then base else builtins.head m) }:
     let chk = checkType "exportImage"; in
     mkResult {
       function = exportImage;
@@ -127,6 +131,9 @@ let
         fromImageTag = chk "fromImageTag" [ "null" "string" ] fromImageTag;
         fromImage = if fromImage == null then throw "dockerTools.exportImage: fromImage is null: give the image to export"
           else checkFromImage "exportImage" fromImage;
+        # Device nodes, owners and mode 0000 files of the base, as runAsRoot keeps them.
+        fakeroot = "${pkgs.fakeroot}/bin/fakeroot";
+        inherit python;
       };
     };
 in

@@ -1,6 +1,8 @@
 # Helpers for image contents: fakeNss (/etc/passwd, /etc/group), binSh,
 # usrBinEnv, caCertificates, and shadowSetup (a shell snippet for runAsRoot).
-{ pkgs, builder, result }:
+# pkgs: what goes into images (the host platform's); tools: what runs in
+# builds (buildPackages).
+{ pkgs, tools ? pkgs, builder, result }:
 
 let
   inherit (builder) writeTree;
@@ -49,7 +51,7 @@ rec {
 
   # Shell for runAsRoot/fakeRootCommands: the files useradd and friends need.
   shadowSetup = ''
-    export PATH=${pkgs.shadow or pkgs.coreutils}/bin:$PATH
+    export PATH=${tools.shadow or tools.coreutils}/bin:$PATH
     mkdir -p /etc/pam.d
     if [ ! -f /etc/passwd ]; then
       echo "root:x:0:0::/root:/bin/sh" > /etc/passwd

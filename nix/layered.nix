@@ -7,7 +7,7 @@ let
   inherit (lib) toList hashPart checkType;
   inherit (platform) hostPlatform variantOf;
   inherit (checks) checkName checkTag checkConfig checkMaxLayers checkFormat ifCompressed
-    checkPaths checkContents checkFromImage;
+    checkPaths checkContents checkFromImage checkPerms checkMetadata;
   inherit (builder) python runBuilder archiveOf copyToRegistryOf streamScript;
   inherit (result) mkResult;
   sbom = import ./sbom.nix { inherit runBuilder; };
@@ -41,10 +41,10 @@ let
     , ignore ? null          # a store path to leave out
     , layers ? [ ]           # buildLayer results whose paths are not repeated
     , maxLayers ? 1          # split by popularity into at most this many layers
-    , perms ? [ ]            # [ { path; regex; mode; uid; gid; uname; gname; } ]
-    , reproducible ? true    # accepted for nix2container compatibility
+    , perms ? [ ]            # [ { path; regex; mode; uid; gid; uname; gname; } ]: regex found anywhere in the path, mode "0644"
+    , reproducible ? true    # false: the layer's tar is kept in this output, streams copy it (nix2container's)
     , uid ? 0, gid ? 0, uname ? "root", gname ? "root", mtime ? "1970-01-01T00:00:01Z"
-    , metadata ? { }
+    , metadata ? { }         # the layer's history entry: { created_by; comment; author; }
     , layerCompression ? "none"  # also record the digests of the layers' gzip/zstd forms
     }:
     let chk = checkType "buildLayer"; in
@@ -52,12 +52,12 @@ let
       function = buildLayer;
       inherit args;
       drv = runBuilder "layer" "layer" ({
-        uid = chk "uid" [ "int" ] uid;
-        gid = chk "gid" [ "int" ] gid;
+        uid = checks.checkId "buildLayer" "uid" uid;
+        gid = checks.checkId "buildLayer" "gid" gid;
         uname = chk "uname" [ "string" ] uname;
         gname = chk "gname" [ "string" ] gname;
         mtime = chk "mtime" [ "string" "int" ] mtime;
-        perms = map (p: chk "perms element" [ "set" ] p) (chk "perms" [ "list" ] perms);
+        perms = checkPerms "buildLayer" perms;
         maxLayers = if builtins.isInt maxLayers && maxLayers >= 1 then maxLayers
           else throw "dockerTools.buildLayer: maxLayers must be an integer of at least 1, got ${toString maxLayers}";
         copyToRoot = checkPaths "buildLayer" "copyToRoot" (toList copyToRoot);
@@ -65,7 +65,10 @@ let
         parentLayers = chk "layers" [ "list" ] layers;
         exportReferencesGraph.closure = checkPaths "buildLayer" "deps" (chk "deps" [ "list" ] deps)
           ++ toList copyToRoot;
-      } // ifCompressed "buildLayer" layerCompression);
+      } // ifCompressed "buildLayer" layerCompression
+        # Only non-default values become attributes: existing layers keep their derivations.
+        // (if checkMetadata "buildLayer" metadata == { } then { } else { inherit metadata; })
+        // (if chk "reproducible" [ "bool" ] reproducible then { } else { reproducible = false; }));
     };
 
   streamLayeredImage = args@
@@ -95,7 +98,7 @@ let
     , passthru ? { }
     , meta ? { }
     , layers ? [ ]
-    , layeringPipeline ? null    # nixpkgs' custom layering steps: not implemented, a warning says so
+    , layeringPipeline ? null    # nixpkgs' custom layering steps (builder/steps/pipeline.py)
     , debug ? false              # nixpkgs prints its layering; accepted and ignored
     , layerCompression ? "none"  # "gzip"/"zstd": compressed-layer digests computed at build time
     , sbomFormat ? "spdx"        # passthru.sbom: "spdx" (2.3) or "cyclonedx" (1.5), JSON
@@ -103,9 +106,16 @@ let
     let
       fn = "streamLayeredImage";
       chk = checkType fn;
-      imageName = builtins.seq (if layeringPipeline == null then null else builtins.trace
-        "warning: dockerTools.${fn}: layeringPipeline is not supported here and is ignored: the closure is split into layers by popularity (maxLayers)"
-        null) (checkName fn name);
+      imageName = checkName fn name;
+      # nixpkgs' custom layering: a list of steps, or a JSON file (a
+      # derivation or path) holding one. Only set when given, so images
+      # without it keep their derivations.
+      pipeline = if layeringPipeline == null then { }
+        else if builtins.isList layeringPipeline then { inherit layeringPipeline; }
+        else if builtins.isPath layeringPipeline || builtins.isString layeringPipeline
+          || (builtins.isAttrs layeringPipeline && layeringPipeline ? outPath)
+        then { layeringPipeline = "${layeringPipeline}"; }
+        else throw "dockerTools.${fn}: layeringPipeline must be a list of steps (like [ [ \"popularity_contest\" ] [ \"limit_layers\" 10 ] ]) or a JSON file holding one, got ${lib.describe layeringPipeline}";
       baseName = baseNameOf imageName;
       contentsList = checkContents fn (toList contents);
       custom = customisationLayer {
@@ -115,8 +125,8 @@ let
         enableFakechroot = chk "enableFakechroot" [ "bool" ] enableFakechroot;
         mtime = chk "mtime" [ "string" "int" ] mtime;
         includeNixDB = chk "includeNixDB" [ "bool" ] includeNixDB;
-        nixUid = chk "nixUid" [ "int" ] nixUid;
-        nixGid = chk "nixGid" [ "int" ] nixGid;
+        nixUid = checks.checkId fn "nixUid" nixUid;
+        nixGid = checks.checkId fn "nixGid" nixGid;
         contents = contentsList;
         config = runConfig;
       };
@@ -128,8 +138,8 @@ let
         fromImageTag = chk "fromImageTag" [ "null" "string" ] fromImageTag;
         architecture = chk "architecture" [ "string" ] architecture;
         variant = chk "variant" [ "null" "string" ] variant;
-        uid = chk "uid" [ "int" ] uid;
-        gid = chk "gid" [ "int" ] gid;
+        uid = checks.checkId fn "uid" uid;
+        gid = checks.checkId fn "gid" gid;
         uname = chk "uname" [ "string" ] uname;
         gname = chk "gname" [ "string" ] gname;
         includeStorePaths = chk "includeStorePaths" [ "bool" ] includeStorePaths;
@@ -143,7 +153,7 @@ let
         excludePaths = [ custom ];
         exportReferencesGraph.closure = [ custom ]
           ++ (if chk "includeStorePaths" [ "bool" ] includeStorePaths then contentsList else [ ]);
-      } // ifCompressed fn layerCompression);
+      } // ifCompressed fn layerCompression // pipeline);
     in
     mkResult {
       function = streamLayeredImage;

@@ -1,6 +1,6 @@
 # nix-shell images, as nixpkgs': the build environment of a derivation in an
 # image (streamNixShellImage streams it, buildNixShellImage writes an archive).
-{ pkgs, lib, builder, result, helpers, streamLayeredImage }:
+{ pkgs, lib, checks, builder, result, helpers, streamLayeredImage }:
 
 let
   inherit (lib) describe checkType;
@@ -94,7 +94,7 @@ let
         PWD = buildDir;
         TERM = "xterm-256color";
       };
-      ids = "${toString (chk "uid" [ "int" ] uid)}:${toString (chk "gid" [ "int" ] gid)}";
+      ids = "${toString (checks.checkId fn "uid" uid)}:${toString (checks.checkId fn "gid" gid)}";
       image = streamLayeredImage {
         inherit tag;
         name = if name != null then name else builtins.seq drvAttrs (drv.name + "-env");

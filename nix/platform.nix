@@ -1,9 +1,12 @@
 # The platform images are built for: the host system from pkgs, and Go's
 # names for CPUs (architecture, variant) as docker and registries spell them.
+# Builds run on the build platform (pkgsCross.X.dockerTools makes X images
+# on this machine), with tools from pkgs.buildPackages.
 { pkgs }:
 
 rec {
   system = pkgs.stdenv.hostPlatform.system or pkgs.system or builtins.currentSystem;
+  buildSystem = pkgs.stdenv.buildPlatform.system or system;
 
   goArch = {
     x86_64 = { architecture = "amd64"; }; i686 = { architecture = "386"; };

@@ -15,14 +15,15 @@ every file once and hashes nothing.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from typing import Any, Dict, List, Optional, Sequence
 
 from builder.contract import check_version
-from builder.errors import SpecError
+from builder.errors import ImageFormatError, SpecError, short_text
 from builder.model.image import Image, Layer, canonical_json
+from builder.model.jsondoc import CONFIG_LIMIT, read_json_file, read_limited
+from builder.sinks import compress
 from builder.tar.layerfile import FileRange, layer_from_range
 from builder.tar.rootfs import parse_perms, write_layer
 from builder.tar.tarstream import Stamp
@@ -30,6 +31,8 @@ from builder.tar.tarstream import Stamp
 __all__ = [
     "VERSION",
     "Description",
+    "check_store_path",
+    "store_dir",
     "entry_of",
     "find_description",
     "layer_from_entry",
@@ -37,9 +40,12 @@ __all__ = [
     "store_layer",
     "store_source",
     "write_description",
+    "zstd_trusted",
 ]
 
 VERSION = 1
+# image.json lists every store path of every layer: megabytes for a big closure.
+DESCRIPTION_LIMIT = 256 << 20
 
 
 def store_source(paths: List[str], stamp: Stamp, roots: Sequence[str] = (), perms: Sequence[dict] = ()) -> dict:
@@ -80,11 +86,36 @@ def entry_of(layer: Layer) -> dict:
     return entry
 
 
-def layer_from_entry(entry: dict) -> Layer:
-    """The Layer a description entry stands for."""
+def store_dir() -> str:
+    """The Nix store this builder serves (``NIX_STORE_DIR``, as Nix reads it)."""
+    return os.path.normpath(os.environ.get("NIX_STORE_DIR") or "/nix/store")
+
+
+def check_store_path(path: object, what: str, *, follow: bool) -> str:
+    """``path`` if it is in the Nix store (with ``follow``, where it leads
+    too): a description is trusted only to name store paths, never a host
+    file such as /etc/shadow that a stream run as root could read."""
+    store = store_dir()
+    if not isinstance(path, str) or os.path.normpath(path) != path or not path.startswith(store + "/"):
+        raise SpecError(f"{what}: {short_text(repr(path))} is not a path in the Nix store ({store})")
+    if follow:
+        real = os.path.realpath(path)
+        if not real.startswith(os.path.realpath(store) + "/"):
+            raise SpecError(f"{what}: {path} leads out of the Nix store")
+    return path
+
+
+def layer_from_entry(entry: dict, zstd_trusted: bool = True) -> Layer:
+    """The Layer a description entry stands for. Without ``zstd_trusted``
+    (the entry's zstd digests came from another zstd program than this
+    process uses), recorded zstd digests are dropped, to be made again."""
     source = entry["source"]
-    known = {enc: tuple(v) for enc, v in entry.get("known", {}).items()}
+    known = {enc: tuple(v) for enc, v in entry.get("known", {}).items() if zstd_trusted or enc != "zstd"}
     if source["kind"] == "store":
+        for p in source["paths"]:
+            check_store_path(p, "description: layer path", follow=False)
+        for p in source.get("roots", ()):
+            check_store_path(p, "description: layer root", follow=True)
         layer = store_layer(
             source["paths"],
             Stamp(**source["stamp"]),
@@ -94,6 +125,9 @@ def layer_from_entry(entry: dict) -> Layer:
             source.get("perms", ()),
         )
     elif source["kind"] == "file":
+        check_store_path(source["path"], "description: layer file", follow=True)
+        if not all(isinstance(source[k], int) and source[k] >= 0 for k in ("offset", "size")):
+            raise SpecError("description: a layer file range with a negative or non-integer offset or size")
         rng = FileRange(source["path"], source["offset"], source["size"])
         stats = {
             "encoding": source["encoding"],
@@ -102,6 +136,9 @@ def layer_from_entry(entry: dict) -> Layer:
             "storedSize": source["storedSize"],
         }
         layer = layer_from_range(rng, entry["diffId"], verify=False, what=source["path"], stats=stats)
+        if "paths" in source and layer.source is not None:
+            # buildLayer { reproducible = false; }: the store paths the file holds.
+            layer.source["paths"] = list(source["paths"])
     else:
         raise SpecError(f"description: unknown layer source kind {source['kind']!r}")
     layer.known.update(known)
@@ -126,8 +163,20 @@ def write_description(
     with open(os.path.join(out_dir, "config.json"), "wb") as f:
         f.write(config_bytes)
     doc = {"version": VERSION, "repoTag": repo_tag, "layers": entries, **(extra or {})}
+    if compress.configured_zstd():
+        # The stream compresses (and reads) zstd layers with this same program.
+        doc["zstd"] = compress.configured_zstd()
     with open(os.path.join(out_dir, "image.json"), "wb") as f:
         f.write(canonical_json(doc))
+
+
+def zstd_trusted(recorded: Optional[str]) -> bool:
+    """Whether zstd digests recorded with the program ``recorded`` hold in
+    this process: a stream adopts its description's program; a build that
+    has its own keeps them only when it is the same program."""
+    if recorded and compress.configured_zstd() is None:
+        compress.use_zstd(recorded)
+    return bool(recorded) and recorded == compress.configured_zstd()
 
 
 _SCRIPT_RE = re.compile(rb"main\(\['stream', '([^']+)'")
@@ -154,19 +203,17 @@ def read_description(path: str) -> Description:
     """``path`` is the description directory (or its image.json)."""
     directory = path if os.path.isdir(path) else os.path.dirname(path)
     try:
-        with open(os.path.join(directory, "image.json"), "rb") as f:
-            doc = json.load(f)
-        with open(os.path.join(directory, "config.json"), "rb") as f:
-            config_bytes = f.read()
-    except (OSError, ValueError) as e:
-        raise SpecError(f"{path}: not an image description ({e})") from None
+        doc = read_json_file(os.path.join(directory, "image.json"), DESCRIPTION_LIMIT, f"{path}: image.json")
+        config_bytes = read_limited(os.path.join(directory, "config.json"), CONFIG_LIMIT, f"{path}: config.json")
+    except ImageFormatError as e:
+        raise SpecError(f"not an image description: {e}") from None
     if not isinstance(doc, dict):
         raise SpecError(f"{path}: not an image description (image.json is not a JSON object)")
     check_version(doc, VERSION, "description", path)
     try:
-        layers = [layer_from_entry(e) for e in doc["layers"]]
+        layers = [layer_from_entry(e, zstd_trusted(doc.get("zstd"))) for e in doc["layers"]]
         return Description(
             Image(config_bytes, layers), doc["repoTag"], doc["layers"], doc.get("layerCompression", "none")
         )
-    except (KeyError, TypeError, AttributeError) as e:
+    except (KeyError, TypeError, AttributeError, ValueError) as e:
         raise SpecError(f"{path}: a damaged image description ({type(e).__name__}: {e})") from None

@@ -11,7 +11,6 @@ place by offset; a compressed archive is unpacked to a directory first.
 
 from __future__ import annotations
 
-import json
 import os
 import tarfile
 from typing import IO, Dict, List, Optional, Sequence, Tuple, cast
@@ -19,12 +18,16 @@ from typing import IO, Dict, List, Optional, Sequence, Tuple, cast
 from builder.errors import ImageFormatError
 from builder.formats.members import members_by_name, write_dir, write_member
 from builder.model.image import Blob, Image, Layer, canonical_json
+from builder.model.jsondoc import CONFIG_LIMIT, INDEX_LIMIT, check_size, parse_json
 from builder.model.reference import split_repo_tag
 from builder.sinks.sink import Sink
 from builder.tar import tarstream
 from builder.tar.layerfile import FileRange, layer_from_range, plain_archive
+from builder.tar.reader import open_tar
 
 __all__ = ["Tagged", "read_docker_archive", "read_docker_archive_all", "write_docker_archive"]
+
+_MAX_SYMLINKS = 16
 
 Tagged = Tuple[Image, List[str]]  # an image and the tags it is saved under
 
@@ -59,7 +62,7 @@ def _open_archive(path: str, workdir: Optional[str]) -> Tuple[str, tarfile.TarFi
         raise ImageFormatError(f"{path}: no such image archive")
     plain = plain_archive(path, workdir)
     try:
-        return plain, tarfile.open(plain, "r:")
+        return plain, open_tar(plain)
     except tarfile.TarError as e:
         raise ImageFormatError(f"{path}: not an image archive ({e})") from None
 
@@ -77,7 +80,7 @@ class _ArchiveReader:
         self.members = members_by_name(members)
         if "manifest.json" not in self.members:
             raise ImageFormatError(f"{path}: not a docker image archive (no manifest.json)")
-        self.manifest = self._json("manifest.json")
+        self.manifest = self._json("manifest.json", INDEX_LIMIT, "manifest")
         if not isinstance(self.manifest, list) or not self.manifest:
             raise ImageFormatError(f"{path}: manifest.json lists no image")
         for i, entry in enumerate(self.manifest):
@@ -97,28 +100,29 @@ class _ArchiveReader:
 
     def _file(self, name: str) -> tarfile.TarInfo:
         m = self.members.get(name)
+        seen = {name}
         while m is not None and m.issym():
-            m = self.members.get(os.path.normpath(os.path.join(os.path.dirname(name), m.linkname)))
+            name = os.path.normpath(os.path.join(os.path.dirname(name), m.linkname))
+            if name in seen or len(seen) > _MAX_SYMLINKS:
+                raise ImageFormatError(f"{self.path}: {sorted(seen)[0]} is a symlink loop")
+            seen.add(name)
+            m = self.members.get(name)
         if m is None or not m.isfile():
             raise ImageFormatError(f"{self.path}: {name} is missing from the archive")
         return m
 
-    def _read(self, name: str) -> bytes:
+    def _read(self, name: str, limit: int, what: str) -> bytes:
+        m = self._file(name)
+        check_size(m.size, limit, f"{self.path}: {what} {name}")
         # _file() only gives regular members, and those always have contents.
-        return cast(IO[bytes], self.tar.extractfile(self._file(name))).read()
+        return cast(IO[bytes], self.tar.extractfile(m)).read()
 
-    def _json(self, name: str):
-        try:
-            return json.loads(self._read(name))
-        except ValueError as e:
-            raise ImageFormatError(f"{self.path}: {name} is not JSON ({e})") from None
+    def _json(self, name: str, limit: int, what: str):
+        return parse_json(self._read(name, limit, what), f"{self.path}: {what} {name}")
 
     def load(self, entry: dict) -> Image:
-        config_bytes = self._read(entry["Config"])
-        try:
-            config = json.loads(config_bytes)
-        except ValueError as e:
-            raise ImageFormatError(f"{self.path}: {entry['Config']} is not JSON ({e})") from None
+        config_bytes = self._read(entry["Config"], CONFIG_LIMIT, "config")
+        config = parse_json(config_bytes, f"{self.path}: config {entry['Config']}")
         rootfs = config.get("rootfs") or {} if isinstance(config, dict) else None
         diff_ids = rootfs.get("diff_ids") or [] if isinstance(rootfs, dict) else None
         if not isinstance(diff_ids, list) or not all(isinstance(d, str) for d in diff_ids):

@@ -15,7 +15,6 @@ of Images written as an image index.
 
 from __future__ import annotations
 
-import json
 import os
 import tarfile
 from dataclasses import dataclass
@@ -23,13 +22,15 @@ from typing import List, Optional, Union
 
 from builder.contract import check_version
 from builder.errors import ImageFormatError, SpecError
-from builder.formats.description import find_description, read_description
+from builder.formats.description import find_description, read_description, zstd_trusted
 from builder.formats.docker_archive import Tagged, read_docker_archive, read_docker_archive_all
 from builder.formats.members import members_by_name
 from builder.formats.oci_layout import read_oci
 from builder.model.image import Image
+from builder.model.jsondoc import read_json_file
 from builder.report import progress_line
 from builder.tar.layerfile import detect_encoding, plain_archive
+from builder.tar.reader import open_tar
 
 __all__ = [
     "MULTI_FILE",
@@ -58,7 +59,7 @@ def _tar_names(path: str, workdir: Optional[str]) -> Optional[set]:
         return None
     plain = plain_archive(path, workdir)
     try:
-        with tarfile.open(plain, "r:") as tar:
+        with open_tar(plain) as tar:
             return set(members_by_name(tar.getmembers()))
     except tarfile.TarError:
         return None
@@ -136,12 +137,14 @@ def load_target(path: str) -> Loaded:
         desc = read_description(described)
         return Loaded(desc.image, desc.repo_tag, desc.layer_compression)
     try:
-        with open(os.path.join(multi, MULTI_FILE), "rb") as f:
-            doc = json.load(f)
-    except (OSError, ValueError) as e:
-        raise SpecError(f"{multi}: not a multi-platform description ({e})") from None
+        doc = read_json_file(os.path.join(multi, MULTI_FILE), 1 << 20, f"{multi}: {MULTI_FILE}")
+    except ImageFormatError as e:
+        raise SpecError(f"not a multi-platform description: {e}") from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("images"), list):
+        raise SpecError(f"{multi}: not a multi-platform description ({MULTI_FILE} lists no images)")
     check_version(doc, MULTI_VERSION, "multi-platform description", multi)
-    images = [read_description(os.path.join(multi, rel)).image for rel in doc["images"]]
+    zstd_trusted(doc.get("zstd"))
+    images = [read_description(os.path.join(multi, str(rel))).image for rel in doc["images"]]
     return Loaded(images, doc["repoTag"], doc.get("layerCompression", "none"))
 
 

@@ -19,22 +19,32 @@ manifest for one platform and verifies every blob it uses.
 
 from __future__ import annotations
 
-import json
 import os
+import stat
 import tarfile
 import tempfile
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
-from builder.errors import BuildError, DigestMismatch, ImageFormatError
+from builder.errors import BuildError, DigestMismatch, ImageFormatError, short_list
 from builder.formats.members import members_by_name, write_dir, write_member
 from builder.model import image as model
 from builder.model.image import Blob, Image, canonical_json
+from builder.model.jsondoc import (
+    CONFIG_LIMIT,
+    INDEX_LIMIT,
+    MANIFEST_LIMIT,
+    check_size,
+    parse_json,
+    read_json_file,
+    read_limited,
+)
 from builder.model.manifest import INDEX_TYPES, MANIFEST_TYPES, Rendered, Tagged, descriptor, render
 from builder.model.platform import host_platform, platform_matches, platform_text, select_descriptor
 from builder.model.reference import qualified_name, split_repo_tag
 from builder.sinks.sink import FdSink, Sink, TeeSink
 from builder.tar import tarstream
 from builder.tar.layerfile import FileRange, layer_from_range, plain_archive, range_stats
+from builder.tar.reader import open_tar
 
 __all__ = [
     "IMAGE_NAME",
@@ -174,8 +184,8 @@ def _existing_entries(directory: str) -> List[dict]:
     if not os.path.exists(path):
         return []
     try:
-        entries = list(json.loads(_read_file(path)).get("manifests") or [])
-    except (ValueError, AttributeError, TypeError) as e:
+        entries = list(read_json_file(path, INDEX_LIMIT, path).get("manifests") or [])
+    except (AttributeError, TypeError) as e:
         raise ImageFormatError(f"{path}: not an OCI index ({e})") from None
     _check_descriptors(entries, path)
     return entries
@@ -191,7 +201,7 @@ def init_layout(directory: str) -> None:
         raise BuildError(f"cannot make an OCI layout at {directory}: {e.strerror}") from None
     layout_path = os.path.join(directory, "oci-layout")
     if os.path.exists(layout_path):
-        _check_layout_version(directory, _read_file(layout_path))
+        _check_layout_version(directory, read_limited(layout_path, 1 << 16, layout_path))
     else:
         _replace_file(layout_path, canonical_json(LAYOUT_VERSION))
 
@@ -219,11 +229,6 @@ def write_oci_layout(directory: str, images: Sequence[Tagged], encoding: str = "
     return written
 
 
-def _read_file(path: str) -> bytes:
-    with open(path, "rb") as f:
-        return f.read()
-
-
 # --- the source --------------------------------------------------------------
 
 
@@ -238,7 +243,11 @@ class _Blobs:
     def range(self, name: str) -> Optional[FileRange]:
         if self.members is None:
             full = os.path.join(self.path, name)
-            return FileRange(full, 0, os.path.getsize(full)) if os.path.isfile(full) else None
+            try:
+                st = os.stat(full)
+            except OSError:
+                return None  # missing, or a symlink loop
+            return FileRange(full, 0, st.st_size) if stat.S_ISREG(st.st_mode) else None
         m = self.members.get(name)
         if m is None:
             return None
@@ -246,16 +255,19 @@ class _Blobs:
             raise ImageFormatError(f"{self.path}: {name} is not a regular file in the archive")
         return FileRange(self.plain, m.offset_data, m.size)
 
-    def read(self, name: str) -> bytes:
+    def read(self, name: str, limit: int, what: str) -> bytes:
         rng = self.range(name)
         if rng is None:
             raise ImageFormatError(f"{self.path}: no {name}")
+        check_size(rng.size, limit, f"{self.path}: {what}")
         return b"".join(rng.chunks())
 
-    def blob(self, desc: dict, what: str) -> bytes:
+    def blob(self, desc: dict, what: str, limit: int) -> bytes:
         """A JSON blob's bytes, checked against its descriptor."""
         digest = _checked_digest(desc, self.path)
-        data = self.read(_blob_path(digest))
+        if isinstance(desc.get("size"), int):
+            check_size(desc["size"], limit, f"{self.path}: {what}")
+        data = self.read(_blob_path(digest), limit, what)
         got = model.sha256_digest(data)
         if got != digest:
             raise DigestMismatch(f"{self.path}: {what}", digest, got)
@@ -283,27 +295,31 @@ def _open_blobs(path: str, workdir: Optional[str]) -> Tuple[_Blobs, Optional[tar
         raise ImageFormatError(f"{path}: no such OCI layout or archive")
     plain = plain_archive(path, workdir)
     try:
-        tar = tarfile.open(plain, "r:")
+        tar = open_tar(plain)
     except tarfile.TarError as e:
         raise ImageFormatError(f"{path}: not an OCI archive ({e})") from None
-    members = members_by_name(tar.getmembers())
+    try:
+        members = members_by_name(tar.getmembers())
+    except tarfile.TarError as e:
+        tar.close()
+        raise ImageFormatError(f"{path}: not a complete OCI archive ({e})") from None
+    except BaseException:
+        tar.close()
+        raise
     return _Blobs(path, plain, members), tar
 
 
 def _check_layout_version(path: str, data: bytes) -> None:
     try:
-        version = json.loads(data).get("imageLayoutVersion")
-    except (ValueError, AttributeError):
+        version = parse_json(data, f"{path}: oci-layout").get("imageLayoutVersion")
+    except (ImageFormatError, AttributeError):
         version = None
     if version != LAYOUT_VERSION["imageLayoutVersion"]:
         raise ImageFormatError(f"{path}: oci-layout says version {version!r}; 1.0.0 is read")
 
 
 def _json(data: bytes, what: str) -> dict:
-    try:
-        value = json.loads(data)
-    except ValueError as e:
-        raise ImageFormatError(f"{what}: not JSON ({e})") from None
+    value = parse_json(data, what)
     if not isinstance(value, dict):
         raise ImageFormatError(f"{what}: not a JSON object")
     return value
@@ -316,8 +332,8 @@ def _by_ref(entries: List[dict], ref: str, path: str) -> List[dict]:
         if ref in ((e.get("annotations") or {}).get(REF_NAME), (e.get("annotations") or {}).get(IMAGE_NAME))
     ]
     if not found:
-        refs = sorted({(e.get("annotations") or {}).get(REF_NAME) or "(untagged)" for e in entries})
-        raise ImageFormatError(f"{path}: no image with reference {ref!r}; it has {', '.join(refs) or 'none'}")
+        refs = sorted({str((e.get("annotations") or {}).get(REF_NAME) or "(untagged)") for e in entries})
+        raise ImageFormatError(f"{path}: no image with reference {ref!r}; it has {short_list(refs) or 'none'}")
     return found
 
 
@@ -333,17 +349,17 @@ def _check_descriptors(entries, where: str) -> None:
 
 
 def _top_entries(blobs: _Blobs, ref: Optional[str]) -> List[dict]:
-    _check_layout_version(blobs.path, blobs.read("oci-layout"))
-    entries = _json(blobs.read("index.json"), f"{blobs.path}: index.json").get("manifests")
+    _check_layout_version(blobs.path, blobs.read("oci-layout", 1 << 16, "oci-layout"))
+    entries = _json(blobs.read("index.json", INDEX_LIMIT, "index.json"), f"{blobs.path}: index.json").get("manifests")
     if not isinstance(entries, list) or not entries:
         raise ImageFormatError(f"{blobs.path}: index.json lists no image")
     _check_descriptors(entries, f"{blobs.path}: index.json")
     if ref is not None:
         return _by_ref(entries, ref, blobs.path)
     if len({e.get("digest") for e in entries}) > 1 and not any(e.get("platform") for e in entries):
-        refs = sorted({(e.get("annotations") or {}).get(REF_NAME) or "(untagged)" for e in entries})
+        refs = sorted({str((e.get("annotations") or {}).get(REF_NAME) or "(untagged)") for e in entries})
         raise ImageFormatError(
-            f"{blobs.path}: holds {len(entries)} images ({', '.join(refs)}); say which with a reference"
+            f"{blobs.path}: holds {len(entries)} images ({short_list(refs)}); say which with a reference"
         )
     return entries
 
@@ -353,7 +369,7 @@ def _resolve_manifest(blobs: _Blobs, entries: List[dict], want: dict, prefer: Op
     for _ in range(_MAX_INDEX_DEPTH):
         desc = select_descriptor(entries, want, blobs.path, prefer)
         media_type = desc.get("mediaType")
-        data = blobs.blob(desc, f"manifest {desc.get('digest')}")
+        data = blobs.blob(desc, f"manifest {desc.get('digest')}", MANIFEST_LIMIT)
         doc = _json(data, f"{blobs.path}: {desc.get('digest')}")
         media_type = doc.get("mediaType") or media_type
         if media_type in INDEX_TYPES or (media_type is None and "manifests" in doc):
@@ -404,7 +420,7 @@ def read_oci(
         want = {"architecture": architecture or "", "os": os_ or "", "variant": variant or ""}
         prefer = None if architecture else host_platform(machine)
         manifest = _resolve_manifest(blobs, _top_entries(blobs, ref), want, prefer)
-        config_bytes = blobs.blob(manifest.get("config") or {}, "config")
+        config_bytes = blobs.blob(manifest.get("config") or {}, "config", CONFIG_LIMIT)
         config = _json(config_bytes, f"{path}: config")
         _check_config_platform(path, config, want)
         diff_ids = (config.get("rootfs") or {}).get("diff_ids") or []

@@ -130,10 +130,21 @@ def image_config(
     return config
 
 
+# What a tar header holds without an extension, either way of 1970: about
+# 272 years. Beyond it no file system keeps the time (and 2**80 overflows).
+_MAX_EPOCH = 8**11 - 1
+
+
+def _in_range(seconds: int, what: str) -> int:
+    if not -_MAX_EPOCH <= seconds <= _MAX_EPOCH:
+        raise SpecError(f"{what}: {seconds} seconds is out of range (at most {_MAX_EPOCH} either way of 1970)")
+    return seconds
+
+
 def epoch_of(value, what: str = "mtime", now: Optional[float] = None) -> int:
     """Seconds since 1970 for an integer, an ISO time or ``"now"``."""
     if isinstance(value, int) and not isinstance(value, bool):
-        return value
+        return _in_range(value, what)
     if value == "now":
         import time
 
@@ -146,5 +157,5 @@ def epoch_of(value, what: str = "mtime", now: Optional[float] = None) -> int:
         else:
             if parsed.tzinfo is None:  # no offset: UTC, not the build machine's zone
                 parsed = parsed.replace(tzinfo=datetime.timezone.utc)
-            return int(parsed.timestamp())
+            return _in_range(int(parsed.timestamp()), what)
     raise SpecError(f'{what}: {value!r} is neither "now", a number of seconds, nor a time like 1970-01-01T00:00:01Z')

@@ -10,7 +10,7 @@ from __future__ import annotations
 import platform as _host
 from typing import Dict, Optional, Sequence, Tuple
 
-from builder.errors import BuildError, ImageFormatError, SpecError
+from builder.errors import BuildError, ImageFormatError, SpecError, short_list, short_text
 
 __all__ = [
     "host_platform",
@@ -78,14 +78,13 @@ def platform_matches(have: Optional[dict], want: dict) -> bool:
 
 def platform_text(p: Optional[dict]) -> str:
     """``os/arch[/variant]``, ``*`` for what is left open."""
-    p = p or {}
-    return "/".join(x for x in (p.get("os") or "*", p.get("architecture") or "*", p.get("variant")) if x)
+    p = p if isinstance(p, dict) else {}
+    parts = (p.get("os") or "*", p.get("architecture") or "*", p.get("variant"))
+    return short_text("/".join(str(x) for x in parts if x), 80)
 
 
 def _listing(entries: Sequence[dict], limit: int = 12) -> str:
-    texts = [platform_text(e.get("platform")) for e in entries]
-    more = f" and {len(texts) - limit} more" if len(texts) > limit else ""
-    return ", ".join(texts[:limit]) + more
+    return short_list([platform_text(e.get("platform") if isinstance(e, dict) else None) for e in entries], limit)
 
 
 def select_descriptor(entries: Sequence[dict], want: dict, what: str, prefer: Optional[dict] = None) -> dict:

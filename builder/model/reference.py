@@ -54,9 +54,25 @@ def check_tag(tag: str) -> str:
     return tag
 
 
+_DIGEST_LIKE_RE = re.compile(r"^[A-Za-z0-9_+.-]+:[0-9A-Fa-f]{32,}$")
+
+
+def _refuse_userinfo(rest: str) -> None:
+    """``user:password@host/name``: what comes after "@" is no digest and
+    what comes before has no "/". Refused without being repeated: it may
+    hold a password."""
+    before, at, after = rest.partition("@")
+    if at and "/" not in before and not _DIGEST_LIKE_RE.match(after):
+        raise SpecError(
+            "a reference that starts with USER[:PASSWORD]@ (not repeated here): credentials do not go in a "
+            "reference; use REGISTRY_AUTH_FILE, ~/.docker/config.json or REGISTRY_USERNAME/REGISTRY_PASSWORD"
+        )
+
+
 def split_reference(text: str) -> Tuple[str, Optional[str], Optional[str]]:
     """``[docker://]NAME[:TAG][@DIGEST]`` -> (NAME, TAG or None, DIGEST or None), as typed."""
     rest = text[len("docker://") :] if text.startswith("docker://") else text
+    _refuse_userinfo(rest)
     rest, _, digest = rest.partition("@")
     name, colon, tag = rest.rpartition(":")
     if not colon or "/" in tag:

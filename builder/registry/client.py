@@ -33,7 +33,16 @@ from builder.registry.auth import Credentials, find_credentials, parse_challenge
 from builder.report import progress_line
 from builder.sinks.sink import MemorySink, Sink
 
-__all__ = ["DEFAULT_CHUNK", "MANIFEST_ACCEPT", "HttpOpener", "Proxy", "RegistryClient", "proxy_for"]
+__all__ = [
+    "DEFAULT_CHUNK",
+    "DEFAULT_TIMEOUT",
+    "MANIFEST_ACCEPT",
+    "HttpOpener",
+    "Proxy",
+    "RegistryClient",
+    "proxy_for",
+    "redact_url",
+]
 
 MANIFEST_ACCEPT = ", ".join([OCI_MANIFEST, OCI_INDEX, DOCKER_MANIFEST, DOCKER_LIST])
 DEFAULT_CHUNK = 64 << 20
@@ -41,6 +50,9 @@ DEFAULT_CHUNK = 64 << 20
 # than this is not a manifest, and we will not hold it in memory.
 _MANIFEST_LIMIT = 8 << 20
 _READ_CHUNK = 1 << 20
+# Seconds without a byte from the registry before a try is given up (and
+# retried): a registry that never answers must not hang a build silently.
+DEFAULT_TIMEOUT = 60.0
 _SEND_BUFFER = 256 << 10
 
 
@@ -130,6 +142,16 @@ class Proxy:
     authorization: Optional[str]  # a Proxy-Authorization header value
 
 
+def redact_url(url: str) -> str:
+    """``url`` without the user and password it may carry (a proxy URL's
+    credentials must never reach a log)."""
+    scheme, sep, rest = url.rpartition("://")
+    authority, slash, path = rest.partition("/")
+    if "@" in authority:
+        authority = "***@" + authority.rpartition("@")[2]
+    return f"{scheme}{sep}{authority}{slash}{path}"
+
+
 def proxy_for(scheme: str, netloc: str, environ) -> Optional[Proxy]:
     """The HTTP proxy ``https_proxy``/``http_proxy``/``all_proxy`` name for
     ``scheme://netloc``, unless ``no_proxy`` exempts it (as curl and skopeo
@@ -157,7 +179,7 @@ def proxy_for(scheme: str, netloc: str, environ) -> Optional[Proxy]:
     if parts.scheme not in ("http", "https") or not parts.hostname:
         if not env.get(f"{scheme}_proxy"):
             return None  # all_proxy=socks5://... is for other programs
-        raise RegistryError(f"{scheme}_proxy {url!r}: only HTTP proxies are supported")
+        raise RegistryError(f"{scheme}_proxy {redact_url(url)!r}: only HTTP proxies are supported")
     auth = None
     if parts.username is not None:
         pair = f"{urllib.parse.unquote(parts.username)}:{urllib.parse.unquote(parts.password or '')}"
@@ -173,7 +195,7 @@ class HttpOpener:
     blob writer raises comes out unchanged. A proxy named in ``environ``
     (https_proxy, http_proxy, all_proxy, no_proxy) is reached with CONNECT."""
 
-    def __init__(self, timeout: float = 300.0, context: Optional[ssl.SSLContext] = None, environ=None):
+    def __init__(self, timeout: float = DEFAULT_TIMEOUT, context: Optional[ssl.SSLContext] = None, environ=None):
         self.timeout = timeout
         self.context = context
         self.environ = os.environ if environ is None else environ
@@ -284,8 +306,14 @@ def _error_text(body: bytes) -> str:
         return "; ".join(
             f"{e.get('code', '?')}: {e.get('message', '')}".rstrip(": ") for e in errors if isinstance(e, dict)
         )
-    except (ValueError, AttributeError):
+    except (ValueError, AttributeError, RecursionError):
         return body[:200].decode("utf-8", "replace").strip()
+
+
+def _network_text(e: BaseException) -> str:
+    if isinstance(e, (socket.timeout, TimeoutError)):
+        return f"no answer ({e or 'timed out'})"
+    return str(e) or type(e).__name__
 
 
 def _retryable(e: BaseException) -> bool:
@@ -342,9 +370,10 @@ class RegistryClient:
     def _send(self, method: str, url: str, headers: Dict[str, str], body: Body):
         try:
             return self.opener(method, url, headers, body)
-        except (ConnectionError, TimeoutError, http.client.HTTPException, ssl.SSLError) as e:
+        except (OSError, http.client.HTTPException) as e:
+            # OSError: socket.timeout is not a TimeoutError before Python 3.10.
             raise RegistryError(
-                f"connection failed: {e}", method=method, url=_plain(url), temporary=_retryable(e)
+                f"connection failed: {_network_text(e)}", method=method, url=_plain(url), temporary=_retryable(e)
             ) from e
 
     def _headers(self, url: str, headers: Optional[Dict[str, str]]) -> Dict[str, str]:
@@ -377,15 +406,12 @@ class RegistryClient:
         return resp
 
     def _failure(self, method: str, url: str, resp) -> RegistryError:
-        text = _error_text(_drain(resp, limit=1 << 16))
+        text = _error_text(_read_some(resp, 1 << 16))
         status = resp.status
         if status == 401:
-            who = (
-                f"user {self.credentials.username!r} (from {self.credentials.source})"
-                if self.credentials
-                else "no credentials"
-            )
-            message = f"authentication failed for {who}"
+            # Never the user name: an auth entry may hold a token there.
+            who = f"the credentials from {self.credentials.source}" if self.credentials else "no credentials"
+            message = f"authentication failed with {who}"
         elif status == 403 or "DENIED" in text:
             message = "access denied"
         elif status == 404:
@@ -461,12 +487,18 @@ class RegistryClient:
         try:
             answer = json.loads(_drain(resp, limit=1 << 20))
             token = answer.get("token") or answer.get("access_token")
-        except (ValueError, AttributeError):
+        except (ValueError, AttributeError, RecursionError):
             token, answer = None, {}
         if not token:
             raise RegistryError("token server answered without a token", method="GET", url=_plain(url))
         # Refresh a little early: a request must not start with a token about to lapse.
-        self.expires = self.clock() + max(float(answer.get("expires_in") or 60) - 5, 1)
+        try:
+            lifetime = float(answer.get("expires_in") or 60)
+        except (TypeError, ValueError):
+            lifetime = 60.0
+        if not 1 <= lifetime <= 1e9:  # nan, inf, negative: the default
+            lifetime = 60.0
+        self.expires = self.clock() + max(lifetime - 5, 1)
         return token
 
     # -- blobs --
@@ -475,6 +507,15 @@ class RegistryClient:
         resp = self.request("HEAD", self.url(f"blobs/{digest}"), ok=(200, 404))
         _drain(resp)
         return resp.status == 200
+
+    def blob_size(self, digest: str) -> Optional[int]:
+        """The blob's size as HEAD answers it (-1: present, size not said), or None if absent."""
+        resp = self.request("HEAD", self.url(f"blobs/{digest}"), ok=(200, 404))
+        _drain(resp)
+        if resp.status != 200:
+            return None
+        length = resp.headers.get("Content-Length") or ""
+        return int(length) if length.isdigit() else -1
 
     def start_upload(self, digest: str, mount_from: Optional[str] = None) -> Optional[str]:
         """An upload URL, or None when the blob was mounted from ``mount_from``."""
@@ -511,25 +552,40 @@ class RegistryClient:
         except (RegistryError, OSError):
             pass
 
-    def fetch_blob(self, digest: str, sink: Sink) -> int:
-        resp = self._get_following(self.url(f"blobs/{digest}"), {})
-        size = 0
+    def fetch_blob(self, digest: str, sink: Sink, size: Optional[int] = None) -> int:
+        """Download a blob into ``sink``. With ``size`` (its descriptor's),
+        no byte past it is read, and a blob cut short is a temporary
+        failure (retried), not a digest mismatch."""
+        url = self.url(f"blobs/{digest}")
+        resp = self._get_following(url, {})
+        got = 0
         try:
             while True:
-                chunk = resp.read(_READ_CHUNK)
+                want = _READ_CHUNK if size is None else min(_READ_CHUNK, size - got + 1)
+                try:
+                    chunk = resp.read(want)
+                except (OSError, http.client.HTTPException) as e:
+                    # Only the network's failures: the sink's own (a full
+                    # disk) go up as they are.
+                    raise RegistryError(
+                        f"connection lost while downloading: {_network_text(e)}", method="GET", url=url, temporary=True
+                    ) from e
                 if not chunk:
                     break
-                size += len(chunk)
+                got += len(chunk)
+                if size is not None and got > size:
+                    raise RegistryError(
+                        f"blob {digest} is longer than the {size} bytes its descriptor gives", method="GET", url=url
+                    )
                 sink.write(chunk)
-        except (ConnectionError, TimeoutError, http.client.HTTPException) as e:
-            resp.close()
-            raise RegistryError(
-                f"connection lost while downloading: {e}", method="GET", url=self.url(f"blobs/{digest}"), temporary=True
-            ) from e
         except BaseException:
             resp.close()
             raise
-        return size
+        if size is not None and got < size:
+            raise RegistryError(
+                f"blob {digest} ended after {got} of its {size} bytes", method="GET", url=url, temporary=True
+            )
+        return got
 
     def _get_following(self, url: str, headers: Dict[str, str]):
         # Blob GETs may redirect to storage (S3, a CDN): 307 and its kin.
@@ -560,7 +616,12 @@ class RegistryClient:
         resp = self._get_following(url, {"Accept": MANIFEST_ACCEPT})
         media_type = (resp.headers.get("Content-Type") or "").split(";")[0].strip()
         claimed = resp.headers.get("Docker-Content-Digest")
-        data = _drain(resp, limit=_MANIFEST_LIMIT)
+        try:
+            data = _drain(resp, limit=_MANIFEST_LIMIT)
+        except RegistryError:
+            raise RegistryError(
+                f"manifest larger than {_MANIFEST_LIMIT} bytes", method="GET", url=_plain(url)
+            ) from None
         expected = target if DIGEST_RE.match(target) else claimed
         got = sha256_digest(data)
         if expected and expected != got:
@@ -619,7 +680,18 @@ def _location(resp, method: str, url: str) -> str:
     location = resp.headers.get("Location")
     if not location:
         raise RegistryError(f"{resp.status} without a Location header", method=method, url=_plain(url))
-    return urllib.parse.urljoin(url, location)
+    try:
+        joined = urllib.parse.urljoin(url, location)
+        scheme = urllib.parse.urlsplit(joined).scheme
+    except ValueError:
+        joined, scheme = "", ""
+    if scheme not in ("http", "https"):
+        raise RegistryError(
+            f"{resp.status} with a Location that is not an http(s) URL: {location[:200]!r}",
+            method=method,
+            url=_plain(url),
+        )
+    return joined
 
 
 def _drain(resp, limit: int = 1 << 20) -> bytes:
@@ -628,6 +700,15 @@ def _drain(resp, limit: int = 1 << 20) -> bytes:
     if len(data) > limit:
         resp.close()
         raise RegistryError(f"answer larger than {limit} bytes")
+    return data
+
+
+def _read_some(resp, limit: int) -> bytes:
+    """The start of an error answer's body; the rest is dropped (with the
+    connection), so a 500 with a big page is still a 500, and retried."""
+    data = resp.read(limit)
+    if data and resp.read(1):
+        resp.close()
     return data
 
 

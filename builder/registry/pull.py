@@ -6,27 +6,43 @@ from __future__ import annotations
 import json
 from typing import Callable, Optional, Tuple, Union
 
-from builder.errors import RegistryError
+from builder.errors import ImageFormatError, RegistryError, short_text
 from builder.formats import oci_layout
 from builder.model.image import Blob, Image
+from builder.model.jsondoc import parse_json
 from builder.model.manifest import INDEX_TYPES, MANIFEST_TYPES, descriptor
 from builder.model.platform import host_platform, parse_platform, select_descriptor
 from builder.model.reference import DIGEST_RE, Reference, parse_reference
 from builder.registry.auth import Credentials
 from builder.registry.client import RegistryClient
-from builder.report import human_size, progress_line, short_digest
+from builder.report import Progress, ProgressSink, human_size, progress_line, short_digest
 from builder.sinks.sink import Sink
 
 __all__ = ["pull"]
 
 
-def _remote_blob(client: RegistryClient, desc: dict) -> Blob:
+def _remote_blob(client: RegistryClient, desc: dict, label: Optional[str] = None) -> Blob:
+    if not isinstance(desc, dict):
+        raise RegistryError(f"malformed descriptor in a manifest: {json.dumps(desc)[:200]}")
     digest = desc.get("digest") or ""
-    if not DIGEST_RE.match(digest) or not isinstance(desc.get("size"), int):
+    if not isinstance(digest, str):
+        digest = ""
+    size = desc.get("size")
+    if not DIGEST_RE.match(digest) or not isinstance(size, int) or isinstance(size, bool) or size < 0:
         raise RegistryError(f"malformed descriptor in a manifest: {json.dumps(desc)[:200]}")
 
     def write_to(sink: Sink) -> None:
-        client.fetch_blob(digest, sink)  # its byte count is unused: store_blob checks size and digest
+        # Reading stops at the declared size; store_blob then checks the
+        # digest. A big layer shows bytes received / size while it comes
+        # (after a second).
+        if label is None:
+            client.fetch_blob(digest, sink, desc["size"])
+            return
+        progress = Progress(f"{label} downloading", desc["size"])
+        try:
+            client.fetch_blob(digest, ProgressSink(sink, progress), desc["size"])
+        finally:
+            progress.close("")
 
     return Blob(desc.get("mediaType") or "", digest, desc["size"], write_to)
 
@@ -58,26 +74,44 @@ def pull(
     try:
         # Without an explicit platform, an index's entry for the host wins.
         prefer = None if platform else host_platform(machine)
-        return _pull(client, reference, directory, want, prefer)
+        return _pull(client, reference, directory, want, prefer, progress is not None)
     finally:
         client.close()
 
 
-def _pull(client: RegistryClient, reference: Reference, directory: str, want: dict, prefer: Optional[dict]) -> Image:
+def _pull(
+    client: RegistryClient,
+    reference: Reference,
+    directory: str,
+    want: dict,
+    prefer: Optional[dict],
+    show: bool = False,
+) -> Image:
     client.ping()
     oci_layout.init_layout(directory)
     data, media_type = client.retrying("manifest", lambda: client.get_manifest(reference.target))
     doc = _manifest_doc(data, reference)
-    media_type = doc.get("mediaType") or media_type
+    media_type = _text(doc.get("mediaType")) or media_type
     if media_type in INDEX_TYPES or "manifests" in doc:
-        chosen = select_descriptor(doc.get("manifests") or [], want, str(reference), prefer)
+        entries = doc.get("manifests") or []
+        if not isinstance(entries, list) or not all(
+            isinstance(e, dict)
+            and DIGEST_RE.match(_text(e.get("digest")))
+            and isinstance(e.get("platform") or {}, dict)
+            for e in entries
+        ):
+            raise RegistryError(f"{reference}: the index's manifests are not a list of descriptors")
+        chosen = select_descriptor(entries, want, str(reference), prefer)
         data, media_type = client.retrying("manifest", lambda: client.get_manifest(chosen["digest"]))
         doc = _manifest_doc(data, reference)
-        media_type = doc.get("mediaType") or chosen.get("mediaType") or media_type
+        media_type = _text(doc.get("mediaType")) or _text(chosen.get("mediaType")) or media_type
     if media_type not in MANIFEST_TYPES:
-        raise RegistryError(f"{reference}: unsupported manifest type {media_type!r}")
+        raise RegistryError(f"{reference}: unsupported manifest type {short_text(repr(media_type))}")
+    if not isinstance(doc.get("layers") or [], list):
+        raise RegistryError(f"{reference}: the manifest's layers are not a list")
     manifest = Blob.from_bytes(media_type, data)
-    layers = [_remote_blob(client, d) for d in doc.get("layers") or []]
+    descs = doc.get("layers") or []
+    layers = [_remote_blob(client, d, f"layer {i}/{len(descs)}" if show else None) for i, d in enumerate(descs, 1)]
     _fetch_into(client, directory, _remote_blob(client, doc.get("config") or {}), "config")
     for i, blob in enumerate(layers, 1):
         _fetch_into(client, directory, blob, f"layer {i}/{len(layers)}")
@@ -92,11 +126,15 @@ def _pull(client: RegistryClient, reference: Reference, directory: str, want: di
     )
 
 
+def _text(value) -> str:
+    return value if isinstance(value, str) else ""
+
+
 def _manifest_doc(data: bytes, reference: Reference) -> dict:
     try:
-        doc = json.loads(data)
-    except ValueError as e:
-        raise RegistryError(f"{reference}: manifest is not JSON ({e})") from None
+        doc = parse_json(data, f"{reference}: manifest")
+    except ImageFormatError as e:
+        raise RegistryError(str(e)) from None
     if not isinstance(doc, dict) or doc.get("schemaVersion") != 2:
         raise RegistryError(f"{reference}: not a schema 2 manifest (schema 1 is not supported)")
     return doc

@@ -1,5 +1,12 @@
 """Pushing: blobs first (each skipped when the registry has it, or mounted
-from another repository), manifests next, the tag last."""
+from another repository), manifests next, the tag last.
+
+A compressed layer's digest that the build did not record comes from the
+blob-info cache (``blobcache.py``) when the registry confirms it (HEAD with
+the same size, or a mount from a repository that held it): a layer the
+registry has is then never compressed. Otherwise the layer is compressed
+once to learn its digest, and the cache remembers it for next time.
+"""
 
 from __future__ import annotations
 
@@ -8,11 +15,12 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 from builder.errors import BuildError
 from builder.model import manifest
-from builder.model.image import Blob, Image
+from builder.model.image import Blob, Image, Layer
 from builder.model.reference import Reference, parse_reference
 from builder.registry.auth import Credentials
+from builder.registry.blobcache import BlobCache, format_of
 from builder.registry.client import DEFAULT_CHUNK, RegistryClient
-from builder.report import human_size, progress_line, short_digest
+from builder.report import Progress, ProgressSink, human_size, progress_line, short_digest
 
 __all__ = ["PushResult", "push"]
 
@@ -26,10 +34,47 @@ class PushResult:
     mounted: List[str] = field(default_factory=list)
     manifests: List[str] = field(default_factory=list)
     bytes_uploaded: int = 0
+    cached: List[str] = field(default_factory=list)  # digests the blob-info cache gave (and the registry confirmed)
+    stale: List[str] = field(default_factory=list)  # cache entries the registry did not confirm
+
+
+def _counted(blob: Blob, progress: Progress) -> Blob:
+    def write_to(sink) -> None:
+        blob.write_to(ProgressSink(sink, progress))
+
+    return Blob(blob.media_type, blob.digest, blob.size, write_to)
 
 
 def _send_blob(
-    client: RegistryClient, blob: Blob, label: str, result: PushResult, mount_from: Optional[str], chunk_size: int
+    client: RegistryClient,
+    blob: Blob,
+    label: str,
+    result: PushResult,
+    mount_from: Optional[str],
+    chunk_size: int,
+    present: Dict[str, str],
+    show_bytes: bool = False,
+) -> None:
+    how = present.get(blob.digest)
+    if how == "mounted":
+        result.mounted.append(blob.digest)
+        client.progress(f"{label} {short_digest(blob.digest)} mounted (blob-info cache)")
+        return
+    if how == "present":
+        result.skipped.append(blob.digest)
+        client.progress(f"{label} {short_digest(blob.digest)} skipped (already present)")
+        return
+    _send_new_blob(client, blob, label, result, mount_from, chunk_size, show_bytes)
+
+
+def _send_new_blob(
+    client: RegistryClient,
+    blob: Blob,
+    label: str,
+    result: PushResult,
+    mount_from: Optional[str],
+    chunk_size: int,
+    show_bytes: bool = False,
 ) -> None:
     if client.blob_exists(blob.digest):
         result.skipped.append(blob.digest)
@@ -40,16 +85,22 @@ def _send_blob(
         result.mounted.append(blob.digest)
         client.progress(f"{label} {short_digest(blob.digest)} mounted from {mount_from}")
         return
+    # A big layer shows bytes sent / size while it goes up (after a second).
+    progress = Progress(f"{label} uploading", blob.size) if show_bytes else None
+    sent = _counted(blob, progress) if progress else blob
     try:
         if blob.size > chunk_size:
-            client.upload_chunks(location, blob, chunk_size)
+            client.upload_chunks(location, sent, chunk_size)
         else:
-            client.upload_whole(location, blob)
+            client.upload_whole(location, sent)
     except Exception:
         # Not on Ctrl-C: a DELETE could keep the user waiting; the registry
         # purges abandoned uploads by itself.
         client.cancel_upload(location)
         raise
+    finally:
+        if progress:
+            progress.close("")
     result.uploaded.append(blob.digest)
     result.bytes_uploaded += blob.size
     client.progress(f"{label} {short_digest(blob.digest)} {human_size(blob.size)} uploaded")
@@ -66,26 +117,151 @@ def push(
     flavour: str = "oci",
     mount_from: Optional[str] = None,
     chunk_size: int = DEFAULT_CHUNK,
+    blob_cache: Optional[BlobCache] = None,
     **session,
 ) -> PushResult:
     """Push one image, or a list of per-platform images as an index, to ``ref``.
 
     ``mount_from`` names a repository on the same registry that may hold
     some blobs already (a base image's); ``session`` goes to RegistryClient
-    (opener, sleep, clock, retries, backoff, environ, home).
+    (opener, sleep, clock, retries, backoff, environ, home). ``blob_cache``:
+    the blob-info cache (default: the user's, from ``environ``).
     """
     reference = parse_reference(ref) if isinstance(ref, str) else ref
-    rendered = manifest.render(image_or_images, encoding, flavour)
-    if reference.digest and reference.digest != rendered.top.digest:
-        raise BuildError(f"{reference}: the image's digest is {rendered.top.digest}")
+    images = [image_or_images] if isinstance(image_or_images, Image) else list(image_or_images)
+    cache = blob_cache if blob_cache is not None else BlobCache.default(session.get("environ"))
+    fmt = format_of(encoding)
+    place = f"{reference.api_host}/{reference.repository}"
+    hints = _hints(images, encoding, fmt, cache)
+    rendered = None
+    if not hints:
+        # Every digest is known or must be computed anyway: check the
+        # reference before the first request.
+        rendered = _render(image_or_images, encoding, flavour, reference)
     extra = [f"repository:{mount_from}:pull"] if mount_from else []
+    extra += [f"repository:{repo}:pull" for repo in _mount_sources(hints, reference) if repo != mount_from]
     client = RegistryClient(
         reference, insecure=insecure, auth=auth, progress=progress, actions="pull,push", extra_scopes=extra, **session
     )
+    result = PushResult(str(reference), "")
     try:
-        return _push(client, rendered, reference, mount_from, chunk_size)
+        client.ping()
+        present = _confirm_hints(client, hints, encoding, fmt, cache, reference, result) if hints and fmt else {}
+        if rendered is None:
+            rendered = _render(image_or_images, encoding, flavour, reference)
+        result.digest = rendered.top.digest
+        return _push(client, rendered, reference, mount_from, chunk_size, result, present, progress is not None)
     finally:
         client.close()
+        if fmt is not None:
+            _remember(images, encoding, fmt, cache, place, result)
+
+
+def _render(target, encoding: str, flavour: str, reference: Reference) -> manifest.Rendered:
+    rendered = manifest.render(target, encoding, flavour)
+    if reference.digest and reference.digest != rendered.top.digest:
+        raise BuildError(f"{reference}: the image's digest is {rendered.top.digest}")
+    return rendered
+
+
+# A cache hint: the layer, and the compressed digest, size and places the cache gave.
+_Hint = Tuple[Layer, str, int, List[str]]
+
+
+def _hints(images: Sequence[Image], encoding: str, fmt: Optional[str], cache: BlobCache) -> List[_Hint]:
+    """The layers whose compressed digest is unknown but remembered."""
+    if fmt is None:
+        return []
+    hints: List[_Hint] = []
+    seen = set()
+    for image in images:
+        for layer in image.layers:
+            if encoding in layer.known or layer.diff_id in seen:
+                continue
+            if layer.native is not None and layer.native[0] == encoding:
+                continue  # stored compressed already: its digest costs no compression
+            seen.add(layer.diff_id)
+            found = cache.lookup(layer.diff_id, fmt)
+            if found is not None:
+                hints.append((layer, *found))
+    return hints
+
+
+def _mount_sources(hints: Sequence[_Hint], reference: Reference, most: int = 4) -> List[str]:
+    """Repositories on this registry the cache says hold some of the blobs."""
+    host, repos = reference.api_host + "/", []
+    for _layer, _digest, _size, places in hints:
+        for place in places:
+            repo = place[len(host) :] if place.startswith(host) else None
+            if repo and repo != reference.repository and repo not in repos:
+                repos.append(repo)
+    return repos[:most]
+
+
+def _confirm_hints(
+    client: RegistryClient,
+    hints: Sequence[_Hint],
+    encoding: str,
+    fmt: str,
+    cache: BlobCache,
+    reference: Reference,
+    result: PushResult,
+) -> Dict[str, str]:
+    """Ask the registry about each remembered digest: HEAD here, else one
+    mount from the repository the cache names. A confirmed digest becomes
+    the layer's; an unconfirmed one is forgotten and the layer is compressed
+    as if the cache had said nothing. Returns digest -> "present" or "mounted"."""
+    present: Dict[str, str] = {}
+    sources = _mount_sources(hints, reference)
+    for layer, digest, size, places in hints:
+        how = client.retrying(
+            f"layer {short_digest(layer.diff_id)}", lambda: _confirm(client, digest, size, places, sources, reference)
+        )
+        if how is None:
+            cache.forget(layer.diff_id, fmt)
+            result.stale.append(digest)
+            continue
+        layer.known[encoding] = (digest, size)
+        present[digest] = how
+        result.cached.append(digest)
+    note = f"{len(result.cached)} compressed digest(s) from the blob-info cache, confirmed by the registry"
+    if result.stale:
+        note += f"; {len(result.stale)} not confirmed (compressed again)"
+    client.progress(note)
+    return present
+
+
+def _confirm(
+    client: RegistryClient, digest: str, size: int, places: Sequence[str], sources: Sequence[str], reference: Reference
+) -> Optional[str]:
+    found = client.blob_size(digest)
+    if found is not None:
+        return "present" if found == size else None
+    host = reference.api_host + "/"
+    for place in places:
+        repo = place[len(host) :] if place.startswith(host) else None
+        if repo and repo in sources:
+            location = client.start_upload(digest, repo)
+            if location is None:
+                # Mounted: the registry has it now; its size is checked like a HEAD's.
+                return "mounted" if client.blob_size(digest) == size else None
+            client.cancel_upload(location)
+            return None
+    return None
+
+
+def _remember(
+    images: Sequence[Image], encoding: str, fmt: str, cache: BlobCache, place: str, result: PushResult
+) -> None:
+    """Every compressed digest this push knows goes into the cache; the
+    blobs the registry now holds also with this repository as a place."""
+    held = set(result.uploaded) | set(result.skipped) | set(result.mounted)
+    for image in images:
+        for layer in image.layers:
+            if encoding in layer.known:
+                digest, size = layer.known[encoding]
+                cache.remember(layer.diff_id, fmt, digest, size, [place] if digest in held else [])
+    cache.save()
 
 
 def _push(
@@ -94,9 +270,10 @@ def _push(
     reference: Reference,
     mount_from: Optional[str],
     chunk_size: int,
+    result: PushResult,
+    present: Dict[str, str],
+    show_bytes: bool = False,
 ) -> PushResult:
-    client.ping()
-    result = PushResult(str(reference), rendered.top.digest)
     layers = _distinct(b for m in rendered.manifests for b in m.layers)
     configs = _distinct(m.config for m in rendered.manifests)
     labelled = [(f"layer {i}/{len(layers)}", b) for i, b in enumerate(layers, 1)]
@@ -104,7 +281,7 @@ def _push(
     for label, blob in labelled:
         client.retrying(
             f"{label} {short_digest(blob.digest)}",
-            lambda: _send_blob(client, blob, label, result, mount_from, chunk_size),
+            lambda: _send_blob(client, blob, label, result, mount_from, chunk_size, present, show_bytes),
         )
     if rendered.top.media_type in manifest.INDEX_TYPES:
         # An index may only name manifests the registry already has.

@@ -79,7 +79,10 @@ def _tag_index(client: RegistryClient, tag: str, entry: dict) -> Blob:
     manifests: List[dict] = []
     try:
         data, _ = client.get_manifest(tag)
-        existing = json.loads(data)
+        try:
+            existing = json.loads(data)
+        except (ValueError, RecursionError):
+            existing = None  # not an index: replaced by one
         if isinstance(existing, dict) and isinstance(existing.get("manifests"), list):
             manifests = [m for m in existing["manifests"] if isinstance(m, dict)]
     except RegistryError as e:

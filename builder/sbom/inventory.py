@@ -114,8 +114,9 @@ def _layers(desc: Description) -> List[LayerInfo]:
     for i, (entry, comment) in enumerate(zip(desc.entries, _labels(desc)), 1):
         source = entry.get("source", {})
         kind = source.get("kind", "file")
-        paths = tuple(source.get("paths", ())) if kind == "store" else ()
-        if kind == "store":
+        # buildLayer { reproducible = false; } layers are files that name their paths.
+        paths = tuple(source.get("paths", ()))
+        if kind == "store" or paths:
             label = f"{len(paths)} store path(s)"
         elif comment == "customisation layer":
             label = "customisation layer"

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import struct
 import subprocess
 import threading
@@ -39,17 +40,23 @@ from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from typing import IO, Iterator, Optional, Union, cast
 
-from builder.errors import BuildError
+from builder.errors import BuildError, ImageFormatError
 from builder.sinks.sink import Sink
 
 __all__ = [
     "ENCODINGS",
+    "ZSTD_COMPRESS_ARGS",
+    "ZSTD_LEVEL",
     "GZIP_BLOCK_SIZE",
     "GZIP_LEVEL",
     "GZIP_OS",
     "compressor",
     "default_threads",
+    "configured_zstd",
     "gzip_format",
+    "use_zstd",
+    "zstd_decoder",
+    "zstd_program",
 ]
 
 ENCODINGS = ("none", "gzip", "zstd")
@@ -218,85 +225,154 @@ class _GzipSink(Sink):
 
 
 # --- zstd ---------------------------------------------------------------------
+#
+# The standard library has no zstd (before 3.14, and the builder keeps to what
+# every supported Python has), so zstd is the ``zstd`` program of pkgs.zstd,
+# whose store path the build records (``use_zstd``). Its bytes depend only on
+# the input, the flags below and the program's version:
+#
+# * ``--single-thread``: compression in the calling thread. ``-T1`` and up
+#   write other (equal among themselves) bytes, and a zstd built without
+#   threads can only do this mode, so this is the one every build can repeat.
+# * input always on a pipe, and ``--no-content-size``: the frame never
+#   records a size that only a file input would give;
+# * ``--check``: the content checksum, said explicitly (not left to defaults);
+# * a fixed level (``ZSTD_LEVEL``) and no ``ZSTD_CLEVEL``/``ZSTD_NBTHREADS``
+#   from the environment.
+
+ZSTD_COMPRESS_ARGS = (f"-{ZSTD_LEVEL}", "--single-thread", "--check", "--no-content-size", "--no-progress", "-q", "-c")
+ZSTD_DECOMPRESS_ARGS = ("-d", "--no-progress", "-q", "-c")
+
+_zstd_program: Optional[str] = None
+
+
+def use_zstd(program: Optional[str]) -> None:
+    """The zstd program (pkgs.zstd's, recorded at build time) for every zstd
+    compression and decompression of this process."""
+    global _zstd_program
+    if program:
+        _zstd_program = program
+
+
+def configured_zstd() -> Optional[str]:
+    """The program ``use_zstd`` chose, if any."""
+    return _zstd_program
+
+
+def zstd_program() -> str:
+    """The zstd program: the recorded one, else ``zstd`` on PATH."""
+    program = _zstd_program or shutil.which("zstd")
+    if not program:
+        raise BuildError(
+            "zstd needs the zstd program (pkgs.zstd): images built here record it; outside a build, put zstd on PATH"
+        )
+    return program
 
 
 class _ZstdProgramSink(Sink):
-    """zstd through a ``zstd`` program (pkgs.zstd): the standard library has
-    no zstd (before 3.14, and the builder keeps to what every supported
-    Python has). One thread: output depends only on input, level and
-    the program's version. Used for whole archives, made and kept in one
-    build, never for layers whose digests must match a later stream."""
+    """Bytes through a ``zstd`` program (compressing, or with ``-d``
+    decompressing) into ``inner``: written here, read back by a thread."""
 
-    def __init__(self, inner: Sink, program: str):
+    def __init__(self, inner: Sink, program: str, args=ZSTD_COMPRESS_ARGS, what: str = "zstd"):
         self.inner = inner
+        self.what = what
+        self.decompressing = "-d" in args
+        env = {k: v for k, v in os.environ.items() if not k.startswith("ZSTD_")}
         try:
             self.proc = subprocess.Popen(
-                [program, "-q", "-c", f"-{ZSTD_LEVEL}", "-T1"], stdin=subprocess.PIPE, stdout=subprocess.PIPE
+                [program, *args], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env
             )
         except OSError as e:
             raise BuildError(f"cannot run {program}: {e.strerror}") from None
-        # Both are pipes (PIPE above), so never None.
+        # All three are pipes (PIPE above), so never None.
         self.stdin = cast(IO[bytes], self.proc.stdin)
         self.stdout = cast(IO[bytes], self.proc.stdout)
+        self.stderr = cast(IO[bytes], self.proc.stderr)
         self.error: Optional[BaseException] = None
+        self.messages = b""
         self.reader = threading.Thread(target=self._drain, daemon=True)
         self.reader.start()
+        self.err_reader = threading.Thread(target=self._drain_errors, daemon=True)
+        self.err_reader.start()
 
     def _drain(self) -> None:
         try:
             while True:
-                chunk = self.stdout.read(1 << 20)
+                chunk = self.stdout.read1(1 << 20) if hasattr(self.stdout, "read1") else self.stdout.read(1 << 20)
                 if not chunk:
                     return
                 self.inner.write(chunk)
         except BaseException as e:  # handed to the writing thread in close()
             self.error = e
+            # Keep the pipe flowing so the writer never blocks on a full one.
+            while self.stdout.read(1 << 20):
+                pass
+
+    def _drain_errors(self) -> None:
+        self.messages = self.stderr.read()[-2000:]
 
     def write(self, data) -> None:
         try:
             self.stdin.write(data)
         except BrokenPipeError:
-            self.close()
+            self._finish()
 
-    def close(self) -> None:
+    def _finish(self) -> None:
         try:
             self.stdin.close()
         except BrokenPipeError:
             pass
         self.reader.join()
+        self.err_reader.join()
         code = self.proc.wait()
         if self.error is not None:
             raise self.error
         if code != 0:
-            raise BuildError(f"zstd failed with exit code {code}")
+            detail = self.messages.decode(errors="replace").strip().splitlines()
+            reason = detail[-1] if detail else f"exit code {code}"
+            if self.decompressing:
+                raise ImageFormatError(f"{self.what}: broken zstd data ({reason})")
+            raise BuildError(f"zstd failed: {reason}")
+
+    def close(self) -> None:
+        self._finish()
 
     def abort(self) -> None:
         self.proc.kill()
         self.reader.join()
+        self.err_reader.join()
         self.proc.wait()
 
 
 @contextlib.contextmanager
+def zstd_decoder(inner: Sink, what: str) -> Iterator[Sink]:
+    """A sink taking zstd bytes and writing them decompressed into ``inner``;
+    broken data is an ImageFormatError naming ``what``."""
+    sink = _ZstdProgramSink(inner, zstd_program(), ZSTD_DECOMPRESS_ARGS, what)
+    try:
+        yield sink
+    except BaseException:
+        sink.abort()
+        raise
+    sink.close()
+
+
+@contextlib.contextmanager
 def compressor(
-    encoding: str, inner: Sink, *, threads: Optional[int] = None, zstd_program: Optional[str] = None
+    encoding: str, inner: Sink, *, threads: Optional[int] = None, program: Optional[str] = None
 ) -> Iterator[Sink]:
     """A sink that compresses into ``inner``; the stream ends on exit.
 
     ``threads`` only changes the speed of gzip, never its bytes (default:
     the CPUs this process may run on). If the body raises, the stream is
-    left unfinished and the worker threads are stopped. ``zstd_program``:
-    the zstd executable that whole archives are compressed with.
+    left unfinished and the worker threads are stopped. ``program``: the
+    zstd executable, when not the one ``use_zstd`` recorded.
     """
     sink: Union[_GzipSink, _ZstdProgramSink]
     if encoding == "gzip":
         sink = _GzipSink(inner, GZIP_LEVEL, threads)
     elif encoding == "zstd":
-        if not zstd_program:
-            raise BuildError(
-                'zstd is only for whole archives (compressor = "zstd", through pkgs.zstd); '
-                "compress layers with gzip or none"
-            )
-        sink = _ZstdProgramSink(inner, zstd_program)
+        sink = _ZstdProgramSink(inner, program or zstd_program())
     elif encoding == "none":
         yield inner
         return

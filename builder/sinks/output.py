@@ -96,6 +96,6 @@ def open_output(path: Optional[str], compression: str = "none", zstd_program: Op
     """A sink for a whole archive, optionally compressed as a whole."""
     with _target(path) as fd:
         raw = FdSink(fd)
-        with compress.compressor(compression, raw, zstd_program=zstd_program) as sink:
+        with compress.compressor(compression, raw, program=zstd_program) as sink:
             yield sink
         raw.flush()

@@ -10,18 +10,22 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 from concurrent.futures import ThreadPoolExecutor
-from typing import Dict, List, Optional, Sequence, Union
+from typing import Dict, List, Optional, Sequence, Tuple, Union, cast
 
 from builder.contract import LayerSpec, LayersSpec, check_version
 from builder.errors import SpecError
-from builder.formats.description import entry_of, layer_from_entry, store_layer, write_description
+from builder.formats.description import entry_of, layer_from_entry, store_layer, write_description, zstd_trusted
 from builder.formats.load import load_image
 from builder.model import config as image_config_mod
 from builder.model.image import Image, Layer, canonical_json
 from builder.model.reference import check_image_name, check_tag
-from builder.steps import closure
-from builder.steps.known import encodings_of, fill_known, measure_tar
+from builder.report import Progress, ProgressSink, human_size
+from builder.sinks import compress
+from builder.sinks.sink import FdSink, Sink
+from builder.steps import closure, pipeline
+from builder.steps.known import Fan, encodings_of, fill_known, measure_tar
 from builder.steps.sbom import record_contents
 from builder.tar.layerfile import FileRange, layer_from_range, range_stats
 from builder.tar.rootfs import parse_perms
@@ -41,11 +45,19 @@ def measure(
     roots: Sequence[str] = (),
     perms: Sequence[dict] = (),
     encodings: Sequence[str] = (),
+    progress: Optional[Progress] = None,
 ) -> Layer:
     """A store layer with its digest and size, from one pass over its files;
     with ``encodings``, the digests of its compressed forms from the same pass."""
     probe = store_layer(paths, stamp, "", 0, list(roots), list(perms))
-    diff_id, size, compressed = measure_tar(probe.write_tar, encodings)
+    write_tar = probe.write_tar
+    if progress is not None:
+        shown = progress
+
+        def write_tar(sink: Sink) -> None:
+            probe.write_tar(ProgressSink(sink, shown))
+
+    diff_id, size, compressed = measure_tar(write_tar, encodings)
     layer = store_layer(paths, stamp, diff_id, size, list(roots), list(perms))
     layer.known.update(compressed)
     return layer
@@ -65,12 +77,19 @@ def hash_store_layers(
     if sizes:
         order.sort(key=lambda i: -sum(sizes.get(p, 0) for p in groups[i]))
     results: List[Optional[Layer]] = [None] * len(groups)
+    # NAR sizes are close to the tar sizes: the total of the progress shown
+    # when this takes more than a second.
+    total = sum(sizes.get(p, 0) for g in groups for p in g) if sizes else None
+    what = "measuring layers" + (f" ({', '.join(encodings)})" if encodings else "")
+    progress = Progress(what, total or None)
 
     def one(i: int) -> None:
-        results[i] = measure(groups[i], stamp, encodings=encodings)
+        layer = results[i] = measure(groups[i], stamp, encodings=encodings, progress=progress)
+        progress.item(f"layer {i + 1}/{len(groups)} measured: {human_size(layer.size)}")
 
     with ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 1) as pool:
         list(pool.map(one, order))
+    progress.close()
     return [layer for layer in results if layer is not None]
 
 
@@ -78,8 +97,9 @@ LAYERS_FILE = "layers.json"
 LAYERS_VERSION = 1
 
 
-def _read_layer_set(path: str) -> List[Layer]:
-    """The layers of a buildLayer output."""
+def _read_layer_set(path: str) -> List[Tuple[Layer, dict]]:
+    """The layers of a buildLayer output, each with its history entry's
+    fields from buildLayer's ``metadata`` (created_by, comment, author)."""
     try:
         with open(os.path.join(path, LAYERS_FILE), "rb") as f:
             doc = json.load(f)
@@ -90,11 +110,43 @@ def _read_layer_set(path: str) -> List[Layer]:
     check_version(doc, LAYERS_VERSION, "buildLayer result", os.path.join(path, LAYERS_FILE))
     if not isinstance(doc.get("layers"), list):
         raise SpecError(f"layers: {path}/{LAYERS_FILE} lists no layers")
-    return [layer_from_entry(e) for e in doc["layers"]]
+    trusted = zstd_trusted(doc.get("zstd"))
+    metadata = doc.get("metadata") or {}
+    return [(layer_from_entry(e, trusted), metadata) for e in doc["layers"]]
 
 
 def _explicit_layers(paths: List[str]) -> List[Layer]:
-    return [layer for p in paths for layer in _read_layer_set(p)]
+    return [layer for p in paths for layer, _ in _read_layer_set(p)]
+
+
+def _explicit_history(paths: List[str], created: str) -> List[dict]:
+    """One history entry per explicit layer: buildLayer's metadata over the
+    default comment naming its store paths."""
+    history = []
+    for p in paths:
+        for layer, metadata in _read_layer_set(p):
+            entry = {"created": created, "comment": "store paths: " + " ".join(_layer_paths(layer))}
+            entry.update({k: metadata[k] for k in HISTORY_KEYS if isinstance(metadata.get(k), str)})
+            history.append(entry)
+    return history
+
+
+# The history fields buildLayer's metadata may set (nix2container's).
+HISTORY_KEYS = ("created_by", "comment", "author")
+
+
+def _check_metadata(metadata: dict) -> dict:
+    unknown = sorted(set(metadata) - set(HISTORY_KEYS))
+    if unknown:
+        raise SpecError(f"metadata: unknown attribute(s) {', '.join(unknown)} (known: {', '.join(HISTORY_KEYS)})")
+    for key, value in metadata.items():
+        if not isinstance(value, str):
+            raise SpecError(f"metadata.{key}: must be a string, got {value!r:.80}")
+    return dict(sorted(metadata.items()))
+
+
+def _layer_paths(layer: Layer) -> List[str]:
+    return list((layer.source or {}).get("paths", ()))
 
 
 def build_layer(spec: LayerSpec) -> None:
@@ -113,13 +165,49 @@ def build_layer(spec: LayerSpec) -> None:
     if roots and not groups:
         groups = [[]]
     parse_perms(spec.perms)  # a mistake in perms fails even when no layer is left to apply it to
+    metadata = _check_metadata(spec.metadata or {})
     encodings = encodings_of(spec.layer_compression)
     jobs = [(g, roots if i == len(groups) - 1 else []) for i, g in enumerate(groups)]
-    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
-        layers = list(pool.map(lambda job: measure(job[0], stamp, job[1], spec.perms, encodings), jobs))
     os.makedirs(spec.out)
+    if spec.reproducible:
+        with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+            layers = list(pool.map(lambda job: measure(job[0], stamp, job[1], spec.perms, encodings), jobs))
+    else:
+        layers = [_stored_layer(spec.out, i, g, stamp, r, spec.perms, encodings) for i, (g, r) in enumerate(jobs)]
     with open(os.path.join(spec.out, LAYERS_FILE), "wb") as f:
-        f.write(canonical_json({"version": LAYERS_VERSION, "layers": [entry_of(layer) for layer in layers]}))
+        doc = {"version": LAYERS_VERSION, "layers": [entry_of(layer) for layer in layers]}
+        if metadata:
+            doc["metadata"] = metadata
+        if compress.configured_zstd():
+            doc["zstd"] = compress.configured_zstd()
+        f.write(canonical_json(doc))
+
+
+def _stored_layer(
+    out: str, i: int, paths: List[str], stamp: Stamp, roots: Sequence[str], perms: Sequence[dict], encodings
+) -> Layer:
+    """buildLayer { reproducible = false; }: nix2container's meaning, the
+    layer's tar is kept in the layer's store path, and streams copy those
+    bytes instead of making them again from the store paths. For contents
+    whose bytes differ from one build to the next, the digest and the bytes
+    then come from the same build. Costs the layer's size in the store."""
+    probe = store_layer(paths, stamp, "", 0, list(roots), list(perms))
+    path = os.path.join(out, f"layer-{i}.tar")
+    with open(path, "wb") as f:
+        file_sink = FdSink(f.fileno())
+
+        def write_both(sink: Sink) -> None:
+            probe.write_tar(Fan([sink, file_sink]))
+
+        diff_id, size, compressed = measure_tar(write_both, encodings)
+        file_sink.flush()
+    rng = FileRange(path, 0, size)
+    stats = {"encoding": "none", "diffId": diff_id, "size": size, "storedDigest": diff_id, "storedSize": size}
+    layer = layer_from_range(rng, diff_id, verify=False, what=path, stats=stats)
+    assert layer.source is not None
+    layer.source["paths"] = sorted(paths)
+    layer.known.update(compressed)
+    return layer
 
 
 def _stamp(spec: Union[LayerSpec, LayersSpec]) -> Stamp:
@@ -131,19 +219,56 @@ def _stamp(spec: Union[LayerSpec, LayersSpec]) -> Stamp:
 def _base_image(spec: LayersSpec, out: str) -> Optional[Image]:
     if not spec.from_image:
         return None
-    return load_image(
-        spec.from_image,
-        workdir=out,
-        name=spec.from_image_name,
-        tag=spec.from_image_tag,
-        architecture=spec.architecture,
-        variant=spec.variant,
+    # A compressed archive is unpacked into a temporary directory, never
+    # into the description: an 18 MiB archive may unpack to gigabytes.
+    with tempfile.TemporaryDirectory(dir=os.environ.get("TMPDIR")) as work:
+        image = load_image(
+            spec.from_image,
+            workdir=work,
+            name=spec.from_image_name,
+            tag=spec.from_image_tag,
+            architecture=spec.architecture,
+            variant=spec.variant,
+        )
+        prefix = os.path.join(work, "")
+        return Image(
+            image.config_bytes,
+            [
+                _keep_compressed(layer, out, i) if (layer.source or {}).get("path", "").startswith(prefix) else layer
+                for i, layer in enumerate(image.layers)
+            ],
+        )
+
+
+def _keep_compressed(layer: Layer, out: str, index: int) -> Layer:
+    """A base layer that only exists in the unpacked copy, kept in the
+    description as gzip: its stored bytes when it was compressed already,
+    else our compressor's, the very bytes a gzip stream would hold, so the
+    image and its gzip digests are what they would have been."""
+    source = cast(dict, layer.source)
+    path = os.path.join(out, f"base-layer-{index}.tar.gz")
+    with open(path, "wb") as f:
+        sink = FdSink(f.fileno())
+        if source["encoding"] == "gzip":
+            FileRange(source["path"], source["offset"], source["size"]).copy_to(sink)
+        else:
+            with compress.compressor("gzip", sink) as gz:
+                layer.write_tar(gz)
+        sink.flush()
+    stored = range_stats(FileRange(path, 0, os.path.getsize(path)), path)
+    if stored["diffId"] != layer.diff_id:
+        raise SpecError(f"{path}: the kept base layer is not the layer read ({stored['diffId']} != {layer.diff_id})")
+    kept = layer_from_range(
+        FileRange(path, 0, stored["storedSize"]), layer.diff_id, verify=False, what=path, stats=stored
     )
+    kept.known.update({enc: v for enc, v in layer.known.items() if enc != "gzip"})
+    return kept
 
 
 def _paths_in(layers: List[Layer]) -> List[str]:
     """Store paths whole layers of a base already hold: not repeated above."""
-    return [p for layer in layers if layer.source and layer.source["kind"] == "store" for p in layer.source["paths"]]
+    # Store layers, and buildLayer { reproducible = false; } files naming their paths.
+    return [p for layer in layers for p in _layer_paths(layer)]
 
 
 def _store_graph(spec: LayersSpec) -> closure.Graph:
@@ -172,17 +297,22 @@ def assemble(spec: LayersSpec) -> None:
     explicit = _explicit_layers(spec.layers)
     budget = max_layers - len(base_layers) - len(explicit) - 1
     graph = _store_graph(spec).without(_paths_in(base_layers + explicit))
-    if graph.refs and budget < 1:
+    if spec.layering_pipeline is not None:
+        # The user's layering, as nixpkgs runs it: maxLayers does not apply.
+        groups = pipeline.run_pipeline(pipeline.load_pipeline(spec.layering_pipeline), graph)
+    elif graph.refs and budget < 1:
         raise SpecError(
             f"maxLayers = {max_layers}: the base image has {len(base_layers)} layers, "
             f"layers gives {len(explicit)} and the customisation layer needs one, "
             "so no layer is left for store paths"
         )
-    groups = closure.plan_layers(graph, budget)
+    else:
+        groups = closure.plan_layers(graph, budget)
     sizes = {p: info.get("narSize", 0) for p, info in graph.info.items()}
-    new_layers = explicit + hash_store_layers(groups, stamp, encodings=encodings, sizes=sizes)
-    history = [
-        {"created": created, "comment": "store paths: " + " ".join(_source(layer)["paths"])} for layer in new_layers
+    store_layers = hash_store_layers(groups, stamp, encodings=encodings, sizes=sizes)
+    new_layers = explicit + store_layers
+    history = _explicit_history(spec.layers, created) + [
+        {"created": created, "comment": "store paths: " + " ".join(_source(layer)["paths"])} for layer in store_layers
     ]
 
     tar = os.path.join(spec.customisation_layer, "layer.tar")

@@ -14,7 +14,6 @@ and changed files and whiteouts for what was deleted (``whiteout.py``).
 from __future__ import annotations
 
 import os
-import stat
 import subprocess
 from typing import Dict, List, Sequence
 
@@ -25,6 +24,7 @@ from builder.model.config import epoch_of
 from builder.sinks.sink import FdSink
 from builder.steps import nixdb
 from builder.steps.commands import chroot_prefix, command_env, rerun_under_fakeroot, run_commands
+from builder.steps.copyroot import copy_to_root, restore_modes
 from builder.tar import whiteout
 from builder.tar.tarstream import END_OF_ARCHIVE, Stamp, write_tree
 
@@ -34,38 +34,9 @@ _WORK = "work"
 
 
 def _copy_contents(spec: ImageLayerSpec, upper: str) -> Dict[str, int]:
-    """copyToRoot's trees copied (not linked) at /. Directories are made
-    writable so the commands can add to them; returns their real modes."""
-    keep = ["--keep-directory-symlink"] if spec.keep_contents_dirlinks else []
-    for path in spec.copy_to_root:
-        if not os.path.lexists(path):
-            raise BuildError(f"copyToRoot: {path} does not exist")
-        src = path + "/." if os.path.isdir(path) else path
-        dest = upper if os.path.isdir(path) else os.path.join(upper, os.path.basename(path).split("-", 1)[-1])
-        # Not --preserve=links: a store path's hardlinks depend on how it got
-        # into the store (built here, substituted, optimised), not on its NAR.
-        _cp(spec, ["-R", "--no-dereference", "--preserve=mode", *keep, src, dest])
-    os.chmod(upper, 0o755)
-    modes = {}
-    for dirpath, dirnames, _ in os.walk(upper):
-        for d in dirnames:
-            full = os.path.join(dirpath, d)
-            mode = os.lstat(full).st_mode
-            if not stat.S_ISLNK(mode) and not mode & 0o200:
-                modes[full] = stat.S_IMODE(mode)
-                os.chmod(full, stat.S_IMODE(mode) | 0o200)
-    return modes
-
-
-def _restore_modes(modes: Dict[str, int]) -> None:
-    """Give back the modes _copy_contents lifted, unless a command set its own."""
-    for path, mode in modes.items():
-        try:
-            st = os.lstat(path)
-        except FileNotFoundError:
-            continue
-        if stat.S_ISDIR(st.st_mode) and stat.S_IMODE(st.st_mode) == mode | 0o200:
-            os.chmod(path, mode)
+    """copyToRoot's trees copied (not linked) at /, as nixpkgs' rsync copies
+    them; returns the directory modes to give back after the commands."""
+    return copy_to_root(spec.copy_to_root, upper, spec.keep_contents_dirlinks)
 
 
 def _env(spec: ImageLayerSpec) -> dict:
@@ -209,7 +180,7 @@ def build_image_layer(spec: ImageLayerSpec) -> None:
     if spec.include_nix_db:
         _add_nix_db(spec, upper)
     run_commands("extraCommands", spec.extra_commands, upper, _env(spec))
-    _restore_modes(modes)
+    restore_modes(modes)
     _write_layer(spec, "", upper, diff=False)
 
 
@@ -231,5 +202,5 @@ def build_image_layer_fakeroot(spec: ImageLayerSpec) -> None:
     replaced = _replaced_dirs(upper, lower) if marked else []
     if marked:
         _clear_marks(upper)
-    _restore_modes(modes)
+    restore_modes(modes)
     _write_layer(spec, lower, upper, diff=True, replaced=replaced)

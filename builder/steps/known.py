@@ -23,7 +23,7 @@ from builder.model.image import Layer
 from builder.sinks import compress
 from builder.sinks.sink import HashSink, Sink
 
-__all__ = ["LAYER_COMPRESSIONS", "encodings_of", "fill_known", "measure_tar"]
+__all__ = ["LAYER_COMPRESSIONS", "Fan", "encodings_of", "fill_known", "measure_tar"]
 
 LAYER_COMPRESSIONS = ("none", "gzip", "zstd")
 
@@ -40,7 +40,7 @@ def encodings_of(layer_compression: Optional[str], what: str = "layerCompression
     return () if value == "none" else (value,)
 
 
-class _Fan(Sink):
+class Fan(Sink):
     """Writes every byte to several sinks; file contents are read once."""
 
     def __init__(self, sinks: Sequence[Sink]):
@@ -62,7 +62,7 @@ def measure_tar(
     hashes = {enc: HashSink() for enc in encodings}
     with contextlib.ExitStack() as stack:
         compressed = [stack.enter_context(compress.compressor(enc, hashes[enc])) for enc in encodings]
-        write_tar(_Fan([plain, *compressed]))
+        write_tar(Fan([plain, *compressed]))
     return plain.digest, plain.size, {enc: (h.digest, h.size) for enc, h in hashes.items()}
 
 
@@ -76,7 +76,7 @@ def _complete(layer: Layer, encodings: Sequence[str]) -> None:
     hashes = {enc: HashSink() for enc in missing}
     with contextlib.ExitStack() as stack:
         sinks = [stack.enter_context(compress.compressor(enc, hashes[enc])) for enc in missing]
-        layer.write_tar(_Fan(sinks) if len(sinks) > 1 else sinks[0])
+        layer.write_tar(Fan(sinks) if len(sinks) > 1 else sinks[0])
     for enc, h in hashes.items():
         layer.known[enc] = (h.digest, h.size)
 

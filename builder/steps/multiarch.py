@@ -22,6 +22,7 @@ from builder.formats.load import MULTI_FILE, MULTI_VERSION, load_image, multi_di
 from builder.model.image import Image, canonical_json
 from builder.model.platform import platform_text
 from builder.model.reference import check_image_name, check_tag
+from builder.sinks import compress
 from builder.steps.assemble import tag_from_out
 from builder.steps.known import encodings_of, fill_known
 
@@ -76,5 +77,7 @@ def build_multiarch(spec: MultiarchSpec) -> None:
     doc = {"version": MULTI_VERSION, "repoTag": f"{name}:{tag}", "images": rels, "platforms": sorted(seen)}
     if encodings:
         doc["layerCompression"] = encodings[0]
+    if compress.configured_zstd():
+        doc["zstd"] = compress.configured_zstd()
     with open(os.path.join(out, MULTI_FILE), "wb") as f:
         f.write(canonical_json(doc))

@@ -13,9 +13,10 @@ from __future__ import annotations
 import os
 from typing import Optional
 
-from builder.contract import PushScriptSpec
+from builder.contract import CommandScriptSpec, PushScriptSpec
 from builder.errors import BuildError, RegistryError
 from builder.formats.load import load_target, note_unknown_digests
+from builder.registry.blobcache import BlobCache, format_of
 from builder.registry.push import push
 from builder.report import human_size, progress_line
 from builder.steps.known import encodings_of
@@ -47,9 +48,13 @@ def push_target(
     if fmt not in _FLAVOURS:
         raise BuildError(f"unknown format {fmt!r}: expected docker or oci")
     target = ref or loaded.repo_tag
-    note_unknown_digests(loaded, encoding)
+    cache = BlobCache.default()
+    if not _all_remembered(loaded.images, encoding, cache):
+        note_unknown_digests(loaded, encoding)
     try:
-        result = push(loaded.target, target, insecure=insecure, encoding=encoding, flavour=_FLAVOURS[fmt])
+        result = push(
+            loaded.target, target, insecure=insecure, encoding=encoding, flavour=_FLAVOURS[fmt], blob_cache=cache
+        )
     except RegistryError as e:
         if not insecure and "TLS with" in str(e):
             raise RegistryError(f"{e} (a registry without TLS needs --insecure)") from None
@@ -68,21 +73,50 @@ def push_target(
     return result.digest
 
 
+def _all_remembered(images, encoding: str, cache: BlobCache) -> bool:
+    """Every layer's compressed digest is known, or the blob-info cache has it."""
+    fmt = format_of(encoding)
+    return all(
+        encoding in layer.known or (fmt is not None and cache.lookup(layer.diff_id, fmt) is not None)
+        for image in images
+        for layer in image.layers
+    )
+
+
+def _write_bin(out: str, program: str, text: str) -> None:
+    bindir = os.path.join(out, "bin")
+    os.makedirs(bindir)
+    path = os.path.join(bindir, program)
+    with open(path, "w") as f:
+        f.write(text)
+    os.chmod(path, 0o555)
+
+
 def write_push_script(spec: PushScriptSpec) -> None:
     """``copyToRegistry``: ``$out/bin/copy-to-registry [REF] [--insecure] ...``
     pushes the image; without REF, to its own name and tag."""
     text = (
         f"#!{spec.python} -IB\n"
         "# Pushes the image: copy-to-registry [[docker://]HOST[:PORT]/NAME:TAG] [--insecure]\n"
-        "#   [--format oci|docker] [--compress none|gzip|zstd]\n"
+        "#   [--format oci|docker] [--compress none|gzip|zstd]; --help shows examples\n"
         "import sys\n"
         f"sys.path.insert(0, {spec.src!r})\n"
         "from builder.cli import main\n"
-        f"sys.exit(main(['push', {spec.description!r}, *sys.argv[1:]]))\n"
+        f"sys.exit(main(['push', {spec.description!r}, *sys.argv[1:]], prog='copy-to-registry'))\n"
     )
-    bindir = os.path.join(spec.out, "bin")
-    os.makedirs(bindir)
-    path = os.path.join(bindir, "copy-to-registry")
-    with open(path, "w") as f:
-        f.write(text)
-    os.chmod(path, 0o555)
+    _write_bin(spec.out, "copy-to-registry", text)
+
+
+def write_command_script(spec: CommandScriptSpec) -> None:
+    """``$out/bin/PROGRAM``: one user command (``prefetch``) on its own."""
+    cert = f"os.environ.setdefault('SSL_CERT_FILE', {spec.ssl_cert_file!r})\n" if spec.ssl_cert_file else ""
+    text = (
+        f"#!{spec.python} -IB\n"
+        f"# {spec.program} --help shows its options and examples\n"
+        "import os, sys\n"
+        f"{cert}"
+        f"sys.path.insert(0, {spec.src!r})\n"
+        "from builder.cli import main\n"
+        f"sys.exit(main([{spec.command!r}, *sys.argv[1:]], prog={spec.program!r}))\n"
+    )
+    _write_bin(spec.out, spec.program, text)

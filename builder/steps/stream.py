@@ -8,13 +8,17 @@ docker_archive._member); tests hash the whole output against the digests.
 from __future__ import annotations
 
 import os
-from typing import Optional
+from typing import List, Optional
 
 from builder.contract import ArchiveSpec, ScriptSpec
 from builder.errors import BuildError
 from builder.formats.docker_archive import write_docker_archive
 from builder.formats.load import load_target, note_unknown_digests
+from builder.model.image import Image, Layer
+from builder.registry.blobcache import BlobCache, format_of
+from builder.report import Progress, ProgressSink, human_size
 from builder.sinks.output import open_output
+from builder.sinks.sink import Sink
 from builder.steps.known import encodings_of
 
 __all__ = ["FORMATS", "stream"]
@@ -68,6 +72,7 @@ def stream(
             "(--format oci-dir writes an OCI layout directory)"
         )
     note_unknown_digests(loaded, encoding)
+    progress = watch_layers(loaded.images, encoding, f"writing {loaded.repo_tag}")
     images = [(loaded.target, [loaded.repo_tag])]
     if fmt == "oci-dir":
         if not output or output == "-":
@@ -85,6 +90,71 @@ def stream(
 
         with open_output(output, archive_compression, zstd_program) as sink:
             write_oci_archive(sink, images, encoding)
+    progress.close()
+    _remember_digests(loaded.images, encoding)
+
+
+def _remember_digests(images, encoding: str) -> None:
+    """The compressed digests this stream learned, for a later push (the
+    blob-info cache; none inside a Nix build, which has no home)."""
+    fmt = format_of(encoding)
+    if fmt is None:
+        return
+    cache = BlobCache.default()
+    for image in images:
+        for layer in image.layers:
+            if encoding in layer.known:
+                cache.remember(layer.diff_id, fmt, *layer.known[encoding])
+    cache.save()
+
+
+def watch_layers(images: List[Image], encoding: str, what: str) -> Progress:
+    """Progress over the layers' tar bytes as they are made (the measure
+    of work whatever the compression): a line per layer, bytes done of the
+    total, once the whole takes more than a second (report.Progress).
+    Layers whose ``encoding`` digest the build did not record are made
+    twice, and counted so."""
+    layers = list({id(layer): layer for image in images for layer in image.layers}.values())
+    twice = [
+        layer
+        for layer in layers
+        if encoding != "none"
+        and encoding not in layer.known
+        and not (layer.native is not None and layer.native[0] == encoding)
+    ]
+    progress = Progress(what, sum(layer.size for layer in layers) + sum(layer.size for layer in twice))
+    twice_ids = {id(layer) for layer in twice}
+    for i, layer in enumerate(layers, 1):
+        _watch(layer, f"layer {i}/{len(layers)}: {human_size(layer.size)}", progress, id(layer) in twice_ids)
+    return progress
+
+
+def _watch(layer: Layer, line: str, progress: Progress, twice: bool) -> None:
+    write_tar = layer.write_tar
+    passes = [0]
+
+    def counted(sink: Sink) -> None:
+        passes[0] += 1
+        first_of_two = twice and passes[0] == 1
+        progress.item(line + (", compressing it to learn its digest" if first_of_two else ""))
+        write_tar(ProgressSink(sink, progress))
+
+    layer.write_tar = counted
+    if layer.native is not None:
+        encoding, copy = layer.native
+
+        def copied(sink: Sink) -> None:
+            # Stored bytes copied as they are: counted as the layer's size.
+            progress.item(line)
+            copy(sink)
+            progress.add(layer.size)
+
+        layer.native = (encoding, copied)
+
+
+def _program(out: str) -> str:
+    """The executable's name in its --help: the store path's name, ``stream-NAME``."""
+    return os.path.basename(out).split("-", 1)[-1]
 
 
 def write_stream_script(spec: ScriptSpec) -> None:
@@ -93,11 +163,11 @@ def write_stream_script(spec: ScriptSpec) -> None:
         f"#!{spec.python} -IB\n"
         "# Writes the image to stdout: $(nix-build ...) | podman load\n"
         "# Options: --format docker|oci|oci-dir, --compress none|gzip|zstd, --output PATH,\n"
-        "#   --push [docker://]HOST[:PORT]/NAME:TAG [--insecure]\n"
+        "#   --push [docker://]HOST[:PORT]/NAME:TAG [--insecure]; --help shows examples\n"
         "import sys\n"
         f"sys.path.insert(0, {spec.src!r})\n"
         "from builder.cli import main\n"
-        f"sys.exit(main(['stream', {spec.description!r}, *sys.argv[1:]]))\n"
+        f"sys.exit(main(['stream', {spec.description!r}, *sys.argv[1:]], prog={_program(spec.out)!r}))\n"
     )
     with open(spec.out, "w") as f:
         f.write(text)

@@ -16,6 +16,7 @@ from typing import Optional
 
 from builder.errors import BuildError, DigestMismatch, ImageFormatError
 from builder.model.image import Layer
+from builder.sinks import compress
 from builder.sinks.sink import HashSink, Sink
 
 __all__ = ["FileRange", "decompress_file", "detect_encoding", "layer_from_range", "plain_archive", "range_stats"]
@@ -63,11 +64,6 @@ def detect_encoding(path: str, offset: int) -> str:
 def _decompressor(encoding: str):
     if encoding == "gzip":
         return zlib.decompressobj(47)  # gzip header, any window size
-    if encoding == "zstd":
-        raise BuildError(
-            "reading zstd needs the zstd program (pkgs.zstd), which only "
-            "whole archives get: layers inside must be plain or gzip"
-        )
     raise BuildError(f"unknown layer compression {encoding!r}")
 
 
@@ -95,37 +91,49 @@ def decompress_file(path: str, encoding: str, dest: str) -> None:
         except (OSError, EOFError, zlib.error) as e:
             raise ImageFormatError(f"{path}: broken gzip data ({e})") from None
         return
-    program = shutil.which("zstd") if encoding == "zstd" else None
-    if program:
-        return _decompress_with(program, path, dest)
+    if encoding != "zstd":
+        raise ImageFormatError(f"{path}: unknown compression {encoding!r}")
     try:
-        _decompressor(encoding)
+        program = compress.zstd_program()
     except BuildError as e:
-        raise ImageFormatError(f"{path}: {encoding}-compressed, and {e}") from None
-
-
-def _decompress_with(program: str, path: str, dest: str) -> None:
-    """A whole zstd file through a zstd program on PATH (pkgs.zstd in
-    builds): the standard library has no zstd."""
+        raise ImageFormatError(f"{path}: zstd-compressed, and {e}") from None
+    # The standard library has no zstd: pkgs.zstd's program (compress.use_zstd).
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ZSTD_")}
     with open(path, "rb") as src, open(dest, "wb") as out:
-        r = subprocess.run([program, "-q", "-d", "-c"], stdin=src, stdout=out, stderr=subprocess.PIPE)
+        r = subprocess.run(
+            [program, *compress.ZSTD_DECOMPRESS_ARGS], stdin=src, stdout=out, stderr=subprocess.PIPE, env=env
+        )
     if r.returncode != 0:
-        raise ImageFormatError(f"{path}: broken zstd data ({r.stderr.decode().strip()})")
+        raise ImageFormatError(f"{path}: broken zstd data ({r.stderr.decode(errors='replace').strip()})")
 
 
 def _decompress_chunks(chunks, encoding: str, sink: Sink, what: str) -> None:
+    if encoding == "zstd":
+        with compress.zstd_decoder(sink, what) as decoder:
+            for chunk in chunks:
+                decoder.write(chunk)
+        return
     # gzip members may be concatenated (pigz -i, some registries): restart
     # the decompressor on each member.
+    # At most _CHUNK bytes come out per call, however well the input
+    # compresses: a 2 MiB gzip of 2 GiB of zeros is streamed, not held.
     d = _decompressor(encoding)
     try:
-        for chunk in chunks:
-            while chunk:
-                sink.write(d.decompress(chunk))
-                if encoding == "gzip" and d.eof:
-                    chunk = d.unused_data
-                    d = _decompressor(encoding)
-                else:
-                    chunk = b""
+        for data in chunks:
+            while True:
+                out = d.decompress(data, _CHUNK)
+                if out:
+                    sink.write(out)
+                if d.eof:
+                    data = d.unused_data
+                    if encoding == "gzip":
+                        d = _decompressor(encoding)
+                    if not data or encoding != "gzip":
+                        break
+                    continue
+                data = d.unconsumed_tail
+                if not data and len(out) < _CHUNK:
+                    break
     except (zlib.error, EOFError, ValueError) as e:
         raise ImageFormatError(f"{what}: broken {encoding} data ({e})") from None
 

@@ -7,6 +7,9 @@ lives once:
   ``a/../b`` becomes ``b``, and a name that climbs above the root, holds a
   NUL or is empty is refused (``UnsafePathError``). This is how docker, umoci
   and GNU tar read names, so an absolute name lands *inside* the root;
+* a file of the tree being packed is never named ``.wh.*``
+  (``refuse_whiteout_name``): every reader would take it for a whiteout
+  and delete what it names (umoci refuses such files too);
 * a name is placed under a root with ``locate``/``safe_join``: every parent
   component that is a symlink is followed the way a container would see it
   (an absolute target starts again at the root, as after a chroot), and a
@@ -148,6 +151,23 @@ def locate(root: bytes, rel: bytes) -> bytes:
 def safe_join(root: bytes, name: bytes) -> bytes:
     """The host path for entry ``name`` under ``root`` (see ``locate``)."""
     return host_path(root, locate(root, clean_name(name)))
+
+
+WHITEOUT_PREFIX = b".wh."
+
+
+def refuse_whiteout_name(name: bytes, what: str = "") -> None:
+    """Refuse a real file named ``.wh.*`` going into a layer: docker, podman
+    and umoci would read it as a whiteout and delete ``NAME`` (or, for
+    ``.wh..wh..opq``, the rest of the directory). ``name`` is the entry name;
+    ``what`` says where it comes from."""
+    base = name.rstrip(b"/").rsplit(b"/", 1)[-1]
+    if base.startswith(WHITEOUT_PREFIX):
+        where = f" ({what})" if what else ""
+        raise ImageFormatError(
+            f"/{show(name.lstrip(b'/'))}{where}: a file named .wh.* cannot go in a layer "
+            "(readers would take it for a whiteout)"
+        )
 
 
 def show(name: bytes) -> str:

@@ -25,7 +25,10 @@ __all__ = ["Perm", "parse_perms", "write_layer"]
 @dataclass(frozen=True)
 class Perm:
     """nix2container's ``perms``: below ``path``, entries whose source path
-    matches ``regex`` get this mode/owner."""
+    matches ``regex`` get this mode/owner. As there (Go's
+    ``regexp.MatchString``), the regex matches anywhere in the path: ``tmp``
+    matches ``/nix/store/...-x/tmp/a``; anchor it with ``^``/``$`` to say more.
+    Entries apply in list order, a later one over an earlier one."""
 
     path: str
     regex: re.Pattern
@@ -36,7 +39,7 @@ class Perm:
     gname: Optional[str]
 
     def applies(self, source: str) -> bool:
-        return (source == self.path or source.startswith(self.path + "/")) and self.regex.match(source) is not None
+        return (source == self.path or source.startswith(self.path + "/")) and self.regex.search(source) is not None
 
 
 def parse_perms(items: Iterable[dict]) -> List[Perm]:
@@ -63,14 +66,7 @@ def parse_perms(items: Iterable[dict]) -> List[Perm]:
             compiled = re.compile(regex)
         except re.error as e:
             raise SpecError(f"{where}: regex {regex!r} is not a valid regular expression ({e})") from None
-        mode = item.get("mode")
-        if isinstance(mode, str):
-            try:
-                mode = int(mode, 8)
-            except ValueError:
-                raise SpecError(f'{where}: mode {mode!r} is not an octal mode like "0644"') from None
-        if mode is not None and (isinstance(mode, bool) or not isinstance(mode, int) or not 0 <= mode <= 0o7777):
-            raise SpecError(f'{where}: mode {item.get("mode")!r} is not a mode like "0644" (at most 7777 octal)')
+        mode = _mode(item.get("mode"), where)
         for key in ("uid", "gid"):
             v = item.get(key)
             if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 0):
@@ -91,6 +87,23 @@ def parse_perms(items: Iterable[dict]) -> List[Perm]:
             )
         )
     return perms
+
+
+_MODE_RE = re.compile(r"[0-7]{3,4}")
+
+
+def _mode(value, where: str) -> Optional[int]:
+    """nix2container's mode: a string of octal digits, "0644" or "644"."""
+    if value is None:
+        return None
+    if isinstance(value, str) and _MODE_RE.fullmatch(value):
+        return int(value, 8)
+    if isinstance(value, int) and not isinstance(value, bool):
+        raise SpecError(
+            f'{where}: mode must be a string like "0644", got the number {value} '
+            f'(a Nix integer is decimal: write "{value}" or "0{value}" if you meant octal)'
+        )
+    raise SpecError(f'{where}: mode {value!r:.80} is not an octal mode like "0644" or "644"')
 
 
 def _adjusted(source: str, st: os.stat_result, stamp: Stamp, perms: Sequence[Perm]):

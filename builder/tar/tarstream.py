@@ -27,6 +27,7 @@ from zlib import adler32
 
 from builder.errors import BuildError
 from builder.sinks.sink import Sink
+from builder.tar.paths import WHITEOUT_PREFIX, refuse_whiteout_name
 
 __all__ = [
     "BLK",
@@ -296,6 +297,7 @@ def _copy_member(sink: Sink, head: bytes, path: bytes, size: int) -> None:
 
 def _entry(sink: Sink, path: bytes, name: bytes, st: os.stat_result, stamp: Stamp, hardlinks: Optional[dict]) -> bool:
     """Write one entry's header (and contents). True when it is a directory."""
+    refuse_whiteout_name(name)
     mode = stat.S_IMODE(st.st_mode)
     uid = st.st_uid if stamp.uid is None else stamp.uid
     gid = st.st_gid if stamp.gid is None else stamp.gid
@@ -371,12 +373,41 @@ def write_tree(
     fields: Dict[int, Tuple[bytes, bytes, bytes, int]] = {}
     kinds = {stat.S_IFREG: REG, stat.S_IFDIR: DIR, stat.S_IFLNK: SYM}
     stack: List[Tuple[bytes, bytes]] = []
+    # Names over 100 bytes (common under /nix/store/<hash>-<name>/) get a PAX
+    # "path" record first: header()'s bytes, with the PAX header's fixed
+    # fields computed once.
+    pax_ids, pax_mt, pax_tail, pax_check = _fixed_fields(0o644, 0, 0, f_mtime, _PAX, b"", b"", 0, 0)
+    pax_check += _bytesum(_PAX_NAME)
+    pax_name = _PAX_NAME.ljust(100, zeros)
+
+    def long_name(full: bytes) -> bytes:
+        # _pax_record(b"path", full): the length prefix counts its own digits;
+        # two steps reach the fixed point.
+        core = len(full) + 7
+        n = core + len(b"%d" % (core + len(b"%d" % core)))
+        body = b"%d path=%b\n" % (n, full)
+        sz = b"%011o\0" % len(body)
+        return b"".join(
+            (
+                pax_name,
+                pax_ids,
+                sz,
+                pax_mt,
+                b"%06o\0 " % (pax_check + _bytesum(sz)),
+                pax_tail,
+                body,
+                pad[len(body) % BLOCK],
+            )
+        )
 
     def push_children(dirpath: bytes, dirname: bytes) -> None:
         # Sorted by bytes: never depend on directory listing order or locale.
         base = dirpath if dirpath.endswith(b"/") else dirpath + b"/"
         prefix = dirname + b"/" if dirname else b""
         names = listdir(dirpath)
+        for n in names:
+            if n[:4] == WHITEOUT_PREFIX:
+                refuse_whiteout_name(prefix + n)
         names.sort(reverse=True)
         stack.extend([(base + n, prefix + n) for n in names])
 
@@ -404,15 +435,17 @@ def write_tree(
                     continue
                 hardlinks[key] = name
             size = st.st_size
-            if len(name) <= 100 and size <= _MAX12:
+            if size <= _MAX12:
                 sz = b"%011o\0" % size
+                short = name if len(name) <= 100 else name[:100]
                 head = b"".join(
                     (
-                        name.ljust(100, zeros),
+                        b"" if short is name else long_name(name),
+                        short.ljust(100, zeros),
                         ids,
                         sz,
                         mt,
-                        b"%06o\0 " % (check + (adler32(name) & 0xFFFF) + (adler32(sz) & 0xFFFF)),
+                        b"%06o\0 " % (check + (adler32(short) & 0xFFFF) + (adler32(sz) & 0xFFFF)),
                         tail,
                     )
                 )
@@ -430,33 +463,34 @@ def write_tree(
                 _copy_member(sink, head, path, size)
         elif tail[0] == 53:  # b"5": directory
             dname = name + b"/"
-            if len(dname) <= 100:
-                write(
-                    b"".join(
-                        (
-                            dname.ljust(100, zeros),
-                            ids,
-                            b"00000000000\0",
-                            mt,
-                            b"%06o\0 " % (check + 1 + (adler32(dname) & 0xFFFF) + _SIZE0_SUM),
-                            tail,
-                        )
+            short = dname if len(dname) <= 100 else dname[:100]
+            write(
+                b"".join(
+                    (
+                        b"" if short is dname else long_name(dname),
+                        short.ljust(100, zeros),
+                        ids,
+                        b"00000000000\0",
+                        mt,
+                        b"%06o\0 " % (check + 1 + (adler32(short) & 0xFFFF) + _SIZE0_SUM),
+                        tail,
                     )
                 )
-            else:
-                write(header(dname, DIR, m & 0o7777, f_uid, f_gid, f_mtime, 0, b"", uname, gname))
+            )
             push_children(path, name)
         else:  # symlink
             target = readlink(path)
-            if len(name) <= 100 and len(target) <= 100:
+            if len(target) <= 100:
+                short = name if len(name) <= 100 else name[:100]
                 write(
                     b"".join(
                         (
-                            name.ljust(100, zeros),
+                            b"" if short is name else long_name(name),
+                            short.ljust(100, zeros),
                             ids,
                             b"00000000000\0",
                             mt,
-                            b"%06o\0 " % (check + (adler32(name) & 0xFFFF) + _SIZE0_SUM + (adler32(target) & 0xFFFF)),
+                            b"%06o\0 " % (check + (adler32(short) & 0xFFFF) + _SIZE0_SUM + (adler32(target) & 0xFFFF)),
                             tail[:1],
                             target.ljust(100, zeros),
                             tail[101:],

@@ -36,6 +36,7 @@ lost children each get a whiteout.
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import stat
@@ -60,6 +61,7 @@ from typing import (
 from builder.errors import BuildError, ImageFormatError, UnsafePathError
 from builder.sinks.sink import Sink
 from builder.tar import paths, tarstream
+from builder.tar.reader import open_tar
 from builder.tar.tarstream import Stamp
 
 __all__ = [
@@ -77,7 +79,7 @@ __all__ = [
     "write_flattened",
 ]
 
-WHITEOUT_PREFIX = b".wh."
+WHITEOUT_PREFIX = paths.WHITEOUT_PREFIX
 OPAQUE = b".wh..wh..opq"
 # Other ".wh..wh." names are aufs bookkeeping (.wh..wh.plnk, .wh..wh.aufs):
 # docker skips them, and so do we.
@@ -333,12 +335,20 @@ def _apply_one(applier: _Applier, layer: LayerFile) -> None:
     member = None
     try:
         if isinstance(layer, (str, bytes)):
-            tar = tarfile.open(name=layer, mode="r|*", encoding="utf-8", errors="surrogateescape")
+            tar = open_tar(name=layer, mode="r|*", encoding="utf-8", errors="surrogateescape")
         else:
-            tar = tarfile.open(fileobj=layer, mode="r|*", encoding="utf-8", errors="surrogateescape")
+            tar = open_tar(fileobj=layer, mode="r|*", encoding="utf-8", errors="surrogateescape")
         with tar:
             for member in tar:
-                applier.entry(tar, member)
+                try:
+                    applier.entry(tar, member)
+                except OSError as e:
+                    # A name too long for the file system, a link count at
+                    # its limit...: what the layer asks for cannot be made.
+                    if e.errno in (errno.ENOSPC, errno.EDQUOT):
+                        raise
+                    raise ImageFormatError(f"cannot unpack ({e.strerror})") from None
+                member = None  # an error reading the next header is not this entry's
     except tarfile.TarError as e:
         raise ImageFormatError(f"{label}: not a readable tar layer ({e})") from None
     except ImageFormatError as e:
@@ -551,12 +561,9 @@ def _changes(lower: _Snapshot, upper: _Snapshot, hardlinks: bool, replaced: Iter
 
 
 def _refuse_whiteout_names(written) -> None:
-    # umoci's generator refuses them too: any reader would delete instead.
+    # Before any byte is written: the one check every writer shares.
     for rel in written:
-        if is_whiteout(paths.split_name(rel)[1]):
-            raise ImageFormatError(
-                f"{paths.show(rel)}: a file named .wh.* cannot go in a layer (readers would take it for a whiteout)"
-            )
+        paths.refuse_whiteout_name(rel)
 
 
 def write_changeset(
@@ -618,19 +625,25 @@ def write_flattened(
     hardlinks: bool = True,
     workdir: Optional[str] = None,
     end: bool = True,
+    dot: bool = False,
 ) -> Owners:
     """One layer equal to the whole stack (exportImage): the layers are
     applied to a temporary directory, which is then written sorted by bytes,
-    pre-order, with the owners the layers gave (or the stamp's). A whole
-    tar unless ``end=False``; the caller flushes. Returns the owners."""
+    pre-order, with the owners the layers gave (or the stamp's). With
+    ``dot``, names are written as ``tar -C ROOT -c .`` writes them: a ``./``
+    entry for the root (0755, root's, time 1) and ``./`` before every name.
+    A whole tar unless ``end=False``; the caller flushes. Returns the owners."""
     with tempfile.TemporaryDirectory(prefix="flatten-", dir=workdir) as tmp:
         root = os.path.join(tmp, "rootfs")
         owners = apply_layers(root, layer_files)
+        prefix = b"./" if dot else b""
+        if dot:
+            sink.write(tarstream.header(b"./", tarstream.DIR, 0o755, 0, 0, 1, uname="root", gname="root"))
         try:
             snapshot = _Snapshot(root, owners, stamp)
             links: Optional[dict] = {} if hardlinks else None
             for rel, st in snapshot.stats.items():
-                tarstream.write_entry(sink, snapshot.host(rel), rel, st, snapshot.entry_stamp(rel), links)
+                tarstream.write_entry(sink, snapshot.host(rel), prefix + rel, st, snapshot.entry_stamp(rel), links)
         except PermissionError as e:
             # A mode 0000 file or 0311 directory stops a non-root reader;
             # fakeroot keeps the real modes readable.

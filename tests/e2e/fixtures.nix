@@ -28,6 +28,9 @@ rec {
     echo "just a file" > $out
   '';
 
+  # Big enough that streaming it takes seconds: progress shows.
+  bigRandom = sh "big-random" "mkdir -p $out; head -c 120000000 /dev/urandom > $out/blob";
+
   # A chain of references, for layer ordering: c -> b -> a.
   chainA = sh "chain-a" "mkdir -p $out; echo a > $out/a";
   chainB = sh "chain-b" "mkdir -p $out; echo ${chainA} > $out/b";
@@ -38,4 +41,20 @@ rec {
 
   # A file that fakeRootCommands may copy into the image, by path.
   referenced = sh "referenced-by-commands" "mkdir -p $out; echo ref > $out/ref";
+
+  # Links to directories: one inside the tree, one to another store path
+  # (buildImage's keepContentsDirlinks).
+  dirLinks = sh "dirlinks" ''
+    mkdir -p $out/real
+    echo x > $out/real/f
+    ln -s real $out/linked
+    ln -s ${pkgs.hello}/bin $out/hellobin
+  '';
+
+  # A real file named like a whiteout: no layer may hold it.
+  whiteoutNamed = sh "has-wh" ''
+    mkdir -p $out/etc
+    echo root > $out/etc/passwd
+    echo x > $out/etc/.wh.passwd
+  '';
 }

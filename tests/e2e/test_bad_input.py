@@ -108,6 +108,10 @@ def test_no_layer_left_for_store_paths(tmp_path):
         ("streamLayeredImage", "mtime = [ ];", "mtime must be a string or an integer, got a list"),
         ("streamLayeredImage", "extraCommands = 5;", "extraCommands must be a string"),
         ("buildImage", 'uid = "0";', 'uid must be an integer, got the string "0"'),
+        ("buildImage", "uid = -1;", "uid = -1 is out of range (0 to 4294967294)"),
+        ("streamLayeredImage", "gid = 99999999999;", "gid = 99999999999 is out of range (0 to 4294967294)"),
+        ("streamLayeredImage", "nixUid = -5;", "nixUid = -5 is out of range"),
+        ("streamNixShellImage", "drv = pkgs.hello; uid = 4294967295;", "uid = 4294967295 is out of range"),
         ("buildImage", 'runAsRoot = [ "true" ];', "runAsRoot must be null or a string, got a list"),
         ("buildImage", 'keepContentsDirlinks = "yes";', "keepContentsDirlinks must be true or false"),
         (
@@ -164,11 +168,12 @@ def test_layers_element_not_a_build_layer(tmp_path):
     "perm, message",
     [
         ('regex = "(("; mode = "0755";', "perms: entry 0: regex '((' is not a valid regular expression"),
-        ('mode = "abc";', """perms: entry 0: mode 'abc' is not an octal mode like "0644\""""),
-        ("mode = 999999;", "perms: entry 0: mode 999999 is not a mode"),
+        # checked at evaluation: one line from Nix
+        ('mode = "abc";', 'buildLayer: perms element 0: mode "abc" is not an octal mode like "0644" or "644"'),
+        ("mode = 999999;", 'buildLayer: perms element 0: mode must be a string like "0644", got the number 999999'),
         ("uid = -1;", "perms: entry 0: uid must be a non-negative integer, got -1"),
-        ('uid = "0";', "perms: entry 0: uid must be a non-negative integer, got '0'"),
-        ('mod = "0755";', "perms: entry 0: unknown attribute(s) mod"),
+        ('uid = "0";', 'buildLayer: perms element 0: uid must be an integer, got the string "0"'),
+        ('mod = "0755";', "buildLayer: perms element 0: unknown attribute mod"),
     ],
 )
 def test_build_layer_bad_perms(perm, message, tmp_path):
@@ -185,8 +190,14 @@ def test_build_layer_bad_perms(perm, message, tmp_path):
     [
         ("deps = pkgs.hello;", "dockerTools.buildLayer: deps must be a list, got a derivation"),
         ('deps = [ "/nonexistent" ];', "dockerTools.buildLayer: deps element 0 (/nonexistent) is not a store path"),
-        ('perms = [ "x" ];', 'dockerTools.buildLayer: perms element must be an attribute set, got the string "x"'),
-        ('perms = [ { regex = ".*"; } ];', "perms: entry 0: path (a store path or derivation) is missing"),
+        (
+            'perms = [ "x" ];',
+            'dockerTools.buildLayer: perms element 0 must be an attribute set { path; regex; mode; ... }, got the string "x"',
+        ),
+        (
+            'perms = [ { regex = ".*"; } ];',
+            "perms element 0: path (the store path whose files it applies to) is missing",
+        ),
     ],
 )
 def test_build_layer_bad_arguments(args, message, tmp_path):
@@ -215,8 +226,8 @@ BAD_BASES = """
         ("dangling", "-dangling: a symlink to /nonexistent, which does not exist"),
         ("entry", '-entry.tar: manifest.json entry 0 is not {"Config": FILE, "Layers": [FILE, ...]'),
         ("config", "-config.tar: c.json is not an image config (no rootfs.diff_ids list)"),
-        # no zstd program in the build: "zstd-compressed, and reading zstd needs ..."
-        ("zstd", "-garbage.zst: "),
+        # pkgs.zstd reads it, and says what is wrong
+        ("zstd", "-garbage.zst: broken zstd data"),
     ],
 )
 def test_from_image_damaged(base, message, tmp_path):
@@ -226,9 +237,6 @@ def test_from_image_damaged(base, message, tmp_path):
         tmp_path,
     )
     assert message in stderr
-    if base == "zstd":
-        line = next(line for line in stderr.splitlines() if message in line)
-        assert "zstd-compressed, and reading zstd needs" in line or "broken zstd data" in line
 
 
 def test_base_config_fields_of_the_wrong_type(tmp_path):

@@ -4,10 +4,12 @@ virtual machine), any fromImage, whole-config inheritance, exportImage."""
 import subprocess
 import tarfile
 
+import hostile
 import pytest
+from hostile import record
 from imagekit import memory_layer
 from nixhelpers import NixError, nix_build, podman_load, podman_run, read_archive, run_stream
-from tarbuild import d, f, hard, sym, tar_bytes
+from tarbuild import chrdev, d, f, hard, sym, tar_bytes
 
 from builder.formats.docker_archive import write_docker_archive
 from builder.model.image import Image, canonical_json
@@ -260,12 +262,65 @@ def test_export_image_is_merged_root_and_deterministic(tmp_path):
       in dockerTools.exportImage {{ fromImage = child; }}"""
     out = nix_build(expr, tmp_path)
     with tarfile.open(out) as t:
-        names = {m.name.rstrip("/") for m in t.getmembers()}
+        names = {m.name.rstrip("/").removeprefix("./") for m in t.getmembers()}
     assert "bin/sh" in names and "etc/motd" in names
     assert "etc/remove-me" not in names and not any(".wh." in n for n in names)
     drv = subprocess.run(["nix-store", "-qd", out], capture_output=True, text=True).stdout.strip()
     r = subprocess.run(["nix-store", "--realise", "--check", drv], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
+
+
+@pytest.mark.parametrize(
+    "records, message",
+    [
+        (record("uid", str(2**66)), f"uid {2**66} is out of range"),
+        (record("mtime", "1e400"), "mtime inf is out of range"),
+        (b"0 x=\n", "a malformed PAX record"),
+    ],
+)
+def test_hostile_base_headers_under_run_as_root(records, message, tmp_path):
+    # Built byte by byte: no tool writes these headers.
+    bad = hostile.layer(hostile.entry(b"ok", b"1"), hostile.pax(records) + hostile.entry(b"bad", b"x"))
+    lay = memory_layer(bad)
+    config = {"architecture": "amd64", "os": "linux", "rootfs": {"type": "layers", "diff_ids": [lay.diff_id]}}
+    path = tmp_path / "hostile.tar"
+    with open(path, "wb") as out:
+        sink = FdSink(out.fileno())
+        write_docker_archive(sink, [(Image(canonical_json(config), [lay]), ["hostile:t"])])
+        sink.flush()
+    for fn in ('buildImage { name = "h"; runAsRoot = "true";', "exportImage {"):
+        with pytest.raises(NixError) as err:
+            nix_build(f"dockerTools.{fn} fromImage = {path}; }}", tmp_path)
+        assert "Traceback" not in err.value.stderr
+        errors = [
+            line for line in err.value.stderr.splitlines() if line.startswith("error: ") and " failed" not in line
+        ]
+        assert len(errors) == 1 and message in errors[0], err.value.stderr
+
+
+def test_export_image_keeps_device_nodes_owners_and_mode_0000_files(tmp_path):
+    # A RHEL-like base: /etc/shadow is mode 0000, /dev/null a device node.
+    base = _base_archive(
+        tmp_path,
+        [
+            [
+                d("etc", mtime=1),
+                f("etc/shadow", b"root:!!:19000::::::\n", 0o000, mtime=1),
+                f("etc/owned", b"x", 0o640, uid=1000, gid=100, mtime=1),
+                d("dev", mtime=1),
+                chrdev("dev/null", 1, 3),
+            ]
+        ],
+        name="rhel-like.tar",
+    )
+    out = nix_build(f"dockerTools.exportImage {{ fromImage = {base}; }}", tmp_path)
+    with tarfile.open(out) as t:
+        members = {m.name.rstrip("/"): m for m in t.getmembers()}
+        shadow = t.extractfile(members["etc/shadow"]).read()
+    assert members["etc/shadow"].mode == 0o000 and shadow == b"root:!!:19000::::::\n"
+    assert (members["etc/owned"].uid, members["etc/owned"].gid) == (1000, 100)
+    null = members["dev/null"]
+    assert null.ischr() and (null.devmajor, null.devminor) == (1, 3) and null.mode == 0o666
 
 
 @pytest.mark.parametrize("architecture", ["amd64", "arm64"])

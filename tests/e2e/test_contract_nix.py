@@ -20,7 +20,8 @@ CALLS = """
     full = dockerTools.streamLayeredImage {
       name = "full"; tag = "t"; contents = [ fixtures.chainA ]; fakeRootCommands = "true";
       enableFakechroot = true; includeNixDB = true; nixUid = 1; layerCompression = "gzip";
-      layers = [ (dockerTools.buildLayer { deps = [ fixtures.chainA ]; layerCompression = "zstd"; }) ];
+      layers = [ (dockerTools.buildLayer { deps = [ fixtures.chainA ]; layerCompression = "zstd";
+        metadata = { created_by = "me"; }; reproducible = false; }) ];
     };
     image = dockerTools.buildImage { name = "image"; copyToRoot = [ fixtures.chainA ]; };
     rooted = dockerTools.buildImage { name = "rooted"; fromImage = image; runAsRoot = "true"; includeNixDB = true; };
@@ -35,7 +36,7 @@ CALLS = """
       (dockerTools.exportImage { fromImage = image; })
       (dockerTools.mergeImages [ image stream ])
       multi multi.conf multi.stream stream.sbom (dockerTools.buildImage { name = "c"; sbomFormat = "cyclonedx"; }).sbom
-      dockerTools.fakeNss pulled
+      dockerTools.fakeNss pulled dockerTools.prefetchImage
     ];
   in map (d: d.drvAttrs) drvs
 """

@@ -1,6 +1,6 @@
 """Drop-in details of nixpkgs' dockerTools a user expression may rely on:
 `.override`, passthru attributes (`stream`, `buildArgs`), arguments accepted
-for compatibility (`layeringPipeline`, pullImage's `outputHash`), the
+for compatibility (pullImage's `outputHash`), `layeringPipeline`, the
 nix-shell images, and pullImage behind an HTTP proxy."""
 
 import json
@@ -13,7 +13,7 @@ import threading
 import uuid
 
 import pytest
-from nixhelpers import PREAMBLE, REPO, nix_build, nix_eval, podman_load, podman_run, read_archive, run_stream
+from nixhelpers import REPO, nix_build, nix_eval, podman_load, podman_run, read_archive, run_stream
 from registry_fixture import open_registry  # noqa: F401 (fixture)
 
 
@@ -43,18 +43,22 @@ def test_passthru_stream_and_build_args(tmp_path):
     assert values == [True, True, True, "t", "i"]
 
 
-def test_layering_pipeline_is_accepted_with_a_warning(tmp_path):
-    f = tmp_path / "pipeline.nix"
-    f.write_text(
-        PREAMBLE
-        + """dockerTools.streamLayeredImage { name = "pipe"; tag = "t";
-      contents = [ fixtures.chainC ]; layeringPipeline = [ [ "popularity_contest" ] [ "limit_layers" 10 ] ]; }"""
-    )
-    r = subprocess.run(["nix-build", str(f), "--no-out-link"], capture_output=True, text=True)
-    assert r.returncode == 0, r.stderr
-    assert "layeringPipeline is not supported here and is ignored" in r.stderr
-    archive = read_archive(run_stream(r.stdout.strip()))
-    assert archive.manifest[0]["RepoTags"] == ["pipe:t"]
+def test_the_default_layering_pipeline_gives_the_default_layers(tmp_path):
+    # nixpkgs' own pipeline when none is given: popularity, then the layers left.
+    images = [
+        read_archive(
+            run_stream(
+                nix_build(
+                    f"""dockerTools.streamLayeredImage {{ name = "pipe"; tag = "t"; maxLayers = 3;
+      contents = [ fixtures.chainC pkgs.hello ]; {extra} }}""",
+                    tmp_path,
+                )
+            )
+        )
+        for extra in ("", """layeringPipeline = [ [ "popularity_contest" ] [ "limit_layers" 2 ] ];""")
+    ]
+    assert images[0].config["rootfs"] == images[1].config["rootfs"]
+    assert len(images[0].config["rootfs"]["diff_ids"]) == 3
 
 
 def test_pull_image_hash_spellings(tmp_path):

@@ -1,10 +1,12 @@
 """buildLayer and the layers argument (nix2container style explicit layers)."""
 
+import json
 import re
 import subprocess
 import uuid
 
-from nixhelpers import PREAMBLE, nix_build, podman_load, podman_run, read_archive, run_stream
+import pytest
+from nixhelpers import PREAMBLE, NixError, nix_build, podman_load, podman_run, read_archive, run_stream
 
 
 def store_names(members):
@@ -123,3 +125,93 @@ def test_copy_to_root_with_its_own_nix_directory(tmp_path):
     names = [m.name for m in archive.layer_members()[0]]
     assert len(names) == len(set(names))
     assert "nix/var/app/ref" in names and any(n.endswith("-busybox-static") for n in names)
+
+
+def test_perms_regex_is_searched_like_nix2container(tmp_path):
+    """nix2container's perms: the regex matches anywhere in the source path
+    (Go's MatchString), mode is a string ("0644" or "644"), later entries win."""
+    expr = """let
+      layer = dockerTools.buildLayer {
+        deps = [ pkgs.figlet ];
+        perms = [
+          { path = pkgs.figlet; regex = "figlet$"; mode = "700"; }
+          { path = pkgs.figlet; regex = "standard"; mode = "0640"; uid = 5; uname = "five"; }
+        ];
+      };
+    in dockerTools.streamLayeredImage { name = "perms"; tag = "t"; layers = [ layer ]; }"""
+    archive = read_archive(run_stream(nix_build(expr, tmp_path)))
+    first = {m.name.split("-figlet-2.2.5", 1)[-1]: m for m in archive.layer_members()[0] if "figlet" in m.name}
+    # "figlet$": share/figlet and bin/figlet, found at the end of the path;
+    # not the store path itself (it ends in -figlet-2.2.5) nor the .flf
+    assert first["/bin/figlet"].mode == 0o700 and first["/share/figlet"].mode == 0o700
+    assert first[""].mode == 0o555
+    flf = first["/share/figlet/standard.flf"]
+    assert (flf.mode, flf.uid, flf.uname) == (0o640, 5, "five")
+    assert first["/bin"].mode == 0o555  # untouched
+
+
+def test_build_layer_metadata_goes_into_the_history(tmp_path):
+    expr = """let
+      layer = dockerTools.buildLayer { deps = [ pkgs.figlet ];
+        metadata = { created_by = "nix2container"; comment = "figlet alone"; author = "me"; }; };
+      plain = dockerTools.buildLayer { deps = [ pkgs.hello ]; layers = [ layer ]; };
+    in dockerTools.streamLayeredImage { name = "meta"; tag = "t"; layers = [ layer plain ]; }"""
+    archive = read_archive(run_stream(nix_build(expr, tmp_path)))
+    history = archive.config["history"]
+    assert {k: history[0][k] for k in ("created_by", "comment", "author")} == {
+        "created_by": "nix2container",
+        "comment": "figlet alone",
+        "author": "me",
+    }
+    assert history[1]["comment"].startswith("store paths: /nix/store/") and "created_by" not in history[1]
+
+
+def test_build_layer_not_reproducible_keeps_its_tar(tmp_path):
+    """reproducible = false: the tar is kept in the layer's output and the
+    stream copies those bytes; its paths are still not repeated above."""
+    expr = """let
+      layer = dockerTools.buildLayer { deps = [ pkgs.figlet ]; reproducible = false; };
+    in { inherit layer; image = dockerTools.streamLayeredImage { name = "unrepro"; tag = "t";
+      layers = [ layer ]; contents = [ pkgs.figlet ]; config.Cmd = [ "/bin/figlet" "x" ]; }; }"""
+    layer = nix_build(expr, tmp_path, attr="layer")
+    doc = json.load(open(f"{layer}/layers.json"))
+    source = doc["layers"][0]["source"]
+    assert source["kind"] == "file" and source["path"] == f"{layer}/layer-0.tar"
+    assert any(p.endswith("-figlet-2.2.5") for p in source["paths"])
+    archive = read_archive(run_stream(nix_build(expr, tmp_path, attr="image")))  # digests checked
+    layers = archive.image_layers()
+    assert layers[0] == open(f"{layer}/layer-0.tar", "rb").read()
+    assert store_names(archive.layer_members()[1]) == []  # figlet not repeated
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (
+            "perms = [ { path = pkgs.figlet; mode = 644; } ]",
+            'perms element 0: mode must be a string like "0644", got the number 644',
+        ),
+        ('perms = [ { path = pkgs.figlet; mode = "rw-r--r--"; } ]', 'mode "rw-r--r--" is not an octal mode'),
+        ('perms = [ { path = pkgs.figlet; mask = "0644"; } ]', "perms element 0: unknown attribute mask"),
+        (
+            'perms = [ { regex = ".*"; } ]',
+            "perms element 0: path (the store path whose files it applies to) is missing",
+        ),
+        (
+            'perms = [ { path = pkgs.figlet; uid = "0"; } ]',
+            'perms element 0: uid must be an integer, got the string "0"',
+        ),
+        ("perms = { path = pkgs.figlet; }", "perms must be a list"),
+        ("metadata = { created_by = 1; }", "metadata.created_by must be a string, got the number 1"),
+        ('metadata = { createdBy = "x"; }', "metadata.createdBy is unknown"),
+        ('reproducible = "no";', "reproducible must be true or false"),
+    ],
+)
+def test_build_layer_arguments_refused_at_evaluation(args, message, tmp_path):
+    if not args.endswith(";"):
+        args += ";"
+    with pytest.raises(NixError) as e:
+        nix_build(f"dockerTools.buildLayer {{ deps = [ pkgs.figlet ]; {args} }}", tmp_path)
+    lines = [line for line in e.value.stderr.splitlines() if line.strip().startswith("error:")]
+    assert message in e.value.stderr, e.value.stderr
+    assert len(lines) == 1 and "Traceback" not in e.value.stderr

@@ -82,3 +82,64 @@ def test_overlay_replaces_docker_tools(tmp_path):
     assert r.returncode == 0, r.stderr
     names = r.stdout
     assert "buildLayeredImage" in names and "streamLayeredImage" in names and "old" in names
+
+
+def test_overlay_on_a_package_set_without_docker_tools(tmp_path):
+    standin = _standin_flake(tmp_path)
+    repo = _flake_copy(tmp_path)
+    expr = (
+        f"let flake = (import {repo}/flake.nix).outputs {{ self = null; nixpkgs = null; }}; "
+        f'pkgs = builtins.removeAttrs (import {standin}/hostpkgs.nix {{}}) [ "dockerTools" ]; '
+        "final = pkgs // (flake.overlays.default final pkgs); "
+        "in builtins.attrNames final.dockerTools"
+    )
+    r = subprocess.run(["nix", *FEATURES, "eval", "--json", "--impure", "--expr", expr], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    names = r.stdout
+    assert "buildLayeredImage" in names and "pullImage" in names
+
+
+def test_nix_run_prefetch_image_app(tmp_path):
+    standin = _standin_flake(tmp_path)
+    repo = _flake_copy(tmp_path)
+    r = subprocess.run(
+        [
+            "nix",
+            *FEATURES,
+            "run",
+            # The stand-in reads the host's programs when evaluated.
+            "--impure",
+            f"{repo}#prefetch-image",
+            "--no-write-lock-file",
+            "--override-input",
+            "nixpkgs",
+            f"path:{standin}",
+            "--",
+            "--help",
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith("usage: prefetch-image [-h]") and "--image-digest" in r.stdout
+    # Also a package: nix build .#prefetch-image
+    link = tmp_path / "result"
+    r = subprocess.run(
+        [
+            "nix",
+            *FEATURES,
+            "build",
+            "--impure",
+            f"{repo}#prefetch-image",
+            "--out-link",
+            str(link),
+            "--no-write-lock-file",
+            "--override-input",
+            "nixpkgs",
+            f"path:{standin}",
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert r.returncode == 0, r.stderr
+    assert os.access(os.path.join(os.readlink(link), "bin", "prefetch-image"), os.X_OK)

@@ -4,12 +4,29 @@ read back byte for byte. One test per line of the conformance checklist
 that these functions cover."""
 
 import datetime
+import gzip
 import json
+import os
 import subprocess
 import uuid
 
 import pytest
-from nixhelpers import nix_build, nix_eval, podman, podman_load, podman_run, read_archive, run_stream
+from imagekit import memory_layer
+from nixhelpers import (
+    nix_build,
+    nix_eval,
+    podman,
+    podman_load,
+    podman_run,
+    read_archive,
+    read_oci_archive,
+    run_stream,
+)
+
+from builder.formats.docker_archive import write_docker_archive
+from builder.model.image import Image, canonical_json, sha256_digest
+from builder.sinks.sink import MemorySink
+from builder.tar import tarstream
 
 
 def stream(expr, tmp_path, *args):
@@ -189,6 +206,35 @@ def test_on_layered_base_runs_and_inherits(tmp_path):
     podman_load(archive.raw)
     assert podman_run("child-img:c") == "Hello, world!\n"
     assert "B=child" in podman_run("child-img:c", "/bin/env")
+
+
+def test_a_compressed_base_is_not_kept_unpacked_in_the_description(tmp_path):
+    # A 64 MiB layer of zeros in a gzip archive of a few hundred kB: the
+    # description (the -conf output) keeps the layer compressed, not the
+    # unpacked archive; the image is unchanged, plain and gzip.
+    zeros = 64 << 20
+    layer = tarstream.header(b"zeros", tarstream.REG, 0o644, 0, 0, 1, zeros) + bytes(zeros) + tarstream.END_OF_ARCHIVE
+    config = {"architecture": "amd64", "os": "linux", "rootfs": {"type": "layers", "diff_ids": [sha256_digest(layer)]}}
+    image = Image(canonical_json(config), [memory_layer(layer)])
+    base = tmp_path / "base.tar.gz"
+    sink = MemorySink()
+    write_docker_archive(sink, [(image, ["zeros:1"])])
+    base.write_bytes(gzip.compress(bytes(sink.data), compresslevel=9, mtime=0))
+    assert base.stat().st_size < 1 << 20
+    script, archive = stream(
+        f"""dockerTools.streamLayeredImage {{ name = "on-zeros"; tag = "t"; fromImage = {base};
+          contents = [ fixtures.chainA ]; layerCompression = "gzip"; }}""",
+        tmp_path,
+    )
+    conf = [
+        p
+        for p in subprocess.run(["nix-store", "-qR", script], capture_output=True, text=True).stdout.split()
+        if p.endswith("-conf")
+    ][0]
+    size = sum(os.path.getsize(os.path.join(r, f)) for r, _, fs in os.walk(conf) for f in fs)
+    assert size < 4 << 20, os.listdir(conf)
+    assert archive.config["rootfs"]["diff_ids"][0] == sha256_digest(layer)
+    read_oci_archive(run_stream(script, "--format", "oci"))  # checks every blob, gzip layers included
 
 
 def test_base_layers_first_and_order_kept(tmp_path):

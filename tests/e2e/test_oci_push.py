@@ -199,15 +199,6 @@ def test_build_layered_image_defaults_unchanged(tmp_path):
     assert all(name.endswith("/layer.tar") for name in archive.manifest[0]["Layers"])
 
 
-def test_zstd_layers_are_one_clear_line(gz_hello, tmp_path):
-    r = subprocess.run([gz_hello, "--format", "oci", "--compress", "zstd"], capture_output=True, text=True)
-    assert "zstd is only for whole archives" in one_error_line(r)
-    assert r.stdout == ""
-    with pytest.raises(NixError) as e:
-        hello(tmp_path, "zstd-layers", "t", 'layerCompression = "zstd";')
-    assert "zstd is only for whole archives" in e.value.stderr and "Traceback" not in e.value.stderr
-
-
 @pytest.mark.parametrize(
     "expr, message",
     [
@@ -338,7 +329,8 @@ def test_wrong_password_fails_cleanly(auth_registry, gz_hello, tmp_path):
     )
     line = one_error_line(r)
     assert r.returncode == 1 and r.stdout == ""
-    assert f"401 authentication failed for user '{USER}'" in line and "Xq9-bad" not in line
+    assert "401 authentication failed with the credentials from" in line
+    assert "Xq9-bad" not in line
 
 
 class StallingProxy:

@@ -256,8 +256,8 @@ def test_wrong_password_fails_cleanly_before_any_upload(auth_registry):
             opener=opener,
         )
     assert e.value.status == 401 and not e.value.temporary
-    assert f"authentication failed for user '{USER}' (from test)" in str(e.value)
-    assert "\n" not in str(e.value) and "wrong" not in str(e.value)
+    assert "authentication failed with the credentials from test" in str(e.value)
+    assert "\n" not in str(e.value) and "wrong" not in str(e.value) and USER not in str(e.value)
     assert {method for method, _ in opener.seen} == {"GET"}
 
 
@@ -271,3 +271,123 @@ def test_no_credentials_for_a_registry_that_wants_them(auth_registry, tmp_path):
             environ={},
             home=str(tmp_path),
         )
+
+
+# --- the blob-info cache ------------------------------------------------------------------
+
+
+def _diff_ids_hold(ref: str, tmp_path) -> None:
+    """What the registry serves is the image: every gzip layer unpacks to
+    the diff_id its config names (skopeo checks the compressed digests)."""
+    import gzip
+    import hashlib
+
+    out = tmp_path / f"check-{uuid.uuid4().hex[:6]}"
+    run("skopeo", "copy", "-q", "--src-tls-verify=false", f"docker://{ref}", f"oci:{out}:x")
+    index = json.loads((out / "index.json").read_text())
+    blob = lambda d: (out / "blobs" / "sha256" / d.split(":")[1]).read_bytes()  # noqa: E731
+    manifest = json.loads(blob(index["manifests"][0]["digest"]))
+    config = json.loads(blob(manifest["config"]["digest"]))
+    got = [
+        "sha256:" + hashlib.sha256(gzip.decompress(blob(layer["digest"]))).hexdigest() for layer in manifest["layers"]
+    ]
+    assert got == config["rootfs"]["diff_ids"]
+
+
+@needs_skopeo
+def test_a_gzip_repush_compresses_only_the_changed_layer(open_registry, tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    files = [layer_bytes({f"lib{i}.so": os.urandom(50_000) + b"\0" * 200_000}) for i in range(3)]
+    calls: list = []
+    ref = open_registry.ref(unique("blobcache") + ":1")
+    first = make_image(
+        [memory_layer(data, calls) for data in files] + [memory_layer(layer_bytes({"app": b"v1"}), calls)]
+    )
+    push(first, ref, insecure=True, encoding="gzip", progress=None)
+    assert len(calls) == 2 * 4  # each layer: once for its digest, once uploaded
+
+    # As after a rebuild: new Layer objects, nothing known about their gzip form.
+    calls.clear()
+    app = memory_layer(layer_bytes({"app": b"v2"}), calls)
+    second = make_image([memory_layer(data, calls) for data in files] + [app])
+    result = push(second, ref, insecure=True, encoding="gzip", progress=None)
+    assert calls == [app.diff_id, app.diff_id]  # the unchanged layers were not even read
+    assert len(result.cached) == 3 and result.uploaded == [app.known["gzip"][0], second.config_digest]
+    assert skopeo_inspect(ref)["Digest"] == result.digest
+    _diff_ids_hold(ref, tmp_path)
+
+    # Another repository on the same registry: the cache knows where the
+    # blobs are, so they are mounted, still without compressing.
+    calls.clear()
+    other = open_registry.ref(unique("blobcache-other") + ":1")
+    third = make_image(
+        [memory_layer(data, calls) for data in files] + [memory_layer(layer_bytes({"app": b"v2"}), calls)]
+    )
+    result = push(third, other, insecure=True, encoding="gzip", progress=None)
+    assert calls == [] and len(result.mounted) == 4
+    _diff_ids_hold(other, tmp_path)
+
+
+@needs_skopeo
+def test_damaged_or_stale_cache_entries_cost_a_request_not_a_wrong_image(open_registry, tmp_path, monkeypatch):
+    from builder.registry.blobcache import BlobCache, cache_path, format_of
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    a, b, c = (layer_bytes({n: os.urandom(1000)}) for n in "abc")
+    ref = open_registry.ref(unique("wrong-entry") + ":1")
+    push(make_image([memory_layer(x) for x in (a, b, c)]), ref, insecure=True, encoding="gzip", progress=None)
+    fmt = format_of("gzip")
+    la, lb, lc = memory_layer(a), memory_layer(b), memory_layer(c)
+    cache = BlobCache(cache_path())
+    (a_digest, _, _), (b_digest, b_size, _) = cache.lookup(la.diff_id, fmt), cache.lookup(lb.diff_id, fmt)
+    # Stale: c's entry names a blob the registry does not have.
+    missing = "sha256:" + "0" * 64
+    cache.remember(lc.diff_id, fmt, missing, 123)
+    cache.save()
+    # Damaged: a's entry edited to name b's blob (present, maybe the same size).
+    path = cache_path()
+    with open(path) as f:
+        doc = json.load(f)
+    doc["entries"][f"{la.diff_id} {fmt}"].update(digest=b_digest, size=b_size)
+    with open(path, "w") as f:
+        json.dump(doc, f)
+    result = push(make_image([la, lb, lc]), ref, insecure=True, encoding="gzip", progress=None)
+    assert result.cached == [b_digest] and result.stale == [missing]
+    assert la.known["gzip"][0] == a_digest  # compressed again, not taken from the damaged entry
+    _diff_ids_hold(ref, tmp_path)
+
+
+def test_cli_repush_with_compress_gzip_uses_the_cache(open_registry, tmp_path):
+    from builder.formats.description import write_description
+
+    entries, layers = [], []
+    for i in range(3):
+        data = layer_bytes({f"f{i}": os.urandom(20_000)})
+        tar = tmp_path / f"layer{i}.tar"
+        tar.write_bytes(data)
+        layer = memory_layer(data)
+        layers.append(layer)
+        source = {"kind": "file", "path": str(tar), "offset": 0, "size": len(data), "encoding": "none"}
+        source.update(storedDigest=layer.diff_id, storedSize=len(data))
+        entries.append({"diffId": layer.diff_id, "size": len(data), "source": source})
+    description = str(tmp_path / "desc")
+    write_description(description, config_bytes=make_image(layers).config_bytes, entries=entries, repo_tag="app:1")
+    ref = open_registry.ref(unique("cli-blobcache") + ":1")
+    env = dict(os.environ, XDG_CACHE_HOME=str(tmp_path / "cache"))
+    repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    command = [shutil.which("python3") or "python3", "-m", "builder", "push", description, ref]
+
+    def cli_push() -> str:
+        proc = subprocess.run(
+            command + ["--insecure", "--compress", "gzip"], capture_output=True, text=True, env=env, cwd=repo
+        )
+        assert proc.returncode == 0, proc.stderr
+        return proc.stderr
+
+    first = cli_push()
+    assert "from the blob-info cache" not in first and "4 blob(s) uploaded" in first
+    second = cli_push()
+    assert "3 compressed digest(s) from the blob-info cache, confirmed by the registry" in second
+    assert "0 blob(s) uploaded" in second and "not confirmed" not in second
+    assert os.path.exists(tmp_path / "cache" / "nix-docker-tools" / "blob-info.json")
+    _diff_ids_hold(ref, tmp_path)

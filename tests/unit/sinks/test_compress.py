@@ -186,9 +186,31 @@ def test_unknown_encoding():
         pass
 
 
-def test_zstd_needs_the_program():
-    with pytest.raises(BuildError, match="only for whole archives"), compressor("zstd", MemorySink()):
-        pass
+def test_zstd_needs_the_program(monkeypatch, tmp_path):
+    # Neither recorded by a build nor on PATH: one clear line.
+    monkeypatch.setattr(compress, "_zstd_program", None)
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(BuildError, match=r"zstd needs the zstd program \(pkgs.zstd\)"):
+        with compressor("zstd", MemorySink()):
+            pass
+
+
+def test_zstd_program_recorded_wins_over_path(monkeypatch, tmp_path):
+    monkeypatch.setattr(compress, "_zstd_program", None)
+    monkeypatch.setenv("PATH", str(tmp_path))
+    compress.use_zstd(None)  # a step without zstd changes nothing
+    assert compress.configured_zstd() is None
+    compress.use_zstd("/nix/store/x-zstd/bin/zstd")
+    assert compress.zstd_program() == "/nix/store/x-zstd/bin/zstd"
+
+
+def test_zstd_flags_fix_the_bytes():
+    # What the bytes depend on besides the input: never thread-count or
+    # input-kind dependent, never the environment's level.
+    args = compress.ZSTD_COMPRESS_ARGS
+    assert f"-{compress.ZSTD_LEVEL}" in args and "--single-thread" in args
+    assert "--no-content-size" in args and "--no-progress" in args
+    assert not any(a.startswith("-T") for a in args)
 
 
 def test_default_threads(monkeypatch):

@@ -477,3 +477,34 @@ def test_gnu_tar_reads_it(tree, tmp_path, hardlinks):
         if kind == "reg":
             with open(os.path.join(os.path.dirname(tree), name), "rb") as a, open(dest / name, "rb") as b:
                 assert a.read() == b.read(), name
+
+
+def test_write_tree_fast_path_matches_header_for_long_names(tmp_path):
+    """write_tree packs headers in place, PAX "path" records too; each entry
+    must be what header() (the general path) makes, for names around 100
+    bytes and around the PAX length prefix's digit boundaries."""
+    root = tmp_path / "r"
+    root.mkdir()
+    for n in (98, 99, 100, 101, 102, 150, 200, 240):
+        sub = root / ("d" * min(n, 200))
+        sub.mkdir(exist_ok=True)
+        (sub / ("f" * min(n, 240))).write_bytes(b"x" * n)
+        (sub / ("l" * min(n, 240))).symlink_to("target")
+    deep = root.joinpath(*["e" * 200] * 4)  # names of 990-1010 bytes: the prefix gains a digit
+    deep.mkdir(parents=True)
+    for n in range(115, 145):
+        (deep / ("g" * n)).write_bytes(b"")
+    stamp = tarstream.Stamp(uid=0, gid=0, uname="root", gname="root", mtime=1)
+    fast = MemorySink()
+    tarstream.write_tree(fast, os.fsencode(root), b"p" * 60, stamp)
+    slow = MemorySink()
+
+    def walk(path: bytes, name: bytes) -> None:
+        st = os.lstat(path)
+        tarstream.write_entry(slow, path, name, st, stamp)
+        if stat.S_ISDIR(st.st_mode):
+            for child in sorted(os.listdir(path)):
+                walk(os.path.join(path, child), name + b"/" + child)
+
+    walk(os.fsencode(root), b"p" * 60)
+    assert bytes(fast.data) == bytes(slow.data)

@@ -411,3 +411,23 @@ def test_flattening_with_a_stamp(tmp_path):
     whiteout.write_flattened(sink, files, Stamp(uid=0, gid=0, mtime=1))
     with tarfile.open(fileobj=io.BytesIO(bytes(sink.data))) as tar:
         assert {(m.name, m.uid, m.mtime) for m in tar} == {("a", 0, 1), ("a/x", 0, 1)}
+
+
+def test_flattening_with_dot_names_entries_as_tar_c_dot(tmp_path):
+    # exportImage: nixpkgs' `tar -C root -c .` names, a root entry first.
+    files = write_layers(str(tmp_path / "l"), [[d("a"), f("a/x"), hard("a/y", "a/x"), sym("l", "a/x")]])
+    sink = MemorySink()
+    whiteout.write_flattened(sink, files, workdir=str(tmp_path), dot=True)
+    with tarfile.open(fileobj=io.BytesIO(bytes(sink.data))) as tar:
+        members = tar.getmembers()
+    assert members[0].name in ("./", ".") and members[0].isdir() and members[0].mode == 0o755
+    assert [m.name for m in members[1:]] == ["./a", "./a/x", "./a/y", "./l"]
+    assert members[3].islnk() and members[3].linkname == "./a/x"
+    # Applied again, the same tree as without the dots.
+    plain = MemorySink()
+    whiteout.write_flattened(plain, files, workdir=str(tmp_path))
+    for data, where in ((sink.data, "dot"), (plain.data, "plain")):
+        (tmp_path / f"{where}.tar").write_bytes(bytes(data))
+    a = whiteout.apply_layers(str(tmp_path / "a"), [str(tmp_path / "dot.tar")])
+    b = whiteout.apply_layers(str(tmp_path / "b"), [str(tmp_path / "plain.tar")])
+    assert picture(str(tmp_path / "a"), a) == picture(str(tmp_path / "b"), b)

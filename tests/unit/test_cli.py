@@ -1,0 +1,111 @@
+"""The user commands' command lines: --help texts with examples and where
+credentials come from, under the executable's own name; nix-prefetch-docker's
+ways of naming an image."""
+
+import argparse
+
+import pytest
+
+from builder import cli, report
+from builder.errors import BuildError
+
+
+@pytest.fixture(autouse=True)
+def loud():
+    yield
+    report.set_quiet(False)
+
+
+def help_of(capsys, argv, prog=None):
+    with pytest.raises(SystemExit) as e:
+        cli.main(argv, prog=prog)
+    assert e.value.code == 0
+    out, err = capsys.readouterr()
+    assert err == ""
+    return out
+
+
+def test_stream_executable_help_names_itself(capsys):
+    text = help_of(capsys, ["stream", "/nix/store/x-app-conf", "--help"], prog="stream-app")
+    assert text.startswith("usage: stream-app [-h]")
+    assert "builder" not in text and "description" not in text.split("options:")[0]
+    assert "stream-app | podman load" in text
+    assert "stream-app --push registry.example.com/team/app:1.0" in text
+    assert "REGISTRY_USERNAME" in text and "~/.docker/config.json" in text and "podman login" in text
+
+
+def test_copy_to_registry_help(capsys):
+    text = help_of(capsys, ["push", "/nix/store/x-app-conf", "--help"], prog="copy-to-registry")
+    assert text.startswith("usage: copy-to-registry [-h]")
+    assert "copy-to-registry registry.example.com/team/app:1.0" in text
+    assert "credentials" in text and "$REGISTRY_AUTH_FILE" in text
+    assert "SOURCE" not in text and "source" not in text.split("options:")[0]
+
+
+def test_prefetch_help_has_nix_prefetch_docker_options(capsys):
+    text = help_of(capsys, ["prefetch", "--help"], prog="prefetch-image")
+    for option in (
+        "--image-name",
+        "--image-tag",
+        "--image-digest",
+        "--os",
+        "--arch",
+        "--final-image-name",
+        "--final-image-tag",
+        "--json",
+        "--quiet",
+    ):
+        assert option in text
+    assert "prefetch-image nixos/nix 2.3" in text and "credentials" in text
+
+
+def test_explain_help_has_examples(capsys):
+    text = help_of(capsys, ["explain", "--help"])
+    assert "python3 -m builder explain ./result --path busybox" in text
+
+
+def test_usage_mistake_is_one_line(capsys):
+    with pytest.raises(SystemExit) as e:
+        cli.main(["stream", "/nix/store/x-conf", "--compress", "xz"], prog="stream-app")
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("error: argument --compress")
+
+
+def ns(**kw):
+    base = dict(image=None, tag_or_digest=None, image_name=None, image_tag=None, image_digest=None)
+    return argparse.Namespace(**{**base, **kw})
+
+
+D = "sha256:" + "a" * 64
+
+
+@pytest.mark.parametrize(
+    "kw, ref",
+    [
+        ({"image": "nixos/nix:2.3"}, "nixos/nix:2.3"),
+        ({"image": "nixos/nix", "tag_or_digest": "2.3"}, "nixos/nix:2.3"),
+        ({"image": "nixos/nix", "tag_or_digest": D}, f"nixos/nix@{D}"),
+        ({"image_name": "nixos/nix", "image_tag": "2.3"}, "nixos/nix:2.3"),
+        ({"image_name": "nixos/nix", "image_digest": D}, f"nixos/nix@{D}"),
+        ({"image_name": "nixos/nix", "image_tag": "2.3", "image_digest": D}, f"nixos/nix:2.3@{D}"),
+        ({"image": "docker://localhost:5000/app"}, "localhost:5000/app"),
+    ],
+)
+def test_prefetch_names_the_image_like_nix_prefetch_docker(kw, ref):
+    assert cli._prefetch_ref(ns(**kw)) == ref
+
+
+@pytest.mark.parametrize(
+    "kw, message",
+    [
+        ({}, "give the image once"),
+        ({"image": "a", "image_name": "b"}, "give the image once"),
+        ({"image": "a:1", "image_tag": "2"}, "given twice"),
+        ({"image": "a", "tag_or_digest": "1", "image_tag": "2"}, "given twice"),
+        ({"image_name": "a", "tag_or_digest": "1"}, "with --image-name"),
+    ],
+)
+def test_prefetch_refuses_ambiguous_names(kw, message):
+    with pytest.raises(BuildError, match=message):
+        cli._prefetch_ref(ns(**kw))
