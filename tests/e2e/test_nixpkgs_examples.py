@@ -151,24 +151,7 @@ def store_path(expr: str) -> str:
 # --- every example evaluates, builds and loads ----------------------------------------------
 
 
-# Examples that fail on a builder bug a colleague is fixing (branch
-# fidelity): strict, so that they fail once the fix is merged and the mark
-# must go.
-XFAIL = {
-    "build-image-with-path": "needs fix: copyToRoot with shared dirs (/ is read-only once bash is copied)",
-    "build-image-with-architecture": "needs fix: copyToRoot with shared dirs (/ is read-only once bash is copied)",
-    "editors": "needs fix: copyToRoot with shared dirs (bin/ of coreutils is read-only when bash's bin/bash is copied)",
-    "nix": "needs fix: copyToRoot with shared dirs (bin/ of coreutils is read-only when nix's bin/nix is copied)",
-}
-
-
-def xfail(attr):
-    if attr in XFAIL:
-        return pytest.param(attr, marks=pytest.mark.xfail(strict=True, reason=XFAIL[attr]))
-    return attr
-
-
-@pytest.mark.parametrize("attr", [xfail(a) for a in IMAGES])
+@pytest.mark.parametrize("attr", IMAGES)
 def test_example_builds_and_loads(attr):
     archive = load(attr)
     assert archive.manifest and all(entry["Layers"] for entry in archive.manifest)
@@ -204,7 +187,6 @@ def test_image_tag_attribute_matches_the_image(attr):
     podman("image", "exists", f"{image_name(attr)}:{tag}")
 
 
-@pytest.mark.xfail(strict=True, reason=XFAIL["nix"])
 def test_nix_store_is_initialised():
     load("nix")
     nix = store_path("nix")
@@ -224,7 +206,7 @@ def test_layered_nix_store_permissions_for_a_non_root_user():
     )  # fmt: skip
 
 
-@pytest.mark.parametrize("attr", [xfail("nix"), "nixLayered"])
+@pytest.mark.parametrize("attr", ["nix", "nixLayered"])
 def test_nix_binary_symlinks_are_intact(attr):
     load(attr)
     nix, bash = store_path("nix"), store_path("bash")
@@ -236,7 +218,7 @@ def pulled(open_registry, tmp_path_factory):  # noqa: F811
     # ADAPTED: nixpkgs pulls nixos/nix from Docker Hub; there is no network
     # here, so an image holding Nix is pushed to the local registry and
     # pulled back from there by digest, with the hash `builder prefetch`
-    # reports. (nixLayered: the nix example needs the copyToRoot fix, see XFAIL.)
+    # reports.
     tmp = tmp_path_factory.mktemp("pulled")
     archive = tmp / "nix.tar"
     # The pushed image comes from a second stand-in whose store paths are
@@ -484,14 +466,14 @@ def test_fake_chroot_fake_root_commands():
     assert "hello" in out("image-via-fake-chroot:latest").lower()
 
 
-@pytest.mark.parametrize("attr", [xfail("build-image-with-path"), "layered-image-with-path"])
+@pytest.mark.parametrize("attr", ["build-image-with-path", "layered-image-with-path"])
 def test_bare_paths_in_contents(attr):
     # ./test-dummy is a directory holding hello.txt: copied (linked) at /.
     load(attr)
     run(f"{image_name(attr)}:latest", "bash", "-c", "[[ -e /hello.txt ]]")
 
 
-@pytest.mark.parametrize("attr", [xfail("build-image-with-architecture"), "layered-image-with-architecture"])
+@pytest.mark.parametrize("attr", ["build-image-with-architecture", "layered-image-with-architecture"])
 def test_architecture_in_manifests(attr):
     load(attr)
     assert inspect(f"{attr}:latest")["Architecture"] == "arm64"
@@ -534,10 +516,13 @@ def test_non_root_user():
 # --- nixos/tests/docker-tools-nix-shell.nix ------------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason=XFAIL["nix"])
 def test_build_image_with_nix_db_has_a_nix_database():
     load("nix")
-    assert out("nix:latest", "nix-store", "-q", "--references", "/bin/bash").strip()
+    # ADAPTED: nixpkgs asks about /bin/bash, a link into the store in its
+    # later nix example (copyToRoot = buildEnv); in the example ported here
+    # (contents copied) /bin/bash is a copy, so the store path is asked.
+    bash = store_path("bash")
+    assert out("nix:latest", "nix-store", "-q", "--references", f"{bash}/bin/bash").strip()
 
 
 def test_nix_shell_can_build_a_basic_derivation():
