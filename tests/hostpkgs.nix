@@ -11,7 +11,12 @@
 # (patchelf, itself run through the copied loader), then check that every
 # library it loads comes from the store. Evaluating reads the host's files,
 # so a flake using this needs --impure.
-{ system ? builtins.currentSystem }:
+#
+# nameSuffix: appended to the name of every file copied from the host, so
+# that a second instance shares no store path with the first (the tests
+# push an image of one and pull it with the other's fetcher: a fixed-output
+# download must not contain its own inputs' store paths).
+{ system ? builtins.currentSystem, nameSuffix ? "" }:
 
 let
   inherit (builtins) attrNames concatStringsSep elem filter head match pathExists stringLength substring;
@@ -36,7 +41,7 @@ let
   # the top-level names `pick` accepts, and everything below a picked
   # directory that `keep` accepts (given the path relative to `dir`).
   hostFiles = name: dir: pick: keep: builtins.path {
-    inherit name;
+    name = name + nameSuffix;
     path = dir;
     filter = path: type:
       let rel = substring (stringLength (toString dir) + 1) (-1) (toString path);
@@ -142,7 +147,7 @@ let
 
   coreutilsNames = [
     "cat" "chmod" "chown" "cp" "date" "dirname" "basename" "echo" "false" "head" "id" "ln" "ls" "mkdir"
-    "mktemp" "mv" "readlink" "rm" "rmdir" "sed" "grep" "sort" "stat" "tail" "touch" "tr" "true" "uname" "wc"
+    "mktemp" "mv" "readlink" "rm" "rmdir" "sed" "grep" "sort" "stat" "tail" "test" "touch" "tr" "true" "uname" "wc" "whoami"
   ];
   coreutilsBin = hostPrograms "coreutils-host-bin" /usr/bin coreutilsNames;
 
@@ -212,11 +217,9 @@ rec {
     extra = "cp ${bb} $out/bin/env";
   };
 
-  # A shell that runs in images: busybox run under the name bash.
-  bashInteractive = runCommand "bash-interactive-busybox" { } ''
-    mkdir -p $out/bin
-    cp ${bb} $out/bin/bash
-  '';
+  # The real bash (copied with its libraries, it runs in images too): images
+  # of nixpkgs' examples run `bash --version`.
+  bashInteractive = bash;
 
   cacert = runCommand "nss-cacert-host" { } ''
     mkdir -p $out/etc/ssl/certs
@@ -279,6 +282,143 @@ rec {
     mkdir -p $out/bin
     printf '#!${busybox}/bin/sh\necho "Hello, world!"\n' > $out/bin/hello
     chmod 555 $out/bin/hello
+  '';
+
+  # --- what nixpkgs' dockerTools examples use (tests/e2e/nixpkgs_examples.nix) --
+
+  # Real programs from Debian (tests/setup.sh installs them), copied with
+  # their libraries so that they run in a container and in the sandbox.
+  nginx = elfPackage {
+    name = "nginx-host";
+    programs.nginx = "${hostPrograms "nginx-src" /usr/sbin [ "nginx" ]}/nginx";
+    libs = [ (hostLibs "nginx-libs" [ "libcrypt.so.1" "libpcre2-8.so.0" "libssl.so.3" "libcrypto.so.3" "libz.so.1" ]) ];
+  };
+
+  redis = elfPackage {
+    name = "redis-host";
+    # Debian's redis-server is a link to redis-check-rdb: one program, run by name.
+    programs = let src = hostPrograms "redis-src" /usr/bin [ "redis-check-rdb" "redis-cli" ]; in {
+      redis-server = "${src}/redis-check-rdb";
+      redis-cli = "${src}/redis-cli";
+    };
+    libs = [ (hostLibs "redis-libs" [
+      "libatomic.so.1" "liblzf.so.1" "libjemalloc.so.2" "libsystemd.so.0" "libssl.so.3" "libcrypto.so.3"
+      "libstdc++.so.6" "libgcc_s.so.1" "libcap.so.2" "libgcrypt.so.20" "liblzma.so.5" "libzstd.so.1"
+      "liblz4.so.1" "libgpg-error.so.0" ]) ];
+  };
+
+  # Debian's Nix (nix-bin): the program, its links (nix-store -> nix, ...)
+  # and its own libraries from /usr/lib/nix, whose RUNPATH is set to the
+  # store too (a library's RUNPATH, not the program's, finds its needs).
+  nix = let
+    nixLibDeps = hostLibs "nix-deps" [
+      "libhistory.so.8" "libreadline.so.8" "libgc.so.1" "libstdc++.so.6" "libgcc_s.so.1" "libtinfo.so.6"
+      "libboost_context.so.1.74.0" "libsqlite3.so.0" "libcurl-gnutls.so.4" "libsodium.so.23" "libseccomp.so.2"
+      "libcrypto.so.3" "libbrotlienc.so.1" "libbrotlidec.so.1" "libarchive.so.13" "libcpuid.so.16" "libbsd.so.0"
+      "libnghttp2.so.14" "libidn2.so.0" "librtmp.so.1" "libssh2.so.1" "libpsl.so.5" "libnettle.so.8"
+      "libgnutls.so.30" "libgssapi_krb5.so.2" "libldap-2.5.so.0" "liblber-2.5.so.0" "libzstd.so.1" "libz.so.1"
+      "libbrotlicommon.so.1" "libacl.so.1" "liblzma.so.5" "liblz4.so.1" "libbz2.so.1.0" "libxml2.so.2"
+      "libmd.so.0" "libunistring.so.2" "libhogweed.so.6" "libgmp.so.10" "libp11-kit.so.0" "libtasn1.so.6"
+      "libkrb5.so.3" "libk5crypto.so.3" "libcom_err.so.2" "libkrb5support.so.0" "libsasl2.so.2"
+      "libicuuc.so.72" "libffi.so.8" "libkeyutils.so.1" "libicudata.so.72" ];
+    nixOwnLibs = hostFiles "nix-own-libs" (need "Nix's libraries" /usr/lib/nix) (n: match "libnix.*[.]so" n != null) always;
+    nixLibs = runCommand "nix-libs-host" { } ''
+      mkdir -p $out
+      for f in ${nixOwnLibs}/*.so; do
+        cp $f $out/
+        chmod 755 $out/$(basename $f)
+        ${patchelf} --set-rpath $out:${nixLibDeps}:${glibc} $out/$(basename $f)
+        chmod 555 $out/$(basename $f)
+      done
+    '';
+  in elfPackage {
+    name = "nix-host-2.8";
+    programs.nix = "${hostPrograms "nix-src" /usr/bin [ "nix" ]}/nix";
+    libs = [ nixLibs nixLibDeps ];
+    extra = ''
+      for n in nix-build nix-channel nix-collect-garbage nix-copy-closure nix-daemon nix-env nix-hash \
+               nix-instantiate nix-prefetch-url nix-shell nix-store; do
+        ln -s nix $out/bin/$n
+      done
+    '';
+  };
+
+  # As nixpkgs' invalidateFetcherByDrvHash: the fetcher's result under a
+  # name that carries the hash of its derivation, so that a change of the
+  # fetcher's implementation fetches again.
+  invalidateFetcherByDrvHash = f: args:
+    let
+      probe = f (args // { name = "probe"; });
+      drvHash = substring 0 32 (baseNameOf (builtins.unsafeDiscardStringContext probe.drvPath));
+    in f (args // { name = "${drvHash}-${(f args).name}"; });
+
+  # What nix-shell images source: a `setup` with the inputs' bin/ and
+  # coreutils on PATH and runHook (a hook is a function or a variable of
+  # shell code), for bash.
+  shellSetup = runCommand "stdenv-setup-host" { } ''
+    mkdir -p $out
+    cat > $out/setup <<'SETUP'
+    PATH=${coreutils}/bin:${bash}/bin
+    for input in $nativeBuildInputs $buildInputs $propagatedBuildInputs; do
+      if [ -d "$input/bin" ]; then PATH=$input/bin:$PATH; fi
+    done
+    export PATH
+    runHook() {
+      local hook=$1
+      shift
+      if [ "$(type -t "$hook")" = function ]; then "$hook" "$@"
+      elif [ -n "''${!hook:-}" ]; then eval "''${!hook}"
+      fi
+    }
+    SETUP
+  '';
+
+  # As nixpkgs' mkShell: a derivation whose attributes nix-shell images
+  # give as environment variables (shellHook, nativeBuildInputs,
+  # passAsFile, ...), with the setup above as its stdenv.
+  mkShell = { name ? "nix-shell", ... }@args: builtins.derivation ({
+    inherit name system;
+    builder = bb;
+    args = [ "sh" "-c" "echo ${name} > $out" ];
+    stdenv = shellSetup;
+  } // removeAttrs args [ "name" ]);
+
+  testers = { inherit invalidateFetcherByDrvHash; };
+
+  # A shell that runs in images and in builds: the real bash.
+  runtimeShell = "${bash}/bin/bash";
+  stdenv.shell = runtimeShell;
+
+  # The static busybox is what nixpkgs' pkgsStatic.busybox is.
+  pkgsStatic = { inherit busybox; };
+
+  # nixpkgs' trivial builders, written here on busybox.
+  writeText = name: text: runCommand name { inherit text; } ''printf '%s' "$text" > $out'';
+  writeTextDir = path: text: runCommand (baseNameOf path) { inherit text path; } ''
+    mkdir -p "$out/$(dirname "$path")"
+    printf '%s' "$text" > "$out/$path"
+  '';
+  writeScriptBin = name: text: runCommand name { inherit text; } ''
+    mkdir -p $out/bin
+    printf '%s' "$text" > $out/bin/${name}
+    chmod 555 $out/bin/${name}
+  '';
+  # A tree of symlinks to the files of `paths` (the first one wins), only
+  # those under `pathsToLink`.
+  buildEnv = { name, paths, pathsToLink ? [ "/" ], ... }: runCommand name { inherit paths pathsToLink; } ''
+    mkdir -p $out
+    for p in $paths; do
+      (cd $p && find . -mindepth 1 ! -type d) | while read -r f; do
+        linked=
+        for prefix in $pathsToLink; do
+          case "''${f#.}/" in "''${prefix%/}"/*) linked=1 ;; esac
+        done
+        [ -n "$linked" ] || continue
+        [ -e "$out/$f" ] || [ -L "$out/$f" ] && continue
+        mkdir -p "$out/$(dirname "$f")"
+        ln -s "$p/''${f#./}" "$out/$f"
+      done
+    done
   '';
 
   # A second small package, for images of several packages.

@@ -2,8 +2,8 @@
 # Installs everything the test suite needs on a fresh Debian 12 machine:
 # Nix (no daemon, no substituters), podman with runc, skopeo, umoci, a registry,
 # fakeroot/proot/fakechroot, patchelf and a static busybox (the stand-in
-# nixpkgs copies programs into the store with them), and the Python test-only
-# packages.
+# nixpkgs copies programs into the store with them), nginx and redis (the
+# stand-in's, for nixpkgs' examples), and the Python test-only packages.
 # Safe to run again: each step is skipped when already done.
 set -euo pipefail
 
@@ -11,7 +11,8 @@ need_apt=()
 for cmd_pkg in nix-build:nix-bin nix-build:nix-setup-systemd podman:podman runc:runc skopeo:skopeo umoci:umoci \
                docker-registry:docker-registry htpasswd:apache2-utils fakeroot:fakeroot \
                proot:proot fakechroot:fakechroot pigz:pigz zstd:zstd curl:curl \
-               busybox:busybox-static patchelf:patchelf; do
+               busybox:busybox-static patchelf:patchelf nginx:nginx-light redis-server:redis-server \
+               redis-cli:redis-tools; do
   cmd=${cmd_pkg%%:*}; pkg=${cmd_pkg#*:}
   command -v "$cmd" >/dev/null 2>&1 || need_apt+=("$pkg")
 done

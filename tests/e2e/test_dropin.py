@@ -77,7 +77,7 @@ def test_pull_image_hash_spellings(tmp_path):
 
 # --- nix-shell images ------------------------------------------------------------------------
 
-SHELL = "${pkgs.busybox}/bin/sh"  # the stand-in's bashInteractive is not a runnable bash
+SHELL = "${pkgs.busybox}/bin/sh"  # the smallest shell that runs in images
 
 
 def test_stream_nix_shell_image_builds_the_derivation_inside(tmp_path):
