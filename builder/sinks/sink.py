@@ -152,6 +152,10 @@ class FdSink(Sink):
                 raise OSError(f"file shrank while reading: {remaining} bytes missing")
             offset += sent
             remaining -= sent
+        # sendfile with an offset leaves the file's own offset alone; move it
+        # past what was sent, so the next read (a caller copying a big file
+        # in pieces) goes on from there, as every sink's copy_file does.
+        os.lseek(fd, offset, os.SEEK_SET)
         self.written += size
 
 

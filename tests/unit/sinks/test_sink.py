@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 
-from builder.sinks.sink import HashSink, MemorySink
+from builder.sinks.sink import FdSink, HashSink, MemorySink
 
 
 def test_memory_sink_keeps_writes_file_copies_and_frames_in_order(tmp_path):
@@ -34,3 +35,33 @@ def test_memory_sink_sees_what_a_hash_sink_counts():
     check = HashSink()
     check.write(bytes(kept.data))
     assert check.digest == hashed.digest
+
+
+def test_every_sink_copies_a_big_file_in_pieces_from_where_the_last_ended(tmp_path):
+    # A caller may copy one file in pieces (progress does, 8 MiB at a time):
+    # each copy_file must leave the file's offset after what it read, even
+    # when it sent the bytes by sendfile, which does not move it.
+    data = os.urandom(3 << 20)
+    src = tmp_path / "big"
+    src.write_bytes(data)
+    out = tmp_path / "out"
+    sinks = []
+    for make in (MemorySink, HashSink, "fd"):
+        fd = os.open(src, os.O_RDONLY)
+        try:
+            if make == "fd":
+                ofd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+                sink = FdSink(ofd)
+            else:
+                sink = make()
+            for piece in (1 << 20, 1 << 20, 1 << 20):
+                sink.copy_file(fd, piece)
+            sink.flush()
+            if make == "fd":
+                os.close(ofd)
+            sinks.append(sink)
+        finally:
+            os.close(fd)
+    assert bytes(sinks[0].data) == data
+    assert sinks[1].digest == "sha256:" + hashlib.sha256(data).hexdigest()
+    assert out.read_bytes() == data
