@@ -215,5 +215,9 @@ def read_description(path: str) -> Description:
         return Description(
             Image(config_bytes, layers), doc["repoTag"], doc["layers"], doc.get("layerCompression", "none")
         )
-    except (KeyError, TypeError, AttributeError, ValueError) as e:
-        raise SpecError(f"{path}: a damaged image description ({type(e).__name__}: {e})") from None
+    except SpecError as e:
+        raise SpecError(f"{path}: a damaged image description ({e})") from None
+    except KeyError as e:
+        raise SpecError(f"{path}: a damaged image description (no {e} in it)") from None
+    except (TypeError, AttributeError, ValueError) as e:
+        raise SpecError(f"{path}: a damaged image description ({e})") from None
