@@ -256,6 +256,25 @@ examples:
     "None found", "(Only for the prefetch: pullImage itself fetches anonymously inside Nix.) None found"
 )
 
+_COPY_EPILOG = (
+    """\
+Copies the image to DEST; copy-to-docker-daemon and copy-to-podman take
+only an optional NAME:TAG (default: the image's own). Progress goes to
+stderr (--quiet: none).
+
+examples:
+  {prog} docker://registry.example.com/team/app:1.0
+  {prog} docker://localhost:5000/app:dev --insecure
+  {prog} docker-daemon:app:1.0                  # the Engine API at $DOCKER_HOST
+  {prog} containers-storage:app:1.0             # podman load
+  {prog} oci-archive:app.tar:1.0                # skopeo inspect oci-archive:app.tar:1.0
+  {prog} oci:layout:1.0                         # an OCI layout directory, blobs kept
+  {prog} docker-archive:app.tar                 # docker load -i app.tar
+
+"""
+    + CREDENTIALS_HELP
+)
+
 _EXPLAIN_EPILOG = """\
 What an image of this project holds: each layer, bottom first, with its size,
 digest and store paths; the largest store paths; and with --path, one chain
@@ -269,7 +288,13 @@ examples:
 
 
 def _epilog(command: str, prog: str) -> Optional[str]:
-    text = {"stream": _STREAM_EPILOG, "push": _PUSH_EPILOG, "prefetch": _PREFETCH_EPILOG, "explain": _EXPLAIN_EPILOG}
+    text = {
+        "stream": _STREAM_EPILOG,
+        "push": _PUSH_EPILOG,
+        "copy": _COPY_EPILOG,
+        "prefetch": _PREFETCH_EPILOG,
+        "explain": _EXPLAIN_EPILOG,
+    }
     return text[command].format(prog=prog) if command in text else None
 
 
@@ -317,7 +342,8 @@ def _push_args(s: argparse.ArgumentParser, bound: bool) -> None:
 
 
 def _copy_args(s: argparse.ArgumentParser, bound: bool) -> None:
-    s.add_argument("source", help="a stream executable or image description")
+    if not bound:
+        s.add_argument("source", help="a stream executable or image description")
     s.add_argument(
         "dest",
         nargs="?",
@@ -425,8 +451,9 @@ def _command_parser(command: str, prog: str) -> argparse.ArgumentParser:
 
 # Executables bound to one image: their first argument (from the script, not
 # the user) is the image, under this name.
-_BOUND = {"stream": "description", "push": "source"}
+_BOUND = {"stream": "description", "push": "source", "copy": "source"}
 _BOUND_DESCRIPTIONS = {
+    "copy": "Copy this image to a destination, spelled as skopeo spells it.",
     "stream": "Write this image: to stdout, a file, an OCI layout directory, or a registry.",
     "push": "Push this image to a registry.",
 }

@@ -174,9 +174,9 @@ def write_copy_script(spec: CopyScriptSpec) -> None:
         "import sys\n"
         f"sys.path.insert(0, {spec.src!r})\n"
         "from builder.cli import main\n"
-        "sys.exit(main(['copy', "
+        f"sys.exit(main(['copy', {spec.description!r}, "
         + (f"'--transport', {transport!r}, " if transport else "")
-        + f"{spec.description!r}, *sys.argv[1:]]))\n"
+        + f"*sys.argv[1:]], prog={spec.program!r}))\n"
     )
     bindir = os.path.join(spec.out, "bin")
     os.makedirs(bindir)

@@ -52,6 +52,18 @@ def test_copy_to_registry_help(app, session_tmp):
     assert "copy-to-registry registry.example.com/team/app:1.0" in text and "podman login" in text
 
 
+def test_copy_to_help(session_tmp):
+    image = (
+        'let i = dockerTools.streamLayeredImage { name = "cmd-app"; tag = "t"; contents = [ fixtures.chainA ]; }; in'
+    )
+    copy_to = nix_build(f"{image} i.copyTo", session_tmp)
+    text = helped(f"{copy_to}/bin/copy-to", "--help")
+    assert text.startswith("usage: copy-to [-h]") and "builder copy" not in text and "source" not in text
+    assert "copy-to oci-archive:app.tar:1.0" in text and "docker-daemon:" in text and "podman login" in text
+    to_podman = nix_build(f"{image} i.copyToPodman", session_tmp)
+    assert helped(f"{to_podman}/bin/copy-to-podman", "--help").startswith("usage: copy-to-podman [-h]")
+
+
 def test_prefetch_image_like_nix_prefetch_docker(open_registry, app, prefetch_image):  # noqa: F811
     name = open_registry.ref(unique("prefetched"))
     push(app, f"{name}:v1")
