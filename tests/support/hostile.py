@@ -12,6 +12,8 @@ import json
 import os
 from typing import Dict, Optional, Sequence, Tuple, Union
 
+from httpanswer import Answer  # noqa: F401 (the fuzz tests take it from here)
+
 from builder.model.image import canonical_json, sha256_digest
 from builder.tar import tarstream
 from builder.tar.tarstream import BLOCK, END_OF_ARCHIVE, padding
@@ -132,24 +134,3 @@ def oci_layout_dir(directory, config: bytes, layers: Sequence[bytes], index_extr
     write(os.path.join(directory, "index.json"), json.dumps(index).encode())
     write(os.path.join(directory, "oci-layout"), b'{"imageLayoutVersion": "1.0.0"}')
     return os.fspath(directory)
-
-
-class Answer:
-    """A registry's answer, as the client's opener returns it."""
-
-    def __init__(self, status: int, headers: Optional[Dict[str, str]] = None, body: bytes = b""):
-        import http.client
-        import io
-
-        self.status = status
-        self.reason = http.client.responses.get(status, "")
-        self.headers = http.client.HTTPMessage()
-        for key, value in (headers or {}).items():
-            self.headers[key] = value
-        self.body = io.BytesIO(body)
-
-    def read(self, n=-1):
-        return self.body.read(-1 if n is None else n)
-
-    def close(self):
-        pass

@@ -4,12 +4,12 @@ distribution 2.8 registry and skopeo: e2e/test_registry_live.py)."""
 from __future__ import annotations
 
 import http.client
-import io
 import json
 import urllib.parse
 
 import pytest
 from authfile import b64
+from httpanswer import Answer as FakeResponse
 from imagekit import make_image, memory_layer
 from tarbuild import layer_bytes
 
@@ -23,22 +23,6 @@ from builder.registry.push import push
 from builder.sinks.sink import MemorySink
 
 DIGEST = "sha256:" + "ab" * 32
-
-
-class FakeResponse:
-    def __init__(self, status, headers=None, body=b""):
-        self.status = status
-        self.reason = http.client.responses.get(status, "")
-        self.headers = http.client.HTTPMessage()
-        for key, value in (headers or {}).items():
-            self.headers[key] = value
-        self.body = io.BytesIO(body)
-
-    def read(self, n=-1):
-        return self.body.read(-1 if n is None else n)
-
-    def close(self):
-        pass
 
 
 class Script:

@@ -6,11 +6,11 @@ artifact that attaches an SBOM, against a scripted registry."""
 
 from __future__ import annotations
 
-import http.client
 import io
 import json
 
 import pytest
+from httpanswer import Answer
 from sbomcheck import PARSE_DRV_NAME, cyclonedx_errors, spdx_validation_messages
 
 from builder.errors import SpecError
@@ -396,22 +396,6 @@ def test_not_an_image_is_one_clear_error(tmp_path):
 
 
 # --- attaching an SBOM to a pushed image ------------------------------------------------------------
-
-
-class Answer:
-    def __init__(self, status, headers=None, body=b""):
-        self.status = status
-        self.reason = http.client.responses.get(status, "")
-        self.headers = http.client.HTTPMessage()
-        for key, value in (headers or {}).items():
-            self.headers[key] = value
-        self.body = io.BytesIO(body)
-
-    def read(self, n=-1):
-        return self.body.read(-1 if n is None else n)
-
-    def close(self):
-        pass
 
 
 class FakeRegistry:
