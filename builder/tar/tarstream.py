@@ -22,7 +22,7 @@ import os
 import stat
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, Iterable, Iterator, List, Optional, Tuple
 from zlib import adler32
 
 from builder.errors import BuildError
@@ -34,6 +34,7 @@ __all__ = [
     "BLOCK",
     "CHR",
     "DIR",
+    "Entry",
     "END_OF_ARCHIVE",
     "FIFO",
     "LNK",
@@ -42,6 +43,8 @@ __all__ = [
     "Stamp",
     "header",
     "padding",
+    "walk",
+    "write_entries",
     "write_entry",
     "write_file_entry",
     "write_tree",
@@ -60,6 +63,10 @@ _MAX12 = _OCTAL_LIMIT[12]
 
 # padding(n) for every n % 512: shared, immutable.
 _PADDING = tuple(b"\0" * (-n % BLOCK) for n in range(BLOCK))
+
+
+# A walked entry: its path on disk, its name in the archive, its lstat.
+Entry = Tuple[bytes, bytes, os.stat_result]
 
 
 @dataclass(frozen=True)
@@ -331,24 +338,57 @@ def _entry(sink: Sink, path: bytes, name: bytes, st: os.stat_result, stamp: Stam
     return False
 
 
+def walk(path: bytes, name: bytes, include_root: bool = True) -> Iterator[Entry]:
+    """``path`` and everything below it as ``(path, name, lstat)``: pre-order,
+    children sorted by bytes (never by listing order or locale)."""
+    lstat, listdir = os.lstat, os.listdir
+    st = lstat(path)
+    if include_root:
+        yield path, name, st
+    if not stat.S_ISDIR(st.st_mode):
+        return
+    stack: List[Tuple[bytes, bytes]] = []
+
+    def push_children(dirpath: bytes, dirname: bytes) -> None:
+        base = dirpath if dirpath.endswith(b"/") else dirpath + b"/"
+        prefix = dirname + b"/" if dirname else b""
+        names = listdir(dirpath)
+        for n in names:
+            if n[:4] == WHITEOUT_PREFIX:
+                refuse_whiteout_name(prefix + n)
+        names.sort(reverse=True)
+        stack.extend([(base + n, prefix + n) for n in names])
+
+    push_children(path, name)
+    dir_type = stat.S_IFDIR
+    while stack:
+        path, name = stack.pop()
+        st = lstat(path)
+        yield path, name, st
+        if st.st_mode & 0o170000 == dir_type:
+            push_children(path, name)
+
+
 def write_tree(
     sink: Sink, path: bytes, name: bytes, stamp: Stamp, hardlinks: Optional[dict] = None, include_root: bool = True
 ) -> None:
-    """Write ``path`` and everything below it, pre-order, children sorted.
+    """Write ``path`` and everything below it (see ``walk``).
 
     ``hardlinks`` is a dict shared across one layer to keep hardlinks as
     typeflag 1 entries; ``None`` writes every link as its own regular file
     (store layers: the bytes must not depend on store optimisation).
     """
-    st = os.lstat(path)
-    if include_root:
-        _entry(sink, path, name, st, stamp, hardlinks)
-    if not stat.S_ISDIR(st.st_mode):
-        return
-    # The loop below is _entry inlined for directories, regular files and
-    # symlinks when the stamp fixes owner and time, with the header packed in
-    # place (the same bytes as header(), which does the rest: long names, big
-    # files, other kinds, owners and times from the files).
+    write_entries(sink, walk(path, name, include_root), stamp, hardlinks)
+
+
+def write_entries(sink: Sink, entries: Iterable[Entry], stamp: Stamp, hardlinks: Optional[dict] = None) -> None:
+    """Write walked entries (``walk``'s, in its order) with their contents.
+
+    The loop is _entry inlined for directories, regular files and symlinks
+    when the stamp fixes owner and time, with the header packed in place
+    (the same bytes as header(), which does the rest: long names, big files,
+    other kinds, owners and times from the files).
+    """
     s_uid, s_gid, s_mtime = stamp.uid, stamp.gid, stamp.mtime
     fixed = (
         s_uid is not None
@@ -364,7 +404,7 @@ def write_tree(
     ub, gb = _owner_names(uname, gname)
     write = sink.write
     framed = getattr(sink, "write_framed", None)
-    lstat, listdir, readlink, open_, close = os.lstat, os.listdir, os.readlink, os.open, os.close
+    readlink, open_, close = os.readlink, os.open, os.close
     rdonly = os.O_RDONLY
     pad = _PADDING
     zeros = b"\0"
@@ -372,7 +412,6 @@ def write_tree(
     # st_mode (type and permissions) -> the header's fixed fields for it
     fields: Dict[int, Tuple[bytes, bytes, bytes, int]] = {}
     kinds = {stat.S_IFREG: REG, stat.S_IFDIR: DIR, stat.S_IFLNK: SYM}
-    stack: List[Tuple[bytes, bytes]] = []
     # Names over 100 bytes (common under /nix/store/<hash>-<name>/) get a PAX
     # "path" record first: header()'s bytes, with the PAX header's fixed
     # fields computed once.
@@ -400,28 +439,13 @@ def write_tree(
             )
         )
 
-    def push_children(dirpath: bytes, dirname: bytes) -> None:
-        # Sorted by bytes: never depend on directory listing order or locale.
-        base = dirpath if dirpath.endswith(b"/") else dirpath + b"/"
-        prefix = dirname + b"/" if dirname else b""
-        names = listdir(dirpath)
-        for n in names:
-            if n[:4] == WHITEOUT_PREFIX:
-                refuse_whiteout_name(prefix + n)
-        names.sort(reverse=True)
-        stack.extend([(base + n, prefix + n) for n in names])
-
-    push_children(path, name)
-    while stack:
-        path, name = stack.pop()
-        st = lstat(path)
+    for path, name, st in entries:
         m = st.st_mode
         f = fields.get(m)
         if f is None:
             kind = kinds.get(m & 0o170000)
             if not fixed or kind is None:
-                if _entry(sink, path, name, st, stamp, hardlinks):
-                    push_children(path, name)
+                _entry(sink, path, name, st, stamp, hardlinks)
                 continue
             f = fields[m] = _fixed_fields(m & 0o7777, f_uid, f_gid, f_mtime, kind, ub, gb, 0, 0)
         ids, mt, tail, check = f
@@ -477,7 +501,6 @@ def write_tree(
                     )
                 )
             )
-            push_children(path, name)
         else:  # symlink
             target = readlink(path)
             if len(target) <= 100:
