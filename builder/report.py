@@ -202,5 +202,17 @@ class ProgressSink(Sink):
         self.copy_file(fd, size)
         self.write(tail)
 
+    def output_fd(self):
+        target = self.inner.output_fd()
+        if target is None:
+            return None
+        fd, wrote = target
+
+        def counted(n: int) -> None:
+            wrote(n)
+            self.progress.add(n)
+
+        return fd, counted
+
     def flush(self) -> None:
         self.inner.flush()

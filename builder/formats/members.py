@@ -36,6 +36,18 @@ class _Counting(Sink):
         self.size += size
         self.inner.copy_file(fd, size)
 
+    def output_fd(self):
+        target = self.inner.output_fd()
+        if target is None:
+            return None
+        fd, wrote = target
+
+        def counted(n: int) -> None:
+            self.size += n
+            wrote(n)
+
+        return fd, counted
+
 
 def write_member(sink: Sink, name: str, blob: Blob) -> None:
     sink.write(header(name.encode(), REG, 0o644, 0, 0, MTIME, blob.size))

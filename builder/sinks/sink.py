@@ -13,7 +13,7 @@ import hashlib
 import os
 import stat
 from types import ModuleType
-from typing import Optional
+from typing import Callable, Optional, Tuple
 
 fcntl: Optional[ModuleType]
 try:
@@ -21,7 +21,7 @@ try:
 except ImportError:  # not on POSIX
     fcntl = None
 
-__all__ = ["CountSink", "FdSink", "HashSink", "MemorySink", "Sink", "TeeSink"]
+__all__ = ["CountSink", "FdSink", "HashSink", "MemorySink", "Sink", "TeeSink", "grow_pipe", "read_exactly"]
 
 # Small writes are gathered into one buffer: a pipe write per tar header
 # would cost a system call per file. Not much more than that, though: a big
@@ -59,11 +59,18 @@ class Sink:
         self.copy_file(fd, size)
         self.write(tail)
 
+    def output_fd(self) -> Optional[Tuple[int, Callable[[int], None]]]:
+        """The file descriptor this sink's bytes end in unchanged, flushed,
+        and what to call with the number of bytes others wrote into it
+        directly (``tar.parallel``); None when the sink changes or keeps
+        them (a hash, a compressor, memory)."""
+        return None
+
     def flush(self) -> None:
         pass
 
 
-def _read_exactly(fd: int, size: int, data: bytes = b"") -> bytes:
+def read_exactly(fd: int, size: int, data: bytes = b"") -> bytes:
     """``size`` bytes from ``fd``; ``data``: what a first read already gave."""
     if not data:
         data = os.read(fd, size)
@@ -80,7 +87,7 @@ def _read_exactly(fd: int, size: int, data: bytes = b"") -> bytes:
     return b"".join(parts)
 
 
-def _grow_pipe(fd: int) -> None:
+def grow_pipe(fd: int) -> None:
     """Give an output pipe a bigger buffer; anything else is left alone."""
     if fcntl is None:
         return
@@ -103,20 +110,35 @@ class FdSink(Sink):
         self.fd = fd
         self.buffer = bytearray()
         self.written = 0
-        _grow_pipe(fd)
+        grow_pipe(fd)
 
     def write(self, data) -> None:
         self.buffer += data
         if len(self.buffer) >= _BUFFER_LIMIT:
             self.flush()
 
+    def write_unbuffered(self, data) -> None:
+        """Big bytes written as they are, not copied into the buffer first."""
+        self.flush()
+        self._write_out(data)
+
     def flush(self) -> None:
-        with memoryview(self.buffer) as view:
+        self._write_out(self.buffer)
+        self.buffer.clear()
+
+    def _write_out(self, data) -> None:
+        with memoryview(data) as view:
             done = 0
             while done < len(view):
                 done += os.write(self.fd, view[done:])
-        self.written += len(self.buffer)
-        self.buffer.clear()
+        self.written += len(data)
+
+    def output_fd(self) -> Optional[Tuple[int, Callable[[int], None]]]:
+        self.flush()
+        return self.fd, self._count
+
+    def _count(self, n: int) -> None:
+        self.written += n
 
     def write_framed(self, head: bytes, fd: int, size: int, tail: bytes) -> None:
         if size >= _SENDFILE_MIN:
@@ -126,14 +148,14 @@ class FdSink(Sink):
         buffer += head
         if size:
             data = os.read(fd, size)
-            buffer += data if len(data) == size else _read_exactly(fd, size, data)
+            buffer += data if len(data) == size else read_exactly(fd, size, data)
         buffer += tail
         if len(buffer) >= _BUFFER_LIMIT:
             self.flush()
 
     def copy_file(self, fd: int, size: int) -> None:
         if size < _SENDFILE_MIN:
-            self.write(_read_exactly(fd, size))
+            self.write(read_exactly(fd, size))
             return
         self.flush()
         offset = os.lseek(fd, 0, os.SEEK_CUR)

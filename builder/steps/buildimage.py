@@ -26,6 +26,7 @@ from builder.steps import nixdb
 from builder.steps.commands import chroot_prefix, command_env, rerun_under_fakeroot, run_commands
 from builder.steps.copyroot import copy_to_root, restore_modes
 from builder.tar import whiteout
+from builder.tar.parallel import write_trees
 from builder.tar.tarstream import END_OF_ARCHIVE, Stamp, write_tree
 
 __all__ = ["build_image_layer"]
@@ -147,11 +148,10 @@ def _write_layer(spec: ImageLayerSpec, lower: str, upper: str, diff: bool, repla
             owner = Stamp(uid=spec.uid, gid=spec.gid, mtime=mtime)
             write_tree(sink, os.fsencode(upper), b"", owner, hardlinks={}, include_root=False)
         store_stamp = Stamp(uid=spec.uid, gid=spec.gid, mtime=mtime)
-        for p in _store_paths(spec):
-            if lower and os.path.lexists(os.path.join(lower, p.lstrip("/"))):
-                continue  # the base has it already
-            # Store files: hardlinks written as files, whatever the store's optimisation.
-            write_tree(sink, os.fsencode(p), os.fsencode(p).lstrip(b"/"), store_stamp)
+        # Store files: hardlinks written as files, whatever the store's
+        # optimisation; paths the base has already are left out.
+        new = [p for p in _store_paths(spec) if not (lower and os.path.lexists(os.path.join(lower, p.lstrip("/"))))]
+        write_trees(sink, [(os.fsencode(p), os.fsencode(p).lstrip(b"/")) for p in new], store_stamp)
         sink.write(END_OF_ARCHIVE)
         sink.flush()
     except PermissionError as e:

@@ -17,7 +17,8 @@ from typing import Dict, Iterable, List, Optional, Sequence
 
 from builder.errors import SpecError
 from builder.sinks.sink import Sink
-from builder.tar.tarstream import DIR, END_OF_ARCHIVE, Stamp, header, write_entry, write_tree
+from builder.tar.parallel import write_trees
+from builder.tar.tarstream import DIR, END_OF_ARCHIVE, Stamp, header, write_entry
 
 __all__ = ["Perm", "parse_perms", "write_layer"]
 
@@ -152,9 +153,6 @@ def _write_one(sink: Sink, path: bytes, name: bytes, st, stamp: Stamp, perms) ->
 
 
 def _write_store_path(sink: Sink, path: bytes, stamp: Stamp, perms: Sequence[Perm]) -> None:
-    if not perms:
-        write_tree(sink, path, path.lstrip(b"/"), stamp)
-        return
     st = os.lstat(path)
     _write_one(sink, path, path.lstrip(b"/"), st, stamp, perms)
     if stat.S_ISDIR(st.st_mode):
@@ -192,6 +190,9 @@ def write_layer(
                     gname=stamp.gname,
                 )
             )
-    for p in paths:
-        _write_store_path(sink, os.fsencode(p), stamp, perms)
+    if perms:
+        for p in paths:
+            _write_store_path(sink, os.fsencode(p), stamp, perms)
+    else:
+        write_trees(sink, [(os.fsencode(p), os.fsencode(p).lstrip(b"/")) for p in paths], stamp)
     sink.write(END_OF_ARCHIVE)
