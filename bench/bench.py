@@ -48,6 +48,7 @@ from builder.sinks import compress
 from builder.sinks.sink import FdSink  # noqa: E402
 from builder.steps import closure
 from builder.tar import (
+    parallel,
     rootfs,
     tarstream,
 )
@@ -244,6 +245,11 @@ def _tmpdir():
         _TMP.append(tempfile.mkdtemp(prefix="builder-bench-"))
     return _TMP[0]
 
+
+# Our children run Python as the stream scripts do (-I, -B), and without
+# this machine's site-packages (-S): a stream script's Nix Python has none,
+# while a pyenv or distribution one may spend tens of milliseconds there.
+_PYTHON = [sys.executable, "-IBS"]
 
 _STREAM_CHILD = """
 import os, sys
@@ -566,7 +572,11 @@ def main():
     args = ap.parse_args()
 
     load = os.getloadavg()[0]
-    print(f"synthetic store in {args.work} ({CORES} cores, load {load:.2f})", flush=True)
+    print(
+        f"synthetic store in {args.work} ({CORES} cores, load {load:.2f}; "
+        f"streams into a pipe use {parallel.jobs()} processes)",
+        flush=True,
+    )
     if load > 0.5:
         print("  warning: the machine is busy; figures will be noisy")
     paths, files, nbytes, small = prepare_store(args.work)
@@ -598,7 +608,7 @@ def main():
     # (a) and (b)
     (tar_s, tar_rss, _, _), (stream_s, stream_rss, _, _) = best_of_pair(
         lambda: _run_into_drain(["tar", "-C", "/", "-cf", "-"] + rel),
-        lambda: _run_into_drain([sys.executable, "-c", _STREAM_CHILD.format(repo=REPO)] + paths),
+        lambda: _run_into_drain(_PYTHON + ["-c", _STREAM_CHILD.format(repo=REPO)] + paths),
     )
     print(f"(a) GNU tar | cat           {tar_s:7.2f} s  {_fmt_rate(nbytes, tar_s)}  peak {tar_rss / 1e6:.0f} MB")
     print(
@@ -610,7 +620,7 @@ def main():
         files_small = sum(_tree_stats(p)[0] for p in small)
         tar2, stream2 = best_of_pair(
             lambda: _run_into_drain(["tar", "-C", "/", "-cf", "-"] + rel_small),
-            lambda: _run_into_drain([sys.executable, "-c", _STREAM_CHILD.format(repo=REPO)] + small),
+            lambda: _run_into_drain(_PYTHON + ["-c", _STREAM_CHILD.format(repo=REPO)] + small),
         )
         tar2_s, stream2_s = tar2[0], stream2[0]
         print(
@@ -662,7 +672,7 @@ def main():
         for _ in range(args.gzip_repeat):
             pigz_runs.append(_run_into_drain(["pigz", "-6", "-p", str(CORES), "-c", archive], drain=("wc", "-c")))
             ours_runs.append(
-                _run_into_drain([sys.executable, "-c", _GZIP_CHILD.format(repo=REPO), archive], drain=("wc", "-c"))
+                _run_into_drain(_PYTHON + ["-c", _GZIP_CHILD.format(repo=REPO), archive], drain=("wc", "-c"))
             )
         pigz_s, pigz_rss, pigz_out, _ = min(pigz_runs, key=lambda r: r[0])
         ours_s, ours_rss, ours_out, _ = min(ours_runs, key=lambda r: r[0])
