@@ -195,11 +195,17 @@ def init_layout(directory: str) -> None:
     """Make ``directory`` an OCI layout (or check that it is one)."""
     if os.path.lexists(directory) and not os.path.isdir(directory):
         raise BuildError(f"{directory}: not a directory; an OCI layout is one")
+    layout_path = os.path.join(directory, "oci-layout")
+    if os.path.isdir(directory) and not os.path.lexists(layout_path) and os.listdir(directory):
+        # Blobs and an index scattered among someone's files help no one.
+        raise BuildError(
+            f"{directory}: a directory with other files and no oci-layout file: "
+            "give a new or empty directory, or an OCI layout"
+        )
     try:
         os.makedirs(os.path.join(directory, "blobs", "sha256"), exist_ok=True)
     except OSError as e:
         raise BuildError(f"cannot make an OCI layout at {directory}: {e.strerror}") from None
-    layout_path = os.path.join(directory, "oci-layout")
     if os.path.exists(layout_path):
         _check_layout_version(directory, read_limited(layout_path, 1 << 16, layout_path))
     else:

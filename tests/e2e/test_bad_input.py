@@ -372,6 +372,16 @@ def test_stream_oci_dir_onto_a_file(small_stream, tmp_path):
     assert target.read_text() == "keep"
 
 
+def test_stream_oci_dir_into_a_directory_of_other_files(small_stream, tmp_path):
+    (tmp_path / "notes.txt").write_text("keep")
+    r = subprocess.run([small_stream, "--format", "oci-dir", "--output", str(tmp_path)], capture_output=True)
+    assert one_error(r) == (
+        f"error: {tmp_path}: a directory with other files and no oci-layout file: "
+        "give a new or empty directory, or an OCI layout"
+    )
+    assert os.listdir(tmp_path) == ["notes.txt"]
+
+
 def test_stream_to_a_full_stdout(small_stream):
     with open("/dev/full", "wb") as full:
         r = subprocess.run([small_stream], stdout=full, stderr=subprocess.PIPE)

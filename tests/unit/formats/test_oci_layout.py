@@ -119,6 +119,20 @@ def test_layout_skips_blobs_already_present(tmp_path):
     assert write_oci_layout(layout, [(image, ["demo:1"])], "none") == [image.layers[0].diff_id]
 
 
+def test_layout_goes_into_a_new_or_empty_directory_or_a_layout_only(tmp_path):
+    image = simple_image()
+    (tmp_path / "empty").mkdir()
+    write_oci_layout(str(tmp_path / "empty"), [(image, ["demo:1"])], "none")
+    write_oci_layout(str(tmp_path / "empty"), [(image, ["demo:2"])], "none")  # a layout now
+    write_oci_layout(str(tmp_path / "new" / "dir"), [(image, ["demo:1"])], "none")
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "notes.txt").write_text("mine")
+    with pytest.raises(BuildError, match="other files and no oci-layout file"):
+        write_oci_layout(str(home), [(image, ["demo:1"])], "none")
+    assert os.listdir(home) == ["notes.txt"]
+
+
 def test_layout_index_keeps_other_tags_and_replaces_ours(tmp_path):
     layout = str(tmp_path / "layout")
     first, second = simple_image("1"), simple_image("2")
