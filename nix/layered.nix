@@ -71,7 +71,8 @@ let
         // (if chk "reproducible" [ "bool" ] reproducible then { } else { reproducible = false; }));
     };
 
-  streamLayeredImage = args@
+  # `fn` is the function the user called: the one error messages name.
+  streamLayeredImageAs = fn: args@
     { name
     , tag ? null
     , fromImage ? null
@@ -104,7 +105,6 @@ let
     , sbomFormat ? "spdx"        # passthru.sbom: "spdx" (2.3) or "cyclonedx" (1.5), JSON
     }:
     let
-      fn = "streamLayeredImage";
       chk = checkType fn;
       imageName = checkName fn name;
       # nixpkgs' custom layering: a list of steps, or a JSON file (a
@@ -170,6 +170,8 @@ let
       meta = chk "meta" [ "set" ] meta;
     };
 
+  streamLayeredImage = streamLayeredImageAs "streamLayeredImage";
+
   buildLayeredImage = args@{ name
     , format ? "docker"            # "oci": an OCI archive (index.json, blobs/, manifest.json)
     , layerCompression ? "none"    # layers inside the archive: "none", "gzip" or "zstd"
@@ -178,7 +180,7 @@ let
     , ... }:
     let
       fn = "buildLayeredImage";
-      stream = streamLayeredImage (builtins.removeAttrs args [ "compressor" "format" ]);
+      stream = streamLayeredImageAs fn (builtins.removeAttrs args [ "compressor" "format" ]);
     in
     mkResult {
       function = buildLayeredImage;

@@ -132,6 +132,12 @@ def test_name_not_a_string(tmp_path):
     assert "name must be a string, got the number 5" in stderr
 
 
+@pytest.mark.parametrize("function", ["streamLayeredImage", "buildLayeredImage"])
+def test_errors_name_the_function_called(function, tmp_path):
+    stderr = fails(f'dockerTools.{function} {{ name = "n"; maxLayers = 1; }}', tmp_path)
+    assert f"dockerTools.{function}: maxLayers must be an integer of at least 2" in stderr
+
+
 # --- config: keys docker and podman read with a fixed type --------------------------------
 
 
