@@ -21,6 +21,9 @@ files), then measures in one run:
      skopeo compresses) to the same registry: the first push, a re-push of
      the unchanged image, and a re-push after changing one (app) layer; both
      tools keep their blob-info caches (ours in a private $XDG_CACHE_HOME)
+  h) ``nix-build`` of an image's description (-conf) after an app change, the
+     same closure as (g) in ``contents`` (hashed again) or in an explicit
+     ``buildLayer`` layer (built once, before)
 
 and prints every figure with its ratio to its reference and target. Nothing
 is written into the repository; the work directory (default
@@ -549,6 +552,54 @@ def bench_push(args, paths, stamp):
     return results
 
 
+# An app on a big closure: the closure as contents, or kept in an explicit
+# layer (buildLayer), built once. Only the description (-conf) is built: it
+# is what hashes the layers.
+_REBUILD_EXPR = """
+{ repo, paths, version, explicit }:
+let
+  pkgs = import (repo + "/tests/hostpkgs.nix") { };
+  dockerTools = import (repo + "/default.nix") { inherit pkgs; };
+  closure = map builtins.storePath paths;
+  app = pkgs.writeTextDir "share/app/VERSION" version;
+  runtime = dockerTools.buildLayer { deps = closure; };
+in
+(dockerTools.streamLayeredImage (
+  { name = "app"; config.Cmd = [ "/bin/app" ]; }
+  // (if explicit then { contents = [ app ]; layers = [ runtime ]; } else { contents = closure ++ [ app ]; })
+)).conf
+"""
+
+
+def bench_rebuild(args, paths):
+    """(h): returns the figures."""
+    if shutil.which("nix-build") is None:
+        print("(h) skipped: nix-build is not installed")
+        return []
+    expr = os.path.join(_tmpdir(), "rebuild.nix")
+    with open(expr, "w") as f:
+        f.write(_REBUILD_EXPR)
+    nbytes = sum(_tree_stats(p)[1] for p in paths)
+    salt = f"{time.time_ns()}"
+
+    def build(explicit: bool, n: int) -> float:
+        cmd = ["nix-build", expr, "--no-out-link", "--quiet", "--arg", "repo", REPO]
+        cmd += ["--arg", "paths", "[ " + " ".join(f'"{p}"' for p in paths) + " ]"]
+        cmd += ["--argstr", "version", f"{salt}-{explicit}-{n}", "--arg", "explicit", "true" if explicit else "false"]
+        t0 = time.monotonic()
+        subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        return time.monotonic() - t0
+
+    build(True, 0)  # the explicit layer itself, once: not an app change
+    runs = [(build(False, n), build(True, n)) for n in range(1, 1 + args.repeat)]
+    whole, layered = min(r[0] for r in runs), min(r[1] for r in runs)
+    print(
+        f"(h) build after an app change ({nbytes / 1e9:.2f} GB closure): "
+        f"closure in contents {whole:.2f} s, in an explicit layer {layered:.2f} s"
+    )
+    return [("rebuild: explicit / contents", layered / whole, None), ("rebuild, explicit layer (s)", layered, None)]
+
+
 # --- main -----------------------------------------------------------------------
 
 
@@ -563,6 +614,8 @@ def main():
     ap.add_argument("--prepare-only", action="store_true")
     ap.add_argument("--skip-push", action="store_true", help="leave out (g)")
     ap.add_argument("--only-push", action="store_true", help="only (g)")
+    ap.add_argument("--skip-rebuild", action="store_true", help="leave out (h)")
+    ap.add_argument("--only-rebuild", action="store_true", help="only (h)")
     ap.add_argument(
         "--push-bytes", type=float, default=1.5e9, help="(g) pushes the smallest store paths up to this many bytes"
     )
@@ -591,6 +644,9 @@ def main():
     stamp = tarstream.Stamp(uid=0, gid=0, uname="root", gname="root", mtime=1)
     if args.only_push:
         _print_results(bench_push(args, _push_paths(args, paths), stamp))
+        return
+    if args.only_rebuild:
+        _print_results(bench_rebuild(args, _push_paths(args, paths, "(h) a closure of")))
         return
 
     def best_of(fn):
@@ -701,10 +757,13 @@ def main():
     # (g)
     if not args.skip_push:
         results.extend(bench_push(args, _push_paths(args, paths), stamp))
+    # (h)
+    if not args.skip_rebuild:
+        results.extend(bench_rebuild(args, _push_paths(args, paths, "(h) a closure of")))
     _print_results(results)
 
 
-def _push_paths(args, paths):
+def _push_paths(args, paths, label="(g) pushing"):
     """The smallest store paths, up to --push-bytes (the first push compresses all)."""
     with open(os.path.join(args.work, "store-paths.json")) as f:
         sizes = {e["path"]: e["bytes"] for e in json.load(f).values()}
@@ -715,7 +774,7 @@ def _push_paths(args, paths):
         chosen.append(p)
         total += sizes.get(p, 0)
     files = sum(_tree_stats(p)[0] for p in chosen)
-    print(f"(g) pushing {len(chosen)} store paths, {files} entries, {total / 1e9:.2f} GB")
+    print(f"{label} {len(chosen)} store paths, {files} entries, {total / 1e9:.2f} GB")
     return sorted(chosen)
 
 
