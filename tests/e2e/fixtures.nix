@@ -31,6 +31,23 @@ rec {
   # Big enough that streaming it takes seconds: progress shows.
   bigRandom = sh "big-random" "mkdir -p $out; head -c 120000000 /dev/urandom > $out/blob";
 
+  # Enough entries that a stream shares them between processes
+  # (builder/tar/parallel.py): small files in nested directories, long
+  # names, symlinks, and files big enough to wait for a worker's turn.
+  manyFiles = sh "many-files" ''
+    for d in $(seq 1 60); do
+      dir=$out/share/${"$"}{d}-${builtins.concatStringsSep "" (builtins.genList (_: "d") 80)}
+      mkdir -p $dir
+      for f in $(seq 1 80); do echo "$d $f" > $dir/file-$f; done
+      ln -s file-1 $dir/link
+    done
+    head -c 3000000 /dev/urandom > $out/share/big-1
+    head -c 300000 /dev/urandom > $out/share/big-2
+    mkdir -p $out/bin
+    printf '#!/bin/sh\necho hi\n' > $out/bin/hi
+    chmod +x $out/bin/hi
+  '';
+
   # A chain of references, for layer ordering: c -> b -> a.
   chainA = sh "chain-a" "mkdir -p $out; echo a > $out/a";
   chainB = sh "chain-b" "mkdir -p $out; echo ${chainA} > $out/b";

@@ -50,6 +50,23 @@ def test_hello_loads_and_prints_hello(hello):
     assert podman_run("hello-e2e:t1") == "Hello, world!\n"
 
 
+def test_a_stream_made_by_several_processes_has_the_bytes_of_one(tmp_path):
+    # 5000 entries and more: the store layer's tar is made by worker
+    # processes (builder/tar/parallel.py); NIX_BUILD_CORES=1 makes it in one.
+    script = nix_build(
+        """dockerTools.streamLayeredImage {
+      name = "many-files"; tag = "t"; contents = [ fixtures.manyFiles pkgs.busybox ]; maxLayers = 2;
+      config.Cmd = [ "/bin/sh" "-c" "ls -R /nix/store | wc -l" ]; }""",
+        tmp_path,
+    )
+    several = run_stream(script)
+    one = subprocess.run([script], capture_output=True, env=dict(os.environ, NIX_BUILD_CORES="1"), check=True).stdout
+    assert several == one
+    archive = read_archive(several)
+    podman_load(archive.raw)
+    assert int(podman_run("many-files:t")) > 5000
+
+
 def test_runs_as_non_root_user(tmp_path):
     _, archive = stream(
         """dockerTools.streamLayeredImage {
