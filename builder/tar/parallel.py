@@ -73,15 +73,18 @@ def write_trees(sink: Sink, roots: Sequence[Tuple[bytes, bytes]], stamp: Stamp, 
     """Every ``(path, name)`` tree of ``roots`` in turn, as ``write_tree``
     writes each with no hardlink table: the same bytes."""
     workers = workers or jobs()
-    if workers >= 2 and hasattr(os, "fork") and threading.active_count() == 1:
-        # (A fork beside other threads may copy a lock another one holds.)
+    # (A fork beside other threads may copy a lock another one holds.)
+    target = sink.output_fd() if workers >= 2 and threading.active_count() == 1 else None
+    if target is not None and hasattr(os, "fork"):
         names = chain.from_iterable(_names(path, name) for path, name in roots)
         first = list(islice(names, MIN_ENTRIES))
         if len(first) == MIN_ENTRIES:
-            target = sink.output_fd()
-            if target is not None:
-                fd, wrote = target
+            fd, wrote = target
+            try:
                 pool = _Pool(workers, stamp, fd)
+            except OSError:
+                pool = None  # no processes to be had: this one does it all
+            if pool is not None:
                 try:
                     pool.run(chain(first, names), wrote)
                 finally:

@@ -158,6 +158,16 @@ def test_no_fork_beside_other_threads(tmp_path, monkeypatch):
         other.join()
 
 
+def test_no_processes_to_be_had_means_one_process(tmp_path, monkeypatch):
+    roots = _store(tmp_path)
+
+    def no_fork():
+        raise BlockingIOError(11, "Resource temporarily unavailable")
+
+    monkeypatch.setattr(os, "fork", no_fork)
+    assert _into_file(tmp_path, roots, 2) == b"before" + _one_process(roots) + b"after"
+
+
 def test_a_small_tree_stays_in_one_process(tmp_path, monkeypatch):
     monkeypatch.setattr(parallel, "MIN_ENTRIES", 10_000)
     roots = _store(tmp_path, n=1)
