@@ -148,14 +148,16 @@ def load_target(path: str) -> Loaded:
     return Loaded(images, doc["repoTag"], doc.get("layerCompression", "none"))
 
 
-def note_unknown_digests(loaded: Loaded, encoding: str) -> None:
+def note_unknown_digests(loaded: Loaded, encoding: str, pushing: bool = False) -> None:
     """One line on stderr when the build did not record this encoding's
-    digests: each such layer is compressed once more to learn its digest."""
+    digests: each such layer is compressed once more to learn its digest
+    (a push compresses it once, into a temporary file, and sends that)."""
     if encoding == "none":
         return
     missing = sum(1 for image in loaded.images for layer in image.layers if encoding not in layer.known)
     if missing:
+        how = "each is compressed into a temporary file first" if pushing else "compressing them twice"
         progress_line(
             f"note: {missing} layer(s) have no {encoding} digest from the build "
-            f'(set layerCompression = "{encoding}"): compressing them twice'
+            f'(set layerCompression = "{encoding}"): {how}'
         )

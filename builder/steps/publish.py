@@ -50,7 +50,7 @@ def push_target(
     target = ref or loaded.repo_tag
     cache = BlobCache.default()
     if not _all_remembered(loaded.images, encoding, cache):
-        note_unknown_digests(loaded, encoding)
+        note_unknown_digests(loaded, encoding, pushing=True)
     try:
         result = push(
             loaded.target, target, insecure=insecure, encoding=encoding, flavour=_FLAVOURS[fmt], blob_cache=cache
