@@ -16,50 +16,53 @@ import errno
 import importlib
 import os
 import sys
-from typing import Callable, List, Optional, Tuple, Type
+from typing import Callable, List, Optional, Tuple
 
-from builder import contract, report
+from builder import report
 from builder.errors import MAX_LINE, BuildError
-from builder.sinks import compress
 
 __all__ = ["main"]
 
 
 # Build steps run inside Nix builds: each is a module's function that takes
 # its typed record of the derivation's attributes (.attrs.json, read by
-# contract.load). Modules load only when used.
-_BUILD_STEPS: List[Tuple[str, str, Type[contract.Spec], Optional[str]]] = [
-    ("customise", "steps.customise.customise", contract.CustomiseSpec, "build the customisation layer"),
-    ("customise-fakeroot", "steps.customise.customise_fakeroot", contract.CustomiseSpec, None),
-    ("layers", "steps.assemble.assemble", contract.LayersSpec, "build an image description"),
-    ("layer", "steps.assemble.build_layer", contract.LayerSpec, "build the description of explicit layers"),
-    ("files", "steps.files.write_files", contract.FilesSpec, "write a small tree of files"),
-    ("merge", "steps.merge.merge_images", contract.MergeSpec, "merge image archives into one"),
-    ("image-layer", "steps.buildimage.build_image_layer", contract.ImageLayerSpec, "build buildImage's layer"),
-    ("image-layer-fakeroot", "steps.buildimage.build_image_layer_fakeroot", contract.ImageLayerSpec, None),
-    ("export", "steps.export.export_image", contract.ExportSpec, "write an image's root filesystem as one tar"),
-    ("export-fakeroot", "steps.export.export_image_fakeroot", contract.ExportSpec, None),
-    ("script", "steps.stream.write_stream_script", contract.ScriptSpec, "write a stream executable"),
-    ("archive", "steps.stream.write_archive", contract.ArchiveSpec, "write an image archive into the store"),
-    ("multiarch", "steps.multiarch.build_multiarch", contract.MultiarchSpec, "describe a multi-platform image"),
-    ("push-script", "steps.publish.write_push_script", contract.PushScriptSpec, "write a copy-to-registry executable"),
+# contract.load; the record's class named here). Modules, builder.contract
+# among them, load only when used: a push does not pay for them.
+_BUILD_STEPS: List[Tuple[str, str, str, Optional[str]]] = [
+    ("customise", "steps.customise.customise", "CustomiseSpec", "build the customisation layer"),
+    ("customise-fakeroot", "steps.customise.customise_fakeroot", "CustomiseSpec", None),
+    ("layers", "steps.assemble.assemble", "LayersSpec", "build an image description"),
+    ("layer", "steps.assemble.build_layer", "LayerSpec", "build the description of explicit layers"),
+    ("files", "steps.files.write_files", "FilesSpec", "write a small tree of files"),
+    ("merge", "steps.merge.merge_images", "MergeSpec", "merge image archives into one"),
+    ("image-layer", "steps.buildimage.build_image_layer", "ImageLayerSpec", "build buildImage's layer"),
+    ("image-layer-fakeroot", "steps.buildimage.build_image_layer_fakeroot", "ImageLayerSpec", None),
+    ("export", "steps.export.export_image", "ExportSpec", "write an image's root filesystem as one tar"),
+    ("export-fakeroot", "steps.export.export_image_fakeroot", "ExportSpec", None),
+    ("script", "steps.stream.write_stream_script", "ScriptSpec", "write a stream executable"),
+    ("archive", "steps.stream.write_archive", "ArchiveSpec", "write an image archive into the store"),
+    ("multiarch", "steps.multiarch.build_multiarch", "MultiarchSpec", "describe a multi-platform image"),
+    ("push-script", "steps.publish.write_push_script", "PushScriptSpec", "write a copy-to-registry executable"),
     (
         "command-script",
         "steps.publish.write_command_script",
-        contract.CommandScriptSpec,
+        "CommandScriptSpec",
         "write a command's executable",
     ),
-    ("copy-script", "steps.copy.write_copy_script", contract.CopyScriptSpec, "write a copy-to executable"),
-    ("pull-image", "steps.pull_image.pull_image", contract.PullImageSpec, "fetch an image into a docker archive"),
-    ("sbom-file", "steps.sbom.write_sbom", contract.SbomFileSpec, "write an image's SBOM"),
+    ("copy-script", "steps.copy.write_copy_script", "CopyScriptSpec", "write a copy-to executable"),
+    ("pull-image", "steps.pull_image.pull_image", "PullImageSpec", "fetch an image into a docker archive"),
+    ("sbom-file", "steps.sbom.write_sbom", "SbomFileSpec", "write an image's SBOM"),
 ]
 
 
-def _build_step(target: str, spec_type: Type[contract.Spec]) -> Callable[[argparse.Namespace], None]:
+def _build_step(target: str, spec_type: str) -> Callable[[argparse.Namespace], None]:
     module, function = target.rsplit(".", 1)
 
     def run(args: argparse.Namespace) -> None:
-        spec = contract.load(spec_type)
+        from builder import contract
+        from builder.sinks import compress
+
+        spec = contract.load(getattr(contract, spec_type))
         # pkgs.zstd's program, for every zstd layer this step reads or writes.
         compress.use_zstd(getattr(spec, "zstd", None))
         getattr(importlib.import_module(f".{module}", __package__), function)(spec)

@@ -16,21 +16,21 @@ of Images written as an image index.
 from __future__ import annotations
 
 import os
-import tarfile
 from dataclasses import dataclass
-from typing import List, Optional, Union
+from typing import TYPE_CHECKING, List, Optional, Union
 
-from builder.contract import check_version
-from builder.errors import ImageFormatError, SpecError
+from builder.errors import ImageFormatError, SpecError, check_version
 from builder.formats.description import find_description, read_description, zstd_trusted
-from builder.formats.docker_archive import Tagged, read_docker_archive, read_docker_archive_all
-from builder.formats.members import members_by_name
-from builder.formats.oci_layout import read_oci
 from builder.model.image import Image
 from builder.model.jsondoc import read_json_file
 from builder.report import progress_line
 from builder.tar.layerfile import detect_encoding, plain_archive
-from builder.tar.reader import open_tar
+
+if TYPE_CHECKING:
+    from builder.formats.docker_archive import Tagged
+
+# The readers of archives and layouts (docker_archive, oci_layout, tar.reader)
+# load only when one is read: an image of this project needs none of them.
 
 __all__ = [
     "MULTI_FILE",
@@ -57,6 +57,11 @@ def _tar_names(path: str, workdir: Optional[str]) -> Optional[set]:
     """Top-level names of a tar (unpacking a compressed one once), or None."""
     if workdir is None and detect_encoding(path, 0) != "none":
         return None
+    import tarfile
+
+    from builder.formats.members import members_by_name
+    from builder.tar.reader import open_tar
+
     plain = plain_archive(path, workdir)
     try:
         with open_tar(plain) as tar:
@@ -81,6 +86,9 @@ def load_image(
     described = find_description(path)
     if described:
         return read_description(described).image
+    from builder.formats.docker_archive import read_docker_archive
+    from builder.formats.oci_layout import read_oci
+
     if os.path.isdir(path):
         if os.path.exists(os.path.join(path, "oci-layout")):
             return read_oci(path, architecture=architecture, variant=variant, ref=tag, workdir=workdir)
@@ -100,6 +108,8 @@ def load_all(path: str, workdir: str) -> List[Tagged]:
     if described:
         desc = read_description(described)
         return [(desc.image, [desc.repo_tag])]
+    from builder.formats.docker_archive import read_docker_archive_all
+
     return read_docker_archive_all(path, workdir)
 
 

@@ -33,15 +33,16 @@ import contextlib
 import os
 import shutil
 import struct
-import subprocess
 import threading
 import zlib
 from collections import deque
-from concurrent.futures import ThreadPoolExecutor
-from typing import IO, Iterator, Optional, Union, cast
+from typing import IO, TYPE_CHECKING, Iterator, Optional, Union, cast
 
 from builder.errors import BuildError, ImageFormatError
 from builder.sinks.sink import Sink
+
+if TYPE_CHECKING:
+    from concurrent.futures import ThreadPoolExecutor
 
 __all__ = [
     "ENCODINGS",
@@ -187,6 +188,8 @@ class _GzipSink(Sink):
             self._emit(*_deflate_block(block, zdict, False, self.level))
             return
         if self.pool is None:
+            from concurrent.futures import ThreadPoolExecutor  # not loaded for a push that compresses nothing
+
             self.pool = ThreadPoolExecutor(self.threads, thread_name_prefix="gzip")
         self.inflight.append(self.pool.submit(_deflate_block, block, zdict, False, self.level))
         # Bounded: wait for the oldest block when the queue is full; write out
@@ -278,6 +281,8 @@ class _ZstdProgramSink(Sink):
         self.what = what
         self.decompressing = "-d" in args
         env = {k: v for k, v in os.environ.items() if not k.startswith("ZSTD_")}
+        import subprocess  # zstd only: not loaded otherwise
+
         try:
             self.proc = subprocess.Popen(
                 [program, *args], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env

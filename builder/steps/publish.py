@@ -11,15 +11,17 @@ now points at is the only line on stdout.
 from __future__ import annotations
 
 import os
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
-from builder.contract import CommandScriptSpec, PushScriptSpec
 from builder.errors import BuildError, RegistryError
 from builder.formats.load import load_target, note_unknown_digests
 from builder.registry.blobcache import BlobCache, format_of
 from builder.registry.push import push
 from builder.report import human_size, progress_line
 from builder.steps.known import encodings_of
+
+if TYPE_CHECKING:
+    from builder.contract import CommandScriptSpec, PushScriptSpec
 
 __all__ = ["push_target", "write_push_script"]
 
