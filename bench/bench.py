@@ -454,6 +454,8 @@ def _app_layer(work: str, n: int):
     path = os.path.join(work, f"app{n}.tar")
     with open(path, "wb") as f:
         f.write(data)
+    # A description names only store paths (formats/description.py).
+    path = subprocess.run(["nix-store", "--add", path], check=True, stdout=subprocess.PIPE, text=True).stdout.strip()
     digest = "sha256:" + hashlib.sha256(data).hexdigest()
     source = {"kind": "file", "path": path, "offset": 0, "size": len(data), "encoding": "none"}
     source.update(storedDigest=digest, storedSize=len(data))
