@@ -498,9 +498,15 @@ def bench_push(args, paths, stamp):
 
         env = dict(os.environ, XDG_CACHE_HOME=os.path.join(work, "xdg-cache"))
 
+        # The builder as Nix installs it (nix/builder.nix: src), with its bytecode.
+        from builder.selfcompile import copy_compiled
+
+        installed = os.path.join(work, "src")
+        copy_compiled(REPO, installed)
+
         def ours(n: int, repo: str = "ours"):
             # As the stream and copy-to-registry scripts run it: isolated, no bytecode written.
-            cmd = [sys.executable, "-IB", os.path.join(REPO, "builder"), "push", os.path.join(work, f"desc{n}")]
+            cmd = [sys.executable, "-IB", os.path.join(installed, "builder"), "push", os.path.join(work, f"desc{n}")]
             cmd += [f"{host}/{repo}:r{n}", "--insecure", "--compress", "gzip"]
             return _run_into_drain(cmd, env=env)
 
