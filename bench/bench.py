@@ -505,8 +505,8 @@ def bench_push(args, paths, stamp):
         copy_compiled(REPO, installed)
 
         def ours(n: int, repo: str = "ours"):
-            # As the stream and copy-to-registry scripts run it: isolated, no bytecode written.
-            cmd = [sys.executable, "-IB", os.path.join(installed, "builder"), "push", os.path.join(work, f"desc{n}")]
+            # As the stream and copy-to-registry scripts run it: isolated, no bytecode written, no site.
+            cmd = [sys.executable, "-IBS", os.path.join(installed, "builder"), "push", os.path.join(work, f"desc{n}")]
             cmd += [f"{host}/{repo}:r{n}", "--insecure", "--compress", "gzip"]
             return _run_into_drain(cmd, env=env)
 

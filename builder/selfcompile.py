@@ -1,6 +1,6 @@
 """The builder with its bytecode, as Nix installs it (``src`` in nix/builder.nix).
 
-Every step and script runs ``python3 -IB``: no bytecode is written, so a
+Every step and script runs ``python3 -IB`` (scripts ``-IBS``): no bytecode is written, so a
 module without its ``.pyc`` is compiled again on every run (for a push, about
 60 ms of its time). The copy made here carries hash-based ``.pyc`` files that
 are never checked against their source (nothing in the store changes), so

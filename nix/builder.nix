@@ -22,7 +22,7 @@ rec {
 
   python = "${pkgs.python3}/bin/python3";
 
-  # The same, with its bytecode: every step and script runs `python3 -IB`
+  # The same, with its bytecode: every step runs `python3 -IB` (scripts -IBS)
   # (no bytecode written), which would otherwise compile each module it
   # imports on every run (about 60 ms of every push). Hash-based pycs that
   # are never checked against their source (the store does not change);

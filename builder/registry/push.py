@@ -153,15 +153,25 @@ def push(
     result = PushResult(str(reference), "")
     try:
         client.ping()
-        present = (
-            _confirm_hints(client, images, hints, encoding, fmt, cache, reference, result, workers)
-            if hints and fmt
-            else {}
-        )
+        # One round of requests at once: the cache's digests confirmed, and
+        # every blob whose digest is known (configs, layers the build or a
+        # native form gave) asked about.
+        asked = _known_blobs(images, encoding, flavour)
+        present = _ask(client, images, hints, asked, encoding, fmt, cache, reference, result, workers)
         if rendered is None and reference.digest:
             rendered = _render(image_or_images, encoding, flavour, reference)
         _push_blobs(
-            client, images, encoding, flavour, mount_from, chunk_size, result, present, progress is not None, workers
+            client,
+            images,
+            encoding,
+            flavour,
+            mount_from,
+            chunk_size,
+            result,
+            present,
+            {blob.digest for _what, blob in asked},
+            progress is not None,
+            workers,
         )
         if rendered is None:
             rendered = _render(image_or_images, encoding, flavour, reference)  # every digest is known now
@@ -214,34 +224,51 @@ def _mount_sources(hints: Sequence[_Hint], reference: Reference, most: int = 4) 
     return repos[:most]
 
 
-def _confirm_hints(
+def _known_blobs(images: Sequence[Image], encoding: str, flavour: str) -> List[Tuple[str, Blob]]:
+    """Each blob whose digest is known without the cache, once: (what, blob)."""
+    found: Dict[str, Tuple[str, Blob]] = {}
+    for image in images:
+        for layer in image.layers:
+            if not _unknown(layer, encoding):
+                blob = layer.blob(encoding)
+                found.setdefault(blob.digest, (f"layer {short_digest(layer.diff_id)}", blob))
+    for image in images:
+        blob = manifest.config_blob(image, flavour)
+        found.setdefault(blob.digest, ("config", blob))
+    return list(found.values())
+
+
+def _ask(
     client: RegistryClient,
     images: Sequence[Image],
     hints: Sequence[_Hint],
+    known: Sequence[Tuple[str, Blob]],
     encoding: str,
-    fmt: str,
+    fmt: Optional[str],
     cache: BlobCache,
     reference: Reference,
     result: PushResult,
     workers: int = HEAD_WORKERS,
 ) -> Dict[str, str]:
-    """Ask the registry about each remembered digest (all at once, up to
-    ``workers`` requests in flight): HEAD here, else one mount from the
-    repository the cache names. A confirmed digest becomes the layer's; an
-    unconfirmed one is forgotten and the layer is compressed as if the cache
-    had said nothing. Returns digest -> "present" or "mounted"."""
+    """Ask the registry, all at once (up to ``workers`` requests in flight),
+    about each blob ``known`` (HEAD) and each digest the cache remembered
+    (HEAD here, else one mount from the repository the cache names). A
+    confirmed digest becomes the layer's; an unconfirmed one is forgotten and
+    the layer is compressed as if the cache had said nothing. Returns
+    digest -> "present" or "mounted"."""
     present: Dict[str, str] = {}
     sources = _mount_sources(hints, reference)
-    answers = client.in_parallel(
-        [
-            (
-                f"layer {short_digest(layer.diff_id)}",
-                partial(_confirm, client, digest, size, places, sources, reference),
-            )
-            for layer, digest, size, places in hints
-        ],
-        workers,
-    )
+    steps: List[Tuple[str, Callable[[], object]]] = [
+        (f"layer {short_digest(layer.diff_id)}", partial(_confirm, client, digest, size, places, sources, reference))
+        for layer, digest, size, places in hints
+    ]
+    steps += [(f"{what} {short_digest(blob.digest)}", partial(client.blob_exists, blob.digest)) for what, blob in known]
+    answers = client.in_parallel(steps, workers)
+    for (_what, blob), has in zip(known, answers[len(hints) :]):
+        if has:
+            present[blob.digest] = "present"
+    if not hints or fmt is None:
+        return present
     confirmed: Dict[str, Tuple[str, int]] = {}
     for (layer, digest, size, _places), how in zip(hints, answers):
         if how is None:
@@ -341,13 +368,17 @@ def _push_blobs(
     chunk_size: int,
     result: PushResult,
     present: Dict[str, str],
+    asked_already: Set[str],
     show_bytes: bool,
     workers: int,
 ) -> None:
     items = _items(images, encoding, flavour)
-    # Every blob whose digest is known: asked about at once.
+    # A blob whose digest is known and that was not asked about yet (_ask
+    # asked about all of them: a safeguard), at once.
     asked: List[Tuple[str, Blob]] = [
-        (it.label, it.blob) for it in items if it.blob is not None and it.blob.digest not in present
+        (it.label, it.blob)
+        for it in items
+        if it.blob is not None and it.blob.digest not in present and it.blob.digest not in asked_already
     ]
     answers = client.in_parallel(
         [(f"{label} {short_digest(b.digest)}", partial(client.blob_exists, b.digest)) for label, b in asked],

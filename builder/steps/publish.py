@@ -98,7 +98,7 @@ def write_push_script(spec: PushScriptSpec) -> None:
     """``copyToRegistry``: ``$out/bin/copy-to-registry [REF] [--insecure] ...``
     pushes the image; without REF, to its own name and tag."""
     text = (
-        f"#!{spec.python} -IB\n"
+        f"#!{spec.python} -IBS\n"
         "# Pushes the image: copy-to-registry [[docker://]HOST[:PORT]/NAME:TAG] [--insecure]\n"
         "#   [--format oci|docker] [--compress none|gzip|zstd]; --help shows examples\n"
         "import sys\n"
@@ -113,7 +113,7 @@ def write_command_script(spec: CommandScriptSpec) -> None:
     """``$out/bin/PROGRAM``: one user command (``prefetch``) on its own."""
     cert = f"os.environ.setdefault('SSL_CERT_FILE', {spec.ssl_cert_file!r})\n" if spec.ssl_cert_file else ""
     text = (
-        f"#!{spec.python} -IB\n"
+        f"#!{spec.python} -IBS\n"
         f"# {spec.program} --help shows its options and examples\n"
         "import os, sys\n"
         f"{cert}"

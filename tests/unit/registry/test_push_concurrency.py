@@ -242,3 +242,36 @@ def test_the_temporary_file_is_gone_after_a_failure(tmp_path, monkeypatch, how):
     assert ("400" in str(e.value)) if how == "upload refused" else ("killed" in str(e.value))
     assert os.listdir(spool_dir) == [] and _spools(spool_dir) == []
     assert not registry.manifests
+
+
+def test_the_caches_digests_and_the_config_are_asked_about_in_one_round(tmp_path):
+    """A re-push of an image whose gzip digests only the blob-info cache
+    knows: every confirmation and the config's HEAD are in flight at once."""
+    from builder.registry.blobcache import format_of
+
+    layers = [memory_layer(layer_bytes({f"f{i}": f"cached {i}".encode() * 100})) for i in range(3)]
+    image = make_image(layers)
+    cache = BlobCache(str(tmp_path / "blob-info.json"))
+    gzipped = []
+    for layer in layers:
+        sink = MemorySink()
+        layer.blob("gzip").write_to(sink)
+        gzipped.append(bytes(sink.data))
+        cache.remember(layer.diff_id, format_of("gzip"), sha256_digest(gzipped[-1]), len(gzipped[-1]), [])
+        layer.known.clear()  # as after a new load: only the cache knows
+    registry = Registry(have=[image.config_digest], meet=4)
+    for data in gzipped:
+        registry.blobs[sha256_digest(data)] = data
+    result = push(
+        image,
+        "reg.test/app:1",
+        encoding="gzip",
+        opener=registry,
+        progress=None,
+        environ={},
+        home="/nonexistent",
+        blob_cache=cache,
+    )
+    assert not registry.barrier.broken and len(registry.threads) == 4
+    assert result.cached == [sha256_digest(d) for d in gzipped] and registry.uploads == 0
+    assert [m for m, _ in registry.log] == ["GET"] + ["HEAD"] * 4 + ["PUT"]
