@@ -212,9 +212,10 @@ class HttpOpener:
             proxy = proxy_for(scheme, netloc, self.environ)
             host, port = (proxy.host, proxy.port) if proxy else (netloc, None)
             if scheme == "https":
-                conn = http.client.HTTPSConnection(
-                    host, port, timeout=self.timeout, context=self.context or ssl.create_default_context()
-                )
+                if self.context is None:
+                    # Made once (it reads the system's certificates), shared with forks.
+                    self.context = ssl.create_default_context()
+                conn = http.client.HTTPSConnection(host, port, timeout=self.timeout, context=self.context)
             else:
                 conn = http.client.HTTPConnection(host, port, timeout=self.timeout)
             if proxy:
@@ -233,6 +234,11 @@ class HttpOpener:
             except OSError as e:
                 raise _ConnectFailed(f"cannot connect to {netloc}: {e}", temporary=True) from e
         return conn
+
+    def fork(self) -> HttpOpener:
+        """An opener with connections of its own (for another thread), the
+        same timeout, proxies and TLS context."""
+        return HttpOpener(self.timeout, self.context, self.environ)
 
     def __call__(self, method: str, url: str, headers: Dict[str, str], body: Body = None):
         parts = urllib.parse.urlsplit(url)
@@ -394,7 +400,7 @@ class RegistryClient:
     def _thread_opener(self) -> Callable:
         opener = getattr(self._local, "opener", None)
         if opener is None:
-            opener = HttpOpener() if self.owns_opener else self.opener
+            opener = cast(HttpOpener, self.opener).fork() if self.owns_opener else self.opener
             with self._lock:
                 self._openers.append(opener)
             self._local.opener = opener

@@ -165,7 +165,10 @@ def test_the_first_failure_in_layer_order_is_the_one_reported(tmp_path):
 
 
 def test_one_connection_per_thread(tmp_path):
+    import ssl
+
     client = RegistryClient(parse_reference("reg.test/app:1"), progress=None, environ={}, home=str(tmp_path))
+    client.opener.context = context = ssl.create_default_context()  # as after the first https request
     barrier = threading.Barrier(3, timeout=30)
 
     def opener():
@@ -174,6 +177,7 @@ def test_one_connection_per_thread(tmp_path):
 
     openers = client.in_parallel([("x", opener)] * 3, workers=3)
     assert len({id(o) for o in openers}) == 3 and all(isinstance(o, HttpOpener) for o in openers)
+    assert all(o.context is context for o in openers)  # certificates read once, not per thread
     assert client._thread_opener() is client.opener  # the caller's own
     closed = []
     for o in openers:
