@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import threading
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Callable, Dict, List, Optional, Sequence, Set, Tuple, Union
@@ -32,7 +33,7 @@ from builder.registry.blobcache import BlobCache, format_of
 from builder.registry.client import DEFAULT_CHUNK, RegistryClient
 from builder.report import Progress, ProgressSink, human_size, progress_line, short_digest
 from builder.sinks import compress
-from builder.sinks.sink import FdSink, TeeSink
+from builder.sinks.sink import FdSink, Sink, TeeSink
 
 __all__ = ["PushResult", "push"]
 
@@ -69,6 +70,114 @@ class _Item:
     label: str
     blob: Optional[Blob]
     layers: List[Layer]
+
+
+class _Stopped(Exception):
+    """A compression ahead was no longer wanted (the push failed)."""
+
+
+class _Stoppable(Sink):
+    """Passes bytes on, counting them, until ``stop`` is set; then raises _Stopped."""
+
+    def __init__(self, inner: Sink, stop: threading.Event):
+        self.inner, self.stop = inner, stop
+        self.count = 0
+
+    def _check(self) -> None:
+        if self.stop.is_set():
+            raise _Stopped()
+
+    def write(self, data) -> None:
+        self._check()
+        self.inner.write(data)
+        self.count += len(data)
+
+    def copy_file(self, fd: int, size: int) -> None:
+        self._check()
+        self.inner.copy_file(fd, size)
+        self.count += size
+
+    def write_framed(self, head: bytes, fd: int, size: int, tail: bytes) -> None:
+        self._check()
+        self.inner.write_framed(head, fd, size, tail)
+        self.count += len(head) + size + len(tail)
+
+
+class _Spool:
+    """A layer compressed into a temporary file (in $TMPDIR, unlinked at
+    once: gone when closed, even if the process dies) by a thread of its own,
+    hashed on the way, so that it is compressed once and sent from the file."""
+
+    def __init__(self, layer: Layer, encoding: str):
+        self.file = tempfile.TemporaryFile(prefix="builder-push-")
+        self.stop = threading.Event()
+        self.error: Optional[BaseException] = None
+        self.digest, self.size, self.total = "", 0, layer.size
+        self.fed = _Stoppable(Sink(), self.stop)  # replaced in the thread; counts the tar's bytes
+        self.thread = threading.Thread(target=self._run, args=(layer, encoding), name="compress", daemon=True)
+        self.thread.start()
+
+    def _run(self, layer: Layer, encoding: str) -> None:
+        try:
+            tee = TeeSink(FdSink(self.file.fileno()))
+            with compress.compressor(encoding, tee) as csink:
+                self.fed = _Stoppable(csink, self.stop)
+                layer.write_tar(self.fed)
+            tee.flush()
+            self.digest, self.size = tee.digest, tee.size
+        except BaseException as e:
+            self.error = e
+
+    def result(self, label: Optional[str] = None) -> Tuple[str, int]:
+        """The compressed digest and size, once the file is whole. With
+        ``label``, the bytes compressed show while this waits (only the
+        thread that waits draws: never two progress bars at once)."""
+        if label is not None and self.thread.is_alive():
+            progress = Progress(f"{label} compressing", self.total)
+            try:
+                while self.thread.is_alive():
+                    self.thread.join(0.2)
+                    progress.add(self.fed.count - progress.done)
+            finally:
+                progress.close("")
+        self.thread.join()
+        if self.error is not None:
+            raise self.error
+        return self.digest, self.size
+
+    def write_to(self, sink: Sink) -> None:
+        fd = self.file.fileno()
+        os.lseek(fd, 0, os.SEEK_SET)
+        sink.copy_file(fd, self.size)
+
+    def close(self) -> None:
+        self.stop.set()
+        self.thread.join()
+        self.file.close()
+
+
+class _Spools:
+    """The layers whose compressed digest is unknown, compressed one at a
+    time ahead of their turn: the first while the registry is asked about
+    the others, each next one while the one before goes up. At most two
+    such files exist at once."""
+
+    def __init__(self, encoding: str):
+        self.encoding = encoding
+        self.started: Dict[str, _Spool] = {}  # by diff_id
+
+    def start(self, layer: Layer) -> None:
+        if layer.diff_id not in self.started:
+            self.started[layer.diff_id] = _Spool(layer, self.encoding)
+
+    def take(self, layer: Layer) -> _Spool:
+        self.start(layer)
+        return self.started.pop(layer.diff_id)
+
+    def close(self) -> None:
+        for spool in self.started.values():
+            spool.close()
+        self.started.clear()
 
 
 def _send_new_blob(
@@ -151,7 +260,16 @@ def push(
         reference, insecure=insecure, auth=auth, progress=progress, actions="pull,push", extra_scopes=extra, **session
     )
     result = PushResult(str(reference), "")
+    spools = _Spools(encoding)
     try:
+        # A layer to compress (no digest, nothing remembered) starts now,
+        # while the registry is asked about the others.
+        hinted = {layer.diff_id for layer, *_ in hints}
+        for image in images:
+            first = next((x for x in image.layers if _unknown(x, encoding) and x.diff_id not in hinted), None)
+            if first is not None and not reference.digest:
+                spools.start(first)
+                break
         client.ping()
         # One round of requests at once: the cache's digests confirmed, and
         # every blob whose digest is known (configs, layers the build or a
@@ -172,12 +290,14 @@ def push(
             {blob.digest for _what, blob in asked},
             progress is not None,
             workers,
+            spools,
         )
         if rendered is None:
             rendered = _render(image_or_images, encoding, flavour, reference)  # every digest is known now
         result.digest = rendered.top.digest
         return _push_manifests(client, rendered, reference, result)
     finally:
+        spools.close()
         client.close()
         if fmt is not None:
             _remember(images, encoding, fmt, cache, place, result)
@@ -371,6 +491,7 @@ def _push_blobs(
     asked_already: Set[str],
     show_bytes: bool,
     workers: int,
+    spools: _Spools,
 ) -> None:
     items = _items(images, encoding, flavour)
     # A blob whose digest is known and that was not asked about yet (_ask
@@ -389,9 +510,17 @@ def _push_blobs(
             present[blob.digest] = "present"
     # Then each blob in turn: progress in layer order, uploads one at a time.
     done: Set[str] = set()
+    later = [item for item in items if item.blob is None]  # to compress, in order
     for item in items:
         if item.blob is None:
-            _send_compressed(client, item, encoding, result, mount_from, chunk_size, done, show_bytes)
+            spool = spools.take(item.layers[0])
+            later.pop(0)  # this item: they come in this order
+            if later:  # the next one compresses while this one goes up
+                spools.start(later[0].layers[0])
+            try:
+                _send_compressed(client, item, spool, encoding, result, mount_from, chunk_size, done, show_bytes)
+            finally:
+                spool.close()
             continue
         done.add(item.blob.digest)
         _send_known(client, item.blob, item.label, result, mount_from, chunk_size, present, show_bytes)
@@ -424,6 +553,7 @@ def _send_known(
 def _send_compressed(
     client: RegistryClient,
     item: _Item,
+    spool: _Spool,
     encoding: str,
     result: PushResult,
     mount_from: Optional[str],
@@ -431,44 +561,26 @@ def _send_compressed(
     done: Set[str],
     show_bytes: bool,
 ) -> None:
-    """A layer whose compressed digest is unknown: compressed once, into a
-    temporary file (in $TMPDIR, gone when closed, even on error) while its
-    digest is computed; then asked about, and sent from that file."""
-    layer = item.layers[0]
-    with tempfile.TemporaryFile(prefix="builder-push-") as spool:
-        fd = spool.fileno()
-        tee = TeeSink(FdSink(fd))
-        progress = Progress(f"{item.label} compressing", layer.size) if show_bytes else None
-        try:
-            with compress.compressor(encoding, tee) as csink:
-                layer.write_tar(ProgressSink(csink, progress) if progress else csink)
-            tee.flush()
-        finally:
-            if progress:
-                progress.close("")
-        digest, size = tee.digest, tee.size
-        for same in item.layers:
-            same.known[encoding] = (digest, size)
+    """A layer whose compressed digest was unknown, compressed once into
+    ``spool``: asked about with the digest learned, and sent from the file."""
+    digest, size = spool.result(item.label if show_bytes else None)
+    for same in item.layers:
+        same.known[encoding] = (digest, size)
+    blob = Blob(LAYER_MEDIA_TYPES[encoding], digest, size, spool.write_to)
+    if digest in done:  # the same bytes as a layer already sent
+        result.skipped.append(digest)
+        client.progress(f"{item.label} {short_digest(digest)} skipped (already present)")
+        return
+    done.add(digest)
 
-        def write_to(sink) -> None:
-            os.lseek(fd, 0, os.SEEK_SET)
-            sink.copy_file(fd, size)
-
-        blob = Blob(LAYER_MEDIA_TYPES[encoding], digest, size, write_to)
-        if digest in done:  # the same bytes as a layer already sent
+    def send() -> None:
+        if client.blob_exists(digest):
             result.skipped.append(digest)
             client.progress(f"{item.label} {short_digest(digest)} skipped (already present)")
-            return
-        done.add(digest)
+        else:
+            _send_new_blob(client, blob, item.label, result, mount_from, chunk_size, show_bytes)
 
-        def send() -> None:
-            if client.blob_exists(digest):
-                result.skipped.append(digest)
-                client.progress(f"{item.label} {short_digest(digest)} skipped (already present)")
-            else:
-                _send_new_blob(client, blob, item.label, result, mount_from, chunk_size, show_bytes)
-
-        client.retrying(f"{item.label} {short_digest(digest)}", send)
+    client.retrying(f"{item.label} {short_digest(digest)}", send)
 
 
 def _push_manifests(

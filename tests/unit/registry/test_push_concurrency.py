@@ -279,3 +279,37 @@ def test_the_caches_digests_and_the_config_are_asked_about_in_one_round(tmp_path
     assert not registry.barrier.broken and len(registry.threads) == 4
     assert result.cached == [sha256_digest(d) for d in gzipped] and registry.uploads == 0
     assert [m for m, _ in registry.log] == ["GET"] + ["HEAD"] * 4 + ["PUT"]
+
+
+def test_layers_to_compress_are_made_once_each_ahead_of_their_turn(tmp_path, monkeypatch):
+    spool_dir = tmp_path / "tmp"
+    spool_dir.mkdir()
+    monkeypatch.setenv("TMPDIR", str(spool_dir))
+    monkeypatch.setattr("tempfile.tempdir", None)
+    calls: list = []
+    datas = [layer_bytes({f"f{i}": os.urandom(200_000)}) for i in range(4)]
+    image = make_image([memory_layer(d, calls) for d in datas])
+    registry = Registry()
+    lines: list = []
+    result = _push(image, registry, tmp_path, lines)
+    assert sorted(calls) == sorted(layer.diff_id for layer in image.layers)  # each tar made once
+    for data in datas:
+        blob = memory_layer(data).blob("gzip")
+        sink = MemorySink()
+        blob.write_to(sink)
+        assert registry.blobs[blob.digest] == bytes(sink.data)
+    assert result.uploaded[:4] == [layer.known["gzip"][0] for layer in image.layers]
+    assert [line.split()[1] for line in lines[:4]] == ["1/4", "2/4", "3/4", "4/4"]
+    assert os.listdir(spool_dir) == [] and _spools(spool_dir) == []
+
+
+def test_a_failed_push_stops_the_compression_ahead_and_leaves_no_file(tmp_path, monkeypatch):
+    spool_dir = tmp_path / "tmp"
+    spool_dir.mkdir()
+    monkeypatch.setenv("TMPDIR", str(spool_dir))
+    monkeypatch.setattr("tempfile.tempdir", None)
+    image = make_image([memory_layer(layer_bytes({f"f{i}": os.urandom(300_000)})) for i in range(3)])
+    with pytest.raises(RegistryError, match="400"):
+        _push(image, Registry(refuse_put=True), tmp_path)  # the first upload fails; the second is compressing
+    assert os.listdir(spool_dir) == [] and _spools(spool_dir) == []
+    assert not any(t.name == "compress" and t.is_alive() for t in threading.enumerate())
