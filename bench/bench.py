@@ -20,7 +20,9 @@ files), then measures in one run:
      ``skopeo copy`` of the same image (an uncompressed OCI layout, which
      skopeo compresses) to the same registry: the first push, a re-push of
      the unchanged image, and a re-push after changing one (app) layer; both
-     tools keep their blob-info caches (ours in a private $XDG_CACHE_HOME)
+     tools keep their blob-info caches (ours in a private $XDG_CACHE_HOME);
+     ours runs as the scripts run it (``python3 -IBS``), from a copy of the
+     builder with its bytecode, as Nix installs it (``builder/selfcompile.py``)
 
 and prints every figure with its ratio to its reference and target. Nothing
 is written into the repository; the work directory (default
