@@ -10,7 +10,9 @@ A compressed layer's digest that the build did not record comes from the
 blob-info cache (``blobcache.py``) when the registry confirms it (HEAD with
 the same size, or a mount from a repository that held it): a layer the
 registry has is then never compressed. Otherwise the layer is compressed
-once, into a temporary file while its digest is computed; the registry is
+once, into a temporary file while its digest is computed (by a thread of
+its own, ahead of its turn: the first while the registry is asked about
+the others, each next one while the one before goes up); the registry is
 asked about that digest, and the file is what goes up when it is missing.
 The cache remembers the digest for next time.
 """
