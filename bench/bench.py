@@ -20,7 +20,9 @@ files), then measures in one run:
      ``skopeo copy`` of the same image (an uncompressed OCI layout, which
      skopeo compresses) to the same registry: the first push, a re-push of
      the unchanged image, and a re-push after changing one (app) layer; both
-     tools keep their blob-info caches (ours in a private $XDG_CACHE_HOME)
+     tools keep their blob-info caches (ours in a private $XDG_CACHE_HOME);
+     ours runs as the scripts run it (``python3 -IBS``), from a copy of the
+     builder with its bytecode, as Nix installs it (``builder/selfcompile.py``)
   h) ``nix-build`` of an image's description (-conf) after an app change, the
      same closure as (g) in ``contents`` (hashed again) or in an explicit
      ``buildLayer`` layer (built once, before)
@@ -463,6 +465,8 @@ def _app_layer(work: str, n: int):
     path = os.path.join(work, f"app{n}.tar")
     with open(path, "wb") as f:
         f.write(data)
+    # A description names only store paths (formats/description.py).
+    path = subprocess.run(["nix-store", "--add", path], check=True, stdout=subprocess.PIPE, text=True).stdout.strip()
     digest = "sha256:" + hashlib.sha256(data).hexdigest()
     source = {"kind": "file", "path": path, "offset": 0, "size": len(data), "encoding": "none"}
     source.update(storedDigest=digest, storedSize=len(data))
@@ -505,9 +509,15 @@ def bench_push(args, paths, stamp):
 
         env = dict(os.environ, XDG_CACHE_HOME=os.path.join(work, "xdg-cache"))
 
+        # The builder as Nix installs it (nix/builder.nix: src), with its bytecode.
+        from builder.selfcompile import copy_compiled
+
+        installed = os.path.join(work, "src")
+        copy_compiled(REPO, installed)
+
         def ours(n: int, repo: str = "ours"):
-            # As the stream and copy-to-registry scripts run it: isolated, no bytecode written.
-            cmd = [sys.executable, "-IB", os.path.join(REPO, "builder"), "push", os.path.join(work, f"desc{n}")]
+            # As the stream and copy-to-registry scripts run it: isolated, no bytecode written, no site.
+            cmd = [sys.executable, "-IBS", os.path.join(installed, "builder"), "push", os.path.join(work, f"desc{n}")]
             cmd += [f"{host}/{repo}:r{n}", "--insecure", "--compress", "gzip"]
             return _run_into_drain(cmd, env=env)
 

@@ -16,50 +16,53 @@ import errno
 import importlib
 import os
 import sys
-from typing import Callable, List, Optional, Tuple, Type
+from typing import Callable, List, Optional, Tuple
 
-from builder import contract, report
+from builder import report
 from builder.errors import MAX_LINE, BuildError
-from builder.sinks import compress
 
 __all__ = ["main"]
 
 
 # Build steps run inside Nix builds: each is a module's function that takes
 # its typed record of the derivation's attributes (.attrs.json, read by
-# contract.load). Modules load only when used.
-_BUILD_STEPS: List[Tuple[str, str, Type[contract.Spec], Optional[str]]] = [
-    ("customise", "steps.customise.customise", contract.CustomiseSpec, "build the customisation layer"),
-    ("customise-fakeroot", "steps.customise.customise_fakeroot", contract.CustomiseSpec, None),
-    ("layers", "steps.assemble.assemble", contract.LayersSpec, "build an image description"),
-    ("layer", "steps.assemble.build_layer", contract.LayerSpec, "build the description of explicit layers"),
-    ("files", "steps.files.write_files", contract.FilesSpec, "write a small tree of files"),
-    ("merge", "steps.merge.merge_images", contract.MergeSpec, "merge image archives into one"),
-    ("image-layer", "steps.buildimage.build_image_layer", contract.ImageLayerSpec, "build buildImage's layer"),
-    ("image-layer-fakeroot", "steps.buildimage.build_image_layer_fakeroot", contract.ImageLayerSpec, None),
-    ("export", "steps.export.export_image", contract.ExportSpec, "write an image's root filesystem as one tar"),
-    ("export-fakeroot", "steps.export.export_image_fakeroot", contract.ExportSpec, None),
-    ("script", "steps.stream.write_stream_script", contract.ScriptSpec, "write a stream executable"),
-    ("archive", "steps.stream.write_archive", contract.ArchiveSpec, "write an image archive into the store"),
-    ("multiarch", "steps.multiarch.build_multiarch", contract.MultiarchSpec, "describe a multi-platform image"),
-    ("push-script", "steps.publish.write_push_script", contract.PushScriptSpec, "write a copy-to-registry executable"),
+# contract.load; the record's class named here). Modules, builder.contract
+# among them, load only when used: a push does not pay for them.
+_BUILD_STEPS: List[Tuple[str, str, str, Optional[str]]] = [
+    ("customise", "steps.customise.customise", "CustomiseSpec", "build the customisation layer"),
+    ("customise-fakeroot", "steps.customise.customise_fakeroot", "CustomiseSpec", None),
+    ("layers", "steps.assemble.assemble", "LayersSpec", "build an image description"),
+    ("layer", "steps.assemble.build_layer", "LayerSpec", "build the description of explicit layers"),
+    ("files", "steps.files.write_files", "FilesSpec", "write a small tree of files"),
+    ("merge", "steps.merge.merge_images", "MergeSpec", "merge image archives into one"),
+    ("image-layer", "steps.buildimage.build_image_layer", "ImageLayerSpec", "build buildImage's layer"),
+    ("image-layer-fakeroot", "steps.buildimage.build_image_layer_fakeroot", "ImageLayerSpec", None),
+    ("export", "steps.export.export_image", "ExportSpec", "write an image's root filesystem as one tar"),
+    ("export-fakeroot", "steps.export.export_image_fakeroot", "ExportSpec", None),
+    ("script", "steps.stream.write_stream_script", "ScriptSpec", "write a stream executable"),
+    ("archive", "steps.stream.write_archive", "ArchiveSpec", "write an image archive into the store"),
+    ("multiarch", "steps.multiarch.build_multiarch", "MultiarchSpec", "describe a multi-platform image"),
+    ("push-script", "steps.publish.write_push_script", "PushScriptSpec", "write a copy-to-registry executable"),
     (
         "command-script",
         "steps.publish.write_command_script",
-        contract.CommandScriptSpec,
+        "CommandScriptSpec",
         "write a command's executable",
     ),
-    ("copy-script", "steps.copy.write_copy_script", contract.CopyScriptSpec, "write a copy-to executable"),
-    ("pull-image", "steps.pull_image.pull_image", contract.PullImageSpec, "fetch an image into a docker archive"),
-    ("sbom-file", "steps.sbom.write_sbom", contract.SbomFileSpec, "write an image's SBOM"),
+    ("copy-script", "steps.copy.write_copy_script", "CopyScriptSpec", "write a copy-to executable"),
+    ("pull-image", "steps.pull_image.pull_image", "PullImageSpec", "fetch an image into a docker archive"),
+    ("sbom-file", "steps.sbom.write_sbom", "SbomFileSpec", "write an image's SBOM"),
 ]
 
 
-def _build_step(target: str, spec_type: Type[contract.Spec]) -> Callable[[argparse.Namespace], None]:
+def _build_step(target: str, spec_type: str) -> Callable[[argparse.Namespace], None]:
     module, function = target.rsplit(".", 1)
 
     def run(args: argparse.Namespace) -> None:
-        spec = contract.load(spec_type)
+        from builder import contract
+        from builder.sinks import compress
+
+        spec = contract.load(getattr(contract, spec_type))
         # pkgs.zstd's program, for every zstd layer this step reads or writes.
         compress.use_zstd(getattr(spec, "zstd", None))
         getattr(importlib.import_module(f".{module}", __package__), function)(spec)
@@ -398,13 +401,20 @@ _USER_COMMANDS: List[Tuple[str, Callable[[argparse.ArgumentParser, bool], None],
 ]
 
 
-def _parser() -> argparse.ArgumentParser:
+def _parser(only: Optional[str] = None) -> argparse.ArgumentParser:
+    """The whole command line; with ``only`` (the command given), that
+    command's parser alone: the same parse, without making the other 23
+    (argparse takes milliseconds for each, on every push)."""
     p = _Parser(prog="builder", description="Build Docker/OCI images from Nix store paths.")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, target, spec_type, help_text in _BUILD_STEPS:
+        if only not in (None, name):
+            continue
         step = sub.add_parser(name, help=help_text + " (inside a Nix build)") if help_text else sub.add_parser(name)
         step.set_defaults(fn=_build_step(target, spec_type))
     for name, add, help_text in _USER_COMMANDS:
+        if only not in (None, name):
+            continue
         s = sub.add_parser(
             name,
             help=help_text,
@@ -413,17 +423,22 @@ def _parser() -> argparse.ArgumentParser:
             formatter_class=argparse.RawDescriptionHelpFormatter,
         )
         add(s, False)
-    s = sub.add_parser("sbom", help="write an image's SBOM (SPDX 2.3 or CycloneDX 1.5 JSON)")
-    s.add_argument("source", metavar="IMAGE", help="a stream executable or image description")
-    s.add_argument("-o", "--output", dest="sbom", metavar="FILE", help="a file (default: stdout)")
-    s.add_argument("--format", dest="sbom_format", choices=["spdx", "cyclonedx"], default="spdx")
-    s.add_argument(
-        "--compress",
-        choices=["none", "gzip", "zstd"],
-        help="the layer compression of the manifest the SBOM names (default: the image's layerCompression)",
-    )
-    s.set_defaults(fn=_cmd_sbom)
+    if only in (None, "sbom"):
+        s = sub.add_parser("sbom", help="write an image's SBOM (SPDX 2.3 or CycloneDX 1.5 JSON)")
+        s.add_argument("source", metavar="IMAGE", help="a stream executable or image description")
+        s.add_argument("-o", "--output", dest="sbom", metavar="FILE", help="a file (default: stdout)")
+        s.add_argument("--format", dest="sbom_format", choices=["spdx", "cyclonedx"], default="spdx")
+        s.add_argument(
+            "--compress",
+            choices=["none", "gzip", "zstd"],
+            help="the layer compression of the manifest the SBOM names (default: the image's layerCompression)",
+        )
+        s.set_defaults(fn=_cmd_sbom)
     return p
+
+
+def _command_names() -> List[str]:
+    return [step[0] for step in _BUILD_STEPS] + [command[0] for command in _USER_COMMANDS] + ["sbom"]
 
 
 def _one_line(message: str) -> str:
@@ -463,7 +478,9 @@ def main(argv: Optional[List[str]] = None, prog: Optional[str] = None) -> int:
     """``prog``: run as that executable (``argv[0]`` names the command;
     for the stream and copy-to-registry, ``argv[1]`` is its image)."""
     if prog is None:
-        args = _parser().parse_args(argv)
+        argv = list(sys.argv[1:] if argv is None else argv)
+        only = argv[0] if argv and argv[0] in _command_names() else None
+        args = _parser(only).parse_args(argv)
     else:
         argv = list(sys.argv[1:] if argv is None else argv)
         command, rest = argv[0], argv[1:]

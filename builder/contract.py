@@ -23,8 +23,9 @@ a frozen dataclass, and that record is all a step sees:
   (``fakeroot``, ``proot``, ``python``, ``zstd``, ``nixdbClosure``,
   ``sbomClosure``, ``sslCertFile``); the default here is the only one.
 
-``check_version`` does the same for the documents the builder stores for
-itself (``image.json``, ``layers.json``, ``multiarch.json``).
+``check_version`` (defined in ``errors.py``, so that reading an image does
+not load every record here) does the same for the documents the builder
+stores for itself (``image.json``, ``layers.json``, ``multiarch.json``).
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ from typing import (
     get_type_hints,
 )
 
-from builder.errors import SpecError
+from builder.errors import SpecError, check_version  # noqa: F401 (part of the contract)
 
 __all__ = [
     "CONTRACT_VERSION",
@@ -493,14 +494,3 @@ def _describe(hint: Any) -> str:
 def _type_error(what: str, value: Any, expected: str) -> SpecError:
     got = "null" if value is None else f"{type(value).__name__} {value!r:.80}"
     return SpecError(f"{what}: expected {expected}, got {got}")
-
-
-# --- the builder's own documents ------------------------------------------------------------
-
-
-def check_version(doc: Any, expected: int, what: str, path: str) -> None:
-    """A stored document (``image.json``, ...) of the version this builder
-    reads, or one line saying which it is."""
-    got = doc.get("version") if isinstance(doc, dict) else None
-    if type(got) is not int or got != expected:
-        raise SpecError(f"{path}: {what} version {got!r}, this builder reads {expected} (rebuild it)")

@@ -12,6 +12,7 @@ __all__ = [
     "RegistryError",
     "SpecError",
     "UnsafePathError",
+    "check_version",
     "short_list",
     "short_text",
 ]
@@ -68,3 +69,11 @@ class RegistryError(BuildError):
         self.url = url
         self.status = status
         self.temporary = temporary
+
+
+def check_version(doc, expected: int, what: str, path: str) -> None:
+    """A stored document (``image.json``, ...) of the version this builder
+    reads, or one line saying which it is."""
+    got = doc.get("version") if isinstance(doc, dict) else None
+    if type(got) is not int or got != expected:
+        raise SpecError(f"{path}: {what} version {got!r}, this builder reads {expected} (rebuild it)")

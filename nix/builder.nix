@@ -11,8 +11,8 @@ rec {
   # The builder package, alone in its own store path: editing anything else
   # in this repository does not rebuild images. ../. is the repository root
   # (the same store path as ./. from the root: the filter keeps builder/ only).
-  src = builtins.path {
-    name = "dockertools-builder";
+  sources = builtins.path {
+    name = "dockertools-builder-sources";
     path = ../.;
     filter = path: type:
       let rel = builtins.substring (builtins.stringLength (toString ../.)) (-1) path;
@@ -21,6 +21,26 @@ rec {
   };
 
   python = "${pkgs.python3}/bin/python3";
+
+  # The same, with its bytecode: every step runs `python3 -IB` (scripts -IBS)
+  # (no bytecode written), which would otherwise compile each module it
+  # imports on every run (about 60 ms of every push). Hash-based pycs that
+  # are never checked against their source (the store does not change);
+  # PYTHONHASHSEED=0 so that sets of constants are written in one order.
+  src = builtins.derivation {
+    name = "dockertools-builder";
+    system = platform.buildSystem;
+    builder = python;
+    args = [ "-B" "-c" compileBuilder ];
+    inherit sources;
+    PYTHONHASHSEED = "0";
+  };
+  compileBuilder = ''
+    import os, sys
+    sys.path.insert(0, os.environ["sources"])
+    from builder.selfcompile import copy_compiled
+    copy_compiled(os.environ["sources"], os.environ["out"])
+  '';
 
   # zstd: the standard library has no zstd (before Python 3.14), so steps that
   # may read or write zstd layers or archives get pkgs.zstd's program; the

@@ -19,8 +19,7 @@ import os
 import re
 from typing import Any, Dict, List, Optional, Sequence
 
-from builder.contract import check_version
-from builder.errors import ImageFormatError, SpecError, short_text
+from builder.errors import ImageFormatError, SpecError, check_version, short_text
 from builder.model.image import Image, Layer, canonical_json
 from builder.model.jsondoc import CONFIG_LIMIT, read_json_file, read_limited
 from builder.sinks import compress

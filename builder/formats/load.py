@@ -16,21 +16,21 @@ of Images written as an image index.
 from __future__ import annotations
 
 import os
-import tarfile
 from dataclasses import dataclass
-from typing import List, Optional, Union
+from typing import TYPE_CHECKING, List, Optional, Union
 
-from builder.contract import check_version
-from builder.errors import ImageFormatError, SpecError
+from builder.errors import ImageFormatError, SpecError, check_version
 from builder.formats.description import find_description, read_description, zstd_trusted
-from builder.formats.docker_archive import Tagged, read_docker_archive, read_docker_archive_all
-from builder.formats.members import members_by_name
-from builder.formats.oci_layout import read_oci
 from builder.model.image import Image
 from builder.model.jsondoc import read_json_file
 from builder.report import progress_line
 from builder.tar.layerfile import detect_encoding, plain_archive
-from builder.tar.reader import open_tar
+
+if TYPE_CHECKING:
+    from builder.formats.docker_archive import Tagged
+
+# The readers of archives and layouts (docker_archive, oci_layout, tar.reader)
+# load only when one is read: an image of this project needs none of them.
 
 __all__ = [
     "MULTI_FILE",
@@ -57,6 +57,11 @@ def _tar_names(path: str, workdir: Optional[str]) -> Optional[set]:
     """Top-level names of a tar (unpacking a compressed one once), or None."""
     if workdir is None and detect_encoding(path, 0) != "none":
         return None
+    import tarfile
+
+    from builder.formats.members import members_by_name
+    from builder.tar.reader import open_tar
+
     plain = plain_archive(path, workdir)
     try:
         with open_tar(plain) as tar:
@@ -81,6 +86,9 @@ def load_image(
     described = find_description(path)
     if described:
         return read_description(described).image
+    from builder.formats.docker_archive import read_docker_archive
+    from builder.formats.oci_layout import read_oci
+
     if os.path.isdir(path):
         if os.path.exists(os.path.join(path, "oci-layout")):
             return read_oci(path, architecture=architecture, variant=variant, ref=tag, workdir=workdir)
@@ -100,6 +108,8 @@ def load_all(path: str, workdir: str) -> List[Tagged]:
     if described:
         desc = read_description(described)
         return [(desc.image, [desc.repo_tag])]
+    from builder.formats.docker_archive import read_docker_archive_all
+
     return read_docker_archive_all(path, workdir)
 
 
@@ -148,14 +158,16 @@ def load_target(path: str) -> Loaded:
     return Loaded(images, doc["repoTag"], doc.get("layerCompression", "none"))
 
 
-def note_unknown_digests(loaded: Loaded, encoding: str) -> None:
+def note_unknown_digests(loaded: Loaded, encoding: str, pushing: bool = False) -> None:
     """One line on stderr when the build did not record this encoding's
-    digests: each such layer is compressed once more to learn its digest."""
+    digests: each such layer is compressed once more to learn its digest
+    (a push compresses it once, into a temporary file, and sends that)."""
     if encoding == "none":
         return
     missing = sum(1 for image in loaded.images for layer in image.layers if encoding not in layer.known)
     if missing:
+        how = "each is compressed into a temporary file first" if pushing else "compressing them twice"
         progress_line(
             f"note: {missing} layer(s) have no {encoding} digest from the build "
-            f'(set layerCompression = "{encoding}"): compressing them twice'
+            f'(set layerCompression = "{encoding}"): {how}'
         )

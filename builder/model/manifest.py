@@ -22,6 +22,8 @@ __all__ = [
     "Rendered",
     "Tagged",
     "Target",
+    "check_target",
+    "config_blob",
     "descriptor",
     "image_index",
     "image_manifest",
@@ -82,9 +84,32 @@ def descriptor(blob: Blob, **extra) -> dict:
     return {"mediaType": blob.media_type, "digest": blob.digest, "size": blob.size, **extra}
 
 
+def config_blob(image: Image, flavour: str = "oci") -> Blob:
+    return Blob.from_bytes(_flavour(flavour)["config"], image.config_bytes)
+
+
+def check_target(target: Target, flavour: str = "oci") -> None:
+    """What ``render`` would refuse, found before any layer digest is known."""
+    _flavour(flavour)
+    if not isinstance(target, Image):
+        if not target:
+            raise BuildError("a multi-platform image needs at least one image")
+        _check_platforms(target)
+
+
+def _check_platforms(images: Sequence[Image]) -> None:
+    """Two images for one platform is an error: a reader would silently take the first."""
+    seen: Dict[str, str] = {}
+    for image in images:
+        key = platform_text(image.platform)
+        if key in seen:
+            raise BuildError(f"two images for platform {key} in one index ({seen[key]} and {image.config_digest})")
+        seen[key] = image.config_digest
+
+
 def image_manifest(image: Image, encoding: str = "gzip", flavour: str = "oci") -> Manifest:
     types = _flavour(flavour)
-    config = Blob.from_bytes(types["config"], image.config_bytes)
+    config = config_blob(image, flavour)
     layers = []
     for layer in image.layers:
         blob = layer.blob(encoding)
@@ -101,12 +126,7 @@ def image_manifest(image: Image, encoding: str = "gzip", flavour: str = "oci") -
 def image_index(manifests: Sequence[Manifest], flavour: str = "oci") -> Blob:
     """An index with one entry per platform; two images for one platform is an error
     because a reader would silently take the first."""
-    seen: Dict[str, str] = {}
-    for m in manifests:
-        key = platform_text(m.image.platform)
-        if key in seen:
-            raise BuildError(f"two images for platform {key} in one index ({seen[key]} and {m.image.config_digest})")
-        seen[key] = m.image.config_digest
+    _check_platforms([m.image for m in manifests])
     body = {
         "schemaVersion": 2,
         "mediaType": _flavour(flavour)["index"],

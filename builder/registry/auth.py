@@ -9,7 +9,6 @@ import json
 import os
 import re
 import shutil
-import subprocess
 from dataclasses import dataclass, field
 from typing import Dict, List, Mapping, Optional, Tuple
 
@@ -96,6 +95,8 @@ def _helper_server(host: str) -> str:
 def run_helper(helper: str, host: str, env: Mapping[str, str], configured_in: str) -> Optional[Credentials]:
     """``docker-credential-HELPER get`` with the server on stdin, as docker
     and podman run it. None when the helper has nothing for ``host``."""
+    import subprocess  # only when a helper is configured
+
     program = f"docker-credential-{helper}"
     where = f"credential helper {program} (from {configured_in})"
     path = shutil.which(program, path=env.get("PATH", os.defpath))

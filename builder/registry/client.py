@@ -21,6 +21,7 @@ import os
 import socket
 import ssl
 import tempfile
+import threading
 import time
 import urllib.parse
 from dataclasses import dataclass
@@ -211,9 +212,10 @@ class HttpOpener:
             proxy = proxy_for(scheme, netloc, self.environ)
             host, port = (proxy.host, proxy.port) if proxy else (netloc, None)
             if scheme == "https":
-                conn = http.client.HTTPSConnection(
-                    host, port, timeout=self.timeout, context=self.context or ssl.create_default_context()
-                )
+                if self.context is None:
+                    # Made once (it reads the system's certificates), shared with forks.
+                    self.context = ssl.create_default_context()
+                conn = http.client.HTTPSConnection(host, port, timeout=self.timeout, context=self.context)
             else:
                 conn = http.client.HTTPConnection(host, port, timeout=self.timeout)
             if proxy:
@@ -232,6 +234,11 @@ class HttpOpener:
             except OSError as e:
                 raise _ConnectFailed(f"cannot connect to {netloc}: {e}", temporary=True) from e
         return conn
+
+    def fork(self) -> HttpOpener:
+        """An opener with connections of its own (for another thread), the
+        same timeout, proxies and TLS context."""
+        return HttpOpener(self.timeout, self.context, self.environ)
 
     def __call__(self, method: str, url: str, headers: Dict[str, str], body: Body = None):
         parts = urllib.parse.urlsplit(url)
@@ -354,7 +361,14 @@ class RegistryClient:
         self._search: Optional[Search] = auth
         self._environ, self._home = environ, home
         self.credentials_hint = credentials_hint
+        # One HttpOpener (one kept-alive connection) per thread that sends
+        # requests (``in_parallel``); a given ``opener`` is shared, and must
+        # then be safe to call from several threads at once.
         self.opener = opener or HttpOpener()
+        self._openers = [self.opener]
+        self._local = threading.local()
+        self._local.opener = self.opener
+        self._lock = threading.RLock()  # authorization, the openers list
         self.sleep, self.clock = sleep, clock
         self.retries, self.backoff = retries, backoff
         self.scopes = [f"repository:{reference.repository}:{actions}", *extra_scopes]
@@ -378,8 +392,55 @@ class RegistryClient:
 
     def close(self) -> None:
         if self.owns_opener:
-            # Then self.opener is the HttpOpener made in __init__.
-            cast(HttpOpener, self.opener).close()
+            # Then the openers are the HttpOpeners made here.
+            with self._lock:
+                for opener in self._openers:
+                    cast(HttpOpener, opener).close()
+
+    def _thread_opener(self) -> Callable:
+        opener = getattr(self._local, "opener", None)
+        if opener is None:
+            opener = cast(HttpOpener, self.opener).fork() if self.owns_opener else self.opener
+            with self._lock:
+                self._openers.append(opener)
+            self._local.opener = opener
+        return opener
+
+    def in_parallel(self, steps: Sequence[Tuple[str, Callable[[], object]]], workers: int = 8) -> list:
+        """Run each ``(what, step)`` as ``retrying(what, step)``, up to
+        ``workers`` at once, each thread on its own connection. Returns the
+        results in the order of ``steps``. After a failure no new step
+        starts; the first failure in that order is raised once all are done."""
+        if workers <= 1 or len(steps) <= 1:
+            return [self.retrying(what, step) for what, step in steps]
+        results: list = [None] * len(steps)
+        errors: Dict[int, BaseException] = {}
+        todo = iter(range(len(steps)))
+        take = threading.Lock()
+
+        def work() -> None:
+            while True:
+                with take:
+                    i = None if errors else next(todo, None)
+                if i is None:
+                    return
+                what, step = steps[i]
+                try:
+                    results[i] = self.retrying(what, step)
+                except BaseException as e:
+                    with take:
+                        errors[i] = e
+
+        threads = [
+            threading.Thread(target=work, name=f"registry-{n}", daemon=True) for n in range(min(workers, len(steps)))
+        ]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        if errors:
+            raise errors[min(errors)]
+        return results
 
     # -- plumbing --
 
@@ -388,7 +449,7 @@ class RegistryClient:
 
     def _send(self, method: str, url: str, headers: Dict[str, str], body: Body):
         try:
-            return self.opener(method, url, headers, body)
+            return self._thread_opener()(method, url, headers, body)
         except (OSError, http.client.HTTPException) as e:
             # OSError: socket.timeout is not a TimeoutError before Python 3.10.
             raise RegistryError(
@@ -400,7 +461,9 @@ class RegistryClient:
         # Credentials go only to the registry itself, never to a redirect target.
         if self.authorization and url.startswith(self.base + "/"):
             if self.challenge and self.challenge[0] == "bearer" and self.clock() >= self.expires:
-                self._authorize(self.challenge)
+                with self._lock:
+                    if self.challenge and self.clock() >= self.expires:  # not renewed by another thread meanwhile
+                        self._authorize(self.challenge)
             headers["Authorization"] = self.authorization
         return headers
 
@@ -418,7 +481,8 @@ class RegistryClient:
         if resp.status == 401:
             challenge = resp.headers.get("WWW-Authenticate") or ""
             _drain(resp)
-            self._authorize(parse_challenge(challenge), method, url)
+            with self._lock:
+                self._authorize(parse_challenge(challenge), method, url)
             resp = self._send(method, url, self._headers(url, headers), body)
         if resp.status not in ok:
             raise self._failure(method, url, resp)

@@ -20,8 +20,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Callable, Dict, Iterable, List, Optional, Tuple
 
-from builder.contract import check_version
-from builder.errors import SpecError
+from builder.errors import SpecError, check_version
 from builder.model.image import canonical_json
 
 __all__ = [

@@ -33,12 +33,10 @@ import contextlib
 import os
 import shutil
 import struct
-import subprocess
 import threading
 import zlib
 from collections import deque
-from concurrent.futures import ThreadPoolExecutor
-from typing import IO, Iterator, Optional, Union, cast
+from typing import IO, Callable, Iterator, List, Optional, Union, cast
 
 from builder.errors import BuildError, ImageFormatError
 from builder.sinks.sink import Sink
@@ -146,6 +144,72 @@ def _deflate_block(block: bytes, zdict: bytes, last: bool, level: int):
     return (head + tail if head else tail), zlib.crc32(block), len(block)
 
 
+class _Job:
+    """A call a _Pool thread makes; ``result()`` waits for it."""
+
+    def __init__(self, fn: Callable, args: tuple):
+        self.fn, self.args = fn, args
+        self.finished = threading.Event()
+        self.cancelled = False
+        self.value = None
+        self.error: Optional[BaseException] = None
+
+    def run(self) -> None:
+        if not self.cancelled:
+            try:
+                self.value = self.fn(*self.args)
+            except BaseException as e:
+                self.error = e
+        self.finished.set()
+
+    def done(self) -> bool:
+        return self.finished.is_set()
+
+    def cancel(self) -> None:
+        self.cancelled = True
+
+    def result(self):
+        self.finished.wait()
+        if self.error is not None:
+            raise self.error
+        return self.value
+
+
+class _Pool:
+    """The threads block compression runs on, jobs taken in order.
+    (concurrent.futures would do, but loads logging: 10 ms of every push
+    that compresses a layer.)"""
+
+    def __init__(self, threads: int):
+        import queue
+
+        self.jobs: queue.SimpleQueue[Optional[_Job]] = queue.SimpleQueue()
+        self.threads: List[threading.Thread] = []
+        for n in range(threads):
+            t = threading.Thread(target=self._work, name=f"gzip-{n}", daemon=True)
+            t.start()
+            self.threads.append(t)
+
+    def _work(self) -> None:
+        while True:
+            job = self.jobs.get()
+            if job is None:
+                return
+            job.run()
+
+    def submit(self, fn: Callable, *args) -> _Job:
+        job = _Job(fn, args)
+        self.jobs.put(job)
+        return job
+
+    def shutdown(self) -> None:
+        """Waits for the threads; jobs cancelled before they started are skipped."""
+        for _ in self.threads:
+            self.jobs.put(None)
+        for t in self.threads:
+            t.join()
+
+
 class _GzipSink(Sink):
     """Block-parallel, deterministic gzip into ``inner`` (see the module notes)."""
 
@@ -163,7 +227,7 @@ class _GzipSink(Sink):
         self.crc = 0
         self.size = 0
         self.inflight: deque = deque()
-        self.pool: Optional[ThreadPoolExecutor] = None
+        self.pool: Optional[_Pool] = None
         self.inner.write(_gzip_header(level))
 
     def write(self, data) -> None:
@@ -187,7 +251,7 @@ class _GzipSink(Sink):
             self._emit(*_deflate_block(block, zdict, False, self.level))
             return
         if self.pool is None:
-            self.pool = ThreadPoolExecutor(self.threads, thread_name_prefix="gzip")
+            self.pool = _Pool(self.threads)
         self.inflight.append(self.pool.submit(_deflate_block, block, zdict, False, self.level))
         # Bounded: wait for the oldest block when the queue is full; write out
         # whatever else is already done.
@@ -220,7 +284,9 @@ class _GzipSink(Sink):
 
     def _shutdown(self) -> None:
         if self.pool is not None:
-            self.pool.shutdown(wait=True, cancel_futures=True)
+            for job in self.inflight:
+                job.cancel()
+            self.pool.shutdown()
             self.pool = None
 
 
@@ -278,6 +344,8 @@ class _ZstdProgramSink(Sink):
         self.what = what
         self.decompressing = "-d" in args
         env = {k: v for k, v in os.environ.items() if not k.startswith("ZSTD_")}
+        import subprocess  # zstd only: not loaded otherwise
+
         try:
             self.proc = subprocess.Popen(
                 [program, *args], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env

@@ -169,7 +169,7 @@ def write_copy_script(spec: CopyScriptSpec) -> None:
         raise SpecError(f"program: {spec.program!r} is not one of {', '.join(sorted(_SCRIPTS))}")
     transport, usage = _SCRIPTS[spec.program]
     text = (
-        f"#!{spec.python} -IB\n"
+        f"#!{spec.python} -IBS\n"
         f"# Copies the image: {usage}\n"
         "import sys\n"
         f"sys.path.insert(0, {spec.src!r})\n"

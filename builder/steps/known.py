@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from builder.errors import SpecError
@@ -89,5 +88,7 @@ def fill_known(layers: List[Layer], encodings: Sequence[str], workers: Optional[
     todo = [layer for layer in layers if any(enc not in layer.known for enc in encodings)]
     if not todo:
         return
+    from concurrent.futures import ThreadPoolExecutor  # a build step's; a push loads only encodings_of
+
     with ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 1) as pool:
         list(pool.map(lambda layer: _complete(layer, encodings), todo))

@@ -11,15 +11,17 @@ now points at is the only line on stdout.
 from __future__ import annotations
 
 import os
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
-from builder.contract import CommandScriptSpec, PushScriptSpec
 from builder.errors import BuildError, RegistryError
 from builder.formats.load import load_target, note_unknown_digests
 from builder.registry.blobcache import BlobCache, format_of
 from builder.registry.push import push
 from builder.report import human_size, progress_line
 from builder.steps.known import encodings_of
+
+if TYPE_CHECKING:
+    from builder.contract import CommandScriptSpec, PushScriptSpec
 
 __all__ = ["push_target", "write_push_script"]
 
@@ -50,7 +52,7 @@ def push_target(
     target = ref or loaded.repo_tag
     cache = BlobCache.default()
     if not _all_remembered(loaded.images, encoding, cache):
-        note_unknown_digests(loaded, encoding)
+        note_unknown_digests(loaded, encoding, pushing=True)
     try:
         result = push(
             loaded.target, target, insecure=insecure, encoding=encoding, flavour=_FLAVOURS[fmt], blob_cache=cache
@@ -96,7 +98,7 @@ def write_push_script(spec: PushScriptSpec) -> None:
     """``copyToRegistry``: ``$out/bin/copy-to-registry [REF] [--insecure] ...``
     pushes the image; without REF, to its own name and tag."""
     text = (
-        f"#!{spec.python} -IB\n"
+        f"#!{spec.python} -IBS\n"
         "# Pushes the image: copy-to-registry [[docker://]HOST[:PORT]/NAME:TAG] [--insecure]\n"
         "#   [--format oci|docker] [--compress none|gzip|zstd]; --help shows examples\n"
         "import sys\n"
@@ -111,7 +113,7 @@ def write_command_script(spec: CommandScriptSpec) -> None:
     """``$out/bin/PROGRAM``: one user command (``prefetch``) on its own."""
     cert = f"os.environ.setdefault('SSL_CERT_FILE', {spec.ssl_cert_file!r})\n" if spec.ssl_cert_file else ""
     text = (
-        f"#!{spec.python} -IB\n"
+        f"#!{spec.python} -IBS\n"
         f"# {spec.program} --help shows its options and examples\n"
         "import os, sys\n"
         f"{cert}"

@@ -158,9 +158,14 @@ def _program(out: str) -> str:
 
 
 def write_stream_script(spec: ScriptSpec) -> None:
-    """The stream executable: a Python script bound to one description."""
+    """The stream executable: a Python script bound to one description.
+    Like every script of this project, it runs ``python3 -IBS``: isolated
+    (no PYTHON* variables, no user site), no bytecode written (the builder
+    in the store has its own, selfcompile.py), and no ``site``: the builder
+    needs only the standard library, and site's ``.pth`` files would cost
+    milliseconds of every run."""
     text = (
-        f"#!{spec.python} -IB\n"
+        f"#!{spec.python} -IBS\n"
         "# Writes the image to stdout: $(nix-build ...) | podman load\n"
         "# Options: --format docker|oci|oci-dir, --compress none|gzip|zstd, --output PATH,\n"
         "#   --push [docker://]HOST[:PORT]/NAME:TAG [--insecure]; --help shows examples\n"

@@ -9,7 +9,6 @@ from __future__ import annotations
 import gzip
 import os
 import shutil
-import subprocess
 import zlib
 from dataclasses import dataclass
 from typing import Optional
@@ -98,6 +97,8 @@ def decompress_file(path: str, encoding: str, dest: str) -> None:
     except BuildError as e:
         raise ImageFormatError(f"{path}: zstd-compressed, and {e}") from None
     # The standard library has no zstd: pkgs.zstd's program (compress.use_zstd).
+    import subprocess  # zstd only
+
     env = {k: v for k, v in os.environ.items() if not k.startswith("ZSTD_")}
     with open(path, "rb") as src, open(dest, "wb") as out:
         r = subprocess.run(

@@ -141,9 +141,58 @@ class _StrictInfo(tarfile.TarInfo):
             raise ImageFormatError(f"a {what} of {self.size} bytes (at most {_MAX_META} are read)")
 
 
+class _EndGuard:
+    """The input of a tar read sequentially ("r|..."). tarfile skips a
+    member's data by reading it block by block, and goes on reading past the
+    end of the input: a header that claims 100 TB takes hours of empty
+    reads. Here reading on after the end is an error."""
+
+    _AFTER_END = 64  # empty reads let through: tarfile's own look for the end
+
+    def __init__(self, inner, owned: bool):
+        self.inner, self.owned, self.empty = inner, owned, 0
+
+    def read(self, size: int = -1) -> bytes:
+        data = self.inner.read(size)
+        if not data and size != 0:
+            self.empty += 1
+            if self.empty > self._AFTER_END:
+                raise ImageFormatError("the tar ends inside an entry (a header claims more data than there is)")
+        return data
+
+    def close(self) -> None:
+        if self.owned:
+            self.inner.close()
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+
+class _StrictTarFile(tarfile.TarFile):
+    guard: Optional[_EndGuard] = None
+
+    def close(self) -> None:
+        try:
+            super().close()
+        finally:
+            if self.guard is not None:
+                self.guard.close()
+
+
 def open_tar(
     name: Union[str, bytes, None] = None, fileobj: Optional[IO[bytes]] = None, mode: str = "r:", **kwargs: Any
 ) -> tarfile.TarFile:
     """``tarfile.open`` with every member checked (see above)."""
-    opener: Any = tarfile.open
-    return opener(name=name, fileobj=fileobj, mode=mode, tarinfo=_StrictInfo, **kwargs)
+    opener: Any = _StrictTarFile.open
+    if "|" not in mode or (fileobj is None and name is None):
+        return opener(name=name, fileobj=fileobj, mode=mode, tarinfo=_StrictInfo, **kwargs)
+    guard = (
+        _EndGuard(open(name, "rb"), owned=True) if fileobj is None and name is not None else _EndGuard(fileobj, False)
+    )
+    try:
+        tar = opener(name=name, fileobj=guard, mode=mode, tarinfo=_StrictInfo, **kwargs)
+    except BaseException:
+        guard.close()
+        raise
+    tar.guard = guard
+    return tar

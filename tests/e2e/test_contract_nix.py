@@ -8,10 +8,10 @@ import dataclasses
 import pytest
 from nixhelpers import nix_eval
 
-from builder import cli
+from builder import cli, contract
 from builder.contract import nix_key, parse
 
-STEP_SPECS = {name: spec for name, _, spec, _ in cli._BUILD_STEPS}
+STEP_SPECS = {name: getattr(contract, spec) for name, _, spec, _ in cli._BUILD_STEPS}
 
 # Calls that between them send every key, optional ones included.
 CALLS = """

@@ -304,14 +304,14 @@ def test_a_gzip_repush_compresses_only_the_changed_layer(open_registry, tmp_path
         [memory_layer(data, calls) for data in files] + [memory_layer(layer_bytes({"app": b"v1"}), calls)]
     )
     push(first, ref, insecure=True, encoding="gzip", progress=None)
-    assert len(calls) == 2 * 4  # each layer: once for its digest, once uploaded
+    assert len(calls) == 4  # each layer made once: compressed into a temporary file, sent from it
 
     # As after a rebuild: new Layer objects, nothing known about their gzip form.
     calls.clear()
     app = memory_layer(layer_bytes({"app": b"v2"}), calls)
     second = make_image([memory_layer(data, calls) for data in files] + [app])
     result = push(second, ref, insecure=True, encoding="gzip", progress=None)
-    assert calls == [app.diff_id, app.diff_id]  # the unchanged layers were not even read
+    assert calls == [app.diff_id]  # the unchanged layers were not even read
     assert len(result.cached) == 3 and result.uploaded == [app.known["gzip"][0], second.config_digest]
     assert skopeo_inspect(ref)["Digest"] == result.digest
     _diff_ids_hold(ref, tmp_path)

@@ -130,6 +130,7 @@ def _push(image: Image, script: Script, cache: BlobCache, ref: str = "reg.test/a
         environ={},
         home="/nonexistent",
         blob_cache=cache,
+        workers=1,  # the script's order; test_push_concurrency.py sends them at once
     )
 
 
@@ -175,10 +176,10 @@ def test_a_stale_entry_costs_one_request_and_the_push_is_right(tmp_path):
     script = Script(
         ("GET", "/v2/", FakeResponse(200)),
         ("HEAD", f"/blobs/{wrong}", FakeResponse(404)),  # the one extra request
+        ("HEAD", f"/blobs/{image.config_digest}", FakeResponse(200)),
         ("HEAD", f"/blobs/{real_digest}", FakeResponse(404)),
         ("POST", "/blobs/uploads/", FakeResponse(202, {"Location": "/v2/app/blobs/uploads/u1"})),
         ("PUT", "/blobs/uploads/u1?digest=" + real_digest.replace(":", "%3A"), FakeResponse(201)),
-        ("HEAD", f"/blobs/{image.config_digest}", FakeResponse(200)),
         ("PUT", "/manifests/1", FakeResponse(201, {"Docker-Content-Digest": manifest.digest})),
     )
     result = _push(image, script, cache)
@@ -198,8 +199,8 @@ def test_a_blob_of_another_size_is_not_taken(tmp_path):
     script = Script(
         ("GET", "/v2/", FakeResponse(200)),
         ("HEAD", f"/blobs/{real_digest}", FakeResponse(200, {"Content-Length": str(real_size)})),
-        ("HEAD", f"/blobs/{real_digest}", FakeResponse(200, {"Content-Length": str(real_size)})),
         ("HEAD", f"/blobs/{image.config_digest}", FakeResponse(200)),
+        ("HEAD", f"/blobs/{real_digest}", FakeResponse(200, {"Content-Length": str(real_size)})),
         ("PUT", "/manifests/1", FakeResponse(201)),
     )
     result = _push(image, script, cache)
@@ -242,10 +243,10 @@ def test_a_refused_mount_is_cancelled_and_the_layer_compressed(tmp_path):
         ("HEAD", f"/blobs/{gz_digest}", FakeResponse(404)),
         ("POST", "/blobs/uploads/?mount=", FakeResponse(202, {"Location": "/v2/app/blobs/uploads/m1"})),
         ("DELETE", "/blobs/uploads/m1", FakeResponse(204)),
+        ("HEAD", f"/blobs/{image.config_digest}", FakeResponse(200)),
         ("HEAD", f"/blobs/{gz_digest}", FakeResponse(404)),
         ("POST", "/blobs/uploads/", FakeResponse(202, {"Location": "/v2/app/blobs/uploads/u1"})),
         ("PUT", "/blobs/uploads/u1?digest=", FakeResponse(201)),
-        ("HEAD", f"/blobs/{image.config_digest}", FakeResponse(200)),
         ("PUT", "/manifests/1", FakeResponse(201)),
     )
     result = _push(image, script, cache)
@@ -259,8 +260,8 @@ def test_a_push_without_a_cache_home_writes_none(tmp_path, monkeypatch):
     digest, _ = _gzip_of(layer)
     script = Script(
         ("GET", "/v2/", FakeResponse(200)),
-        ("HEAD", f"/blobs/{digest}", FakeResponse(200)),
         ("HEAD", f"/blobs/{image.config_digest}", FakeResponse(200)),
+        ("HEAD", f"/blobs/{digest}", FakeResponse(200)),  # after the layer was compressed
         ("PUT", "/manifests/1", FakeResponse(201)),
     )
     # environ={} (the session's environment) has no home: no cache at all.

@@ -204,18 +204,26 @@ def test_push_protocol_steps_and_bodies():
     manifest = manifest_of(image, "none")
     script = Script(
         ("GET", "/v2/", FakeResponse(200)),
+        # Every blob whose digest is known is asked about before any is sent.
         ("HEAD", f"/blobs/{layer.diff_id}", FakeResponse(404)),
+        ("HEAD", f"/blobs/{image.config_digest}", FakeResponse(200)),
         ("POST", "/blobs/uploads/", FakeResponse(202, {"Location": "/v2/app/blobs/uploads/u1?_state=s"})),
         ("PUT", "/blobs/uploads/u1?_state=s&digest=sha256%3A", FakeResponse(201)),
-        ("HEAD", f"/blobs/{image.config_digest}", FakeResponse(200)),
         ("PUT", "/manifests/1", FakeResponse(201, {"Docker-Content-Digest": manifest.blob.digest})),
     )
     lines = []
     result = push(
-        image, "reg.test/app:1", encoding="none", opener=script, progress=lines.append, environ={}, home="/nonexistent"
+        image,
+        "reg.test/app:1",
+        encoding="none",
+        opener=script,
+        progress=lines.append,
+        environ={},
+        home="/nonexistent",
+        workers=1,
     )
     assert script.steps == []
-    put_blob, put_manifest = script.calls[3], script.calls[5]
+    put_blob, put_manifest = script.calls[4], script.calls[5]
     assert put_blob[0] == "PUT" and put_blob[1].startswith("https://reg.test/v2/app/blobs/uploads/u1")
     assert put_blob[3] == layer_bytes({"f": b"data"})
     assert put_manifest[2]["Content-Type"] == OCI_MANIFEST

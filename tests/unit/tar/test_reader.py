@@ -140,3 +140,33 @@ def test_outer_archive_member_with_negative_size(tmp_path):
 
 def test_errors_are_build_errors():
     assert issubclass(ImageFormatError, BuildError)
+
+
+@pytest.mark.parametrize("as_path", [False, True])
+def test_an_entry_claiming_more_data_than_the_tar_has_ends_read_in_order(tmp_path, as_path):
+    """tarfile skips an entry's data (a whiteout's: nothing to unpack) by
+    reading it, past the end of the input too: a PAX size of 100 TB was
+    hours of empty reads (found by test_fuzz_readers). Read in order
+    ("r|*"), it is one error at once (the alarm only turns a hang into a
+    failure)."""
+    import signal
+
+    data = layer(pax(record("size", str(10**14))), entry(b".wh.a"))
+    path = tmp_path / "l.tar"
+    path.write_bytes(data)
+    source = str(path) if as_path else io.BytesIO(data)
+
+    def hang(*_):
+        raise AssertionError("a hang")
+
+    old = signal.signal(signal.SIGALRM, hang)
+    signal.alarm(20)
+    try:
+        with pytest.raises(ImageFormatError, match="ends inside an entry"):
+            whiteout.apply_layers(str(tmp_path / "root"), [source], chown=False)
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, old)
+    tar = open_tar(name=str(path), mode="r|*")
+    tar.close()
+    assert tar.guard.inner.closed  # the file open_tar opened is closed with the tar
