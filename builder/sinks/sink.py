@@ -9,7 +9,6 @@ sink reads them itself. Producers never need to know which sink they feed.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import stat
 from types import ModuleType
@@ -68,6 +67,13 @@ class Sink:
 
     def flush(self) -> None:
         pass
+
+
+def _sha256():
+    # hashlib loads OpenSSL (over 10 ms): only sinks that hash pay for it.
+    import hashlib
+
+    return hashlib.sha256()
 
 
 def read_exactly(fd: int, size: int, data: bytes = b"") -> bytes:
@@ -185,7 +191,7 @@ class HashSink(Sink):
     """Counts and sha256-hashes everything written; keeps nothing."""
 
     def __init__(self):
-        self.hash = hashlib.sha256()
+        self.hash = _sha256()
         self.size = 0
         self._buf = bytearray(_READ_CHUNK)
 
@@ -238,7 +244,7 @@ class TeeSink(Sink):
 
     def __init__(self, inner: Sink):
         self.inner = inner
-        self.hash = hashlib.sha256()
+        self.hash = _sha256()
         self.size = 0
 
     def write(self, data) -> None:

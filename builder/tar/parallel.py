@@ -27,8 +27,6 @@ that keeps hardlinks (one table of them across the layer: ``write_tree``).
 from __future__ import annotations
 
 import os
-import pickle
-import signal
 import stat
 import threading
 from collections import deque
@@ -188,7 +186,7 @@ class _Worker:
         os.close(self.turns)
         if kill:
             try:
-                os.kill(self.pid, signal.SIGKILL)
+                os.kill(self.pid, 9)  # SIGKILL
             except ProcessLookupError:
                 pass
         os.waitpid(self.pid, 0)
@@ -336,7 +334,12 @@ def _make(made: _BufferSink, names, stamp: Stamp) -> _Plan:  # pragma: no cover 
     return plan
 
 
+# pickle is imported only when a worker fails: it is not needed otherwise.
+
+
 def _pickled(error: BaseException) -> bytes:
+    import pickle
+
     try:
         return pickle.dumps(error)
     except Exception:
@@ -344,6 +347,8 @@ def _pickled(error: BaseException) -> bytes:
 
 
 def _unpickled(data: bytes) -> BaseException:
+    import pickle
+
     try:
         error = pickle.loads(data)  # from our own child
     except Exception:
