@@ -102,24 +102,46 @@ def _into_pipe(roots, workers: int, wrap=lambda sink: sink) -> bytes:
         return got.read()
 
 
-def _no_children_left():
-    # Every worker was waited for: none is left, running or a zombie.
-    with pytest.raises(ChildProcessError):
-        os.waitpid(-1, os.WNOHANG)
+@pytest.fixture
+def forked(monkeypatch):
+    """The pids of the workers forked during a test."""
+    pids = []
+    fork = os.fork
+
+    def recorded():
+        pid = fork()
+        if pid:
+            pids.append(pid)
+        return pid
+
+    monkeypatch.setattr(os, "fork", recorded)
+    return pids
+
+
+def _all_waited_for(pids):
+    # None is left, running or a zombie (the suite's other children, a
+    # registry or a daemon, are not ours to count).
+    assert pids
+    for pid in pids:
+        with pytest.raises(ChildProcessError):
+            os.waitpid(pid, os.WNOHANG)
 
 
 @pytest.mark.parametrize("workers", [1, 2, 3, 4])
-def test_the_bytes_of_one_process_into_a_file(tmp_path, workers):
+def test_the_bytes_of_one_process_into_a_file(tmp_path, workers, forked):
     roots = _store(tmp_path)
     assert _into_file(tmp_path, roots, workers) == b"before" + _one_process(roots) + b"after"
-    _no_children_left()
+    assert len(forked) == (workers if workers > 1 else 0)
+    if workers > 1:
+        _all_waited_for(forked)
 
 
 @pytest.mark.parametrize("workers", [2, 3])
-def test_the_bytes_of_one_process_into_a_pipe(tmp_path, workers):
+def test_the_bytes_of_one_process_into_a_pipe(tmp_path, workers, forked):
     roots = _store(tmp_path)
     assert _into_pipe(roots, workers) == _one_process(roots)
-    _no_children_left()
+    assert len(forked) == workers
+    _all_waited_for(forked)
 
 
 def test_wrappers_count_what_the_workers_wrote(tmp_path):
@@ -176,7 +198,7 @@ def test_a_small_tree_stays_in_one_process(tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize("where", [0, 2])  # early: the worker ends while chunks are still sent to it
-def test_a_workers_error_is_raised_as_one_process_raises_it(tmp_path, monkeypatch, where):
+def test_a_workers_error_is_raised_as_one_process_raises_it(tmp_path, monkeypatch, where, forked):
     roots = _store(tmp_path, files=200)
     monkeypatch.chdir(os.fsdecode(roots[where][0]) + "/bin")  # a socket's path is short
     listener = socket.socket(socket.AF_UNIX)
@@ -190,10 +212,10 @@ def test_a_workers_error_is_raised_as_one_process_raises_it(tmp_path, monkeypatc
         listener.close()
     assert str(workers.value) == str(serial.value)
     assert "cannot put a socket" in str(workers.value)
-    _no_children_left()
+    _all_waited_for(forked)
 
 
-def test_a_chunk_sent_to_a_worker_that_stopped_at_an_error(tmp_path, monkeypatch):
+def test_a_chunk_sent_to_a_worker_that_stopped_at_an_error(tmp_path, monkeypatch, forked):
     roots = _store(tmp_path)
     monkeypatch.chdir(os.fsdecode(roots[0][0]))
     listener = socket.socket(socket.AF_UNIX)
@@ -212,18 +234,18 @@ def test_a_chunk_sent_to_a_worker_that_stopped_at_an_error(tmp_path, monkeypatch
             _into_file(tmp_path, roots, 2)
     finally:
         listener.close()
-    _no_children_left()
+    _all_waited_for(forked)
 
 
-def test_a_whiteout_name_is_refused_by_the_walk(tmp_path):
+def test_a_whiteout_name_is_refused_by_the_walk(tmp_path, forked):
     roots = _store(tmp_path)
     (tmp_path / os.fsdecode(roots[2][0]) / "share" / ".wh.gone").write_bytes(b"")
     with pytest.raises(BuildError, match=r"\.wh\.gone"):
         _into_file(tmp_path, roots, 2)
-    _no_children_left()
+    _all_waited_for(forked)
 
 
-def test_a_closed_output_is_an_error_not_a_hang(tmp_path):
+def test_a_closed_output_is_an_error_not_a_hang(tmp_path, forked):
     roots = _store(tmp_path)
     r, w = os.pipe()
     os.close(r)
@@ -232,7 +254,7 @@ def test_a_closed_output_is_an_error_not_a_hang(tmp_path):
             parallel.write_trees(FdSink(w), roots, STAMP, workers=2)
     finally:
         os.close(w)
-    _no_children_left()
+    _all_waited_for(forked)
 
 
 def test_jobs_follow_nix_build_cores(monkeypatch):
