@@ -44,8 +44,30 @@ def _is_special(path: str) -> bool:
     return not stat.S_ISREG(mode) and not stat.S_ISDIR(mode)
 
 
+def _descriptor_named(path: str) -> Optional[int]:
+    """The file descriptor a name like /dev/stdout or /dev/fd/3 means: it is
+    written as it is, as ``-`` writes stdout (replacing the file behind it
+    would leave the shell's descriptor on a deleted file)."""
+    names = {"/dev/stdout": 1, "/dev/stderr": 2}
+    if path in names:
+        return names[path]
+    for prefix in ("/dev/fd/", "/proc/self/fd/"):
+        if path.startswith(prefix) and path[len(prefix) :].isdigit():
+            return int(path[len(prefix) :])
+    return None
+
+
 @contextlib.contextmanager
 def _target(path: Optional[str]) -> Iterator[int]:
+    named = None if path is None else _descriptor_named(path)
+    if path is not None and named is not None:
+        try:
+            os.fstat(named)
+        except OSError:
+            raise BuildError(f"cannot write {path}: file descriptor {named} is not open") from None
+        with _reported(path):
+            yield named
+        return
     if path is None or path == "-":
         if sys.stdout is None:
             raise BuildError("stdout is closed: pipe the image (| podman load) or give --output FILE")
@@ -70,7 +92,10 @@ def _target(path: Optional[str]) -> Iterator[int]:
         return
     if path.endswith("/") or os.path.isdir(path):
         raise BuildError(f"cannot write {path}: it is a directory (give a file name)")
-    tmp = f"{path}.tmp-{os.getpid()}"
+    # A symlink (/dev/stdout onto a file, out.tar -> builds/v1.tar) is
+    # written through: the file it names is replaced, never the link.
+    real = os.path.realpath(path) if os.path.islink(path) else path
+    tmp = f"{real}.tmp-{os.getpid()}"
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     except OSError as e:
@@ -85,7 +110,7 @@ def _target(path: Optional[str]) -> Iterator[int]:
         raise
     os.close(fd)
     try:
-        os.replace(tmp, path)
+        os.replace(tmp, real)
     except OSError as e:
         os.unlink(tmp)
         raise BuildError(f"cannot write {path}: {e.strerror}") from None
