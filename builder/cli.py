@@ -15,6 +15,7 @@ import argparse
 import errno
 import importlib
 import os
+import signal
 import sys
 from typing import Callable, List, Optional, Tuple
 
@@ -474,6 +475,15 @@ _BOUND_DESCRIPTIONS = {
 }
 
 
+class _Terminated(BaseException):
+    """SIGTERM, raised like Ctrl-C's KeyboardInterrupt: the ``finally``
+    blocks that remove half-written outputs and temporary files run."""
+
+
+def _on_sigterm(signum, frame) -> None:
+    raise _Terminated()
+
+
 def main(argv: Optional[List[str]] = None, prog: Optional[str] = None) -> int:
     """``prog``: run as that executable (``argv[0]`` names the command;
     for the stream and copy-to-registry, ``argv[1]`` is its image)."""
@@ -490,6 +500,7 @@ def main(argv: Optional[List[str]] = None, prog: Optional[str] = None) -> int:
             setattr(args, _BOUND[command], bound)
     if getattr(args, "quiet", False):
         report.set_quiet()
+    signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         args.fn(args)
     except BuildError as e:
@@ -503,6 +514,8 @@ def main(argv: Optional[List[str]] = None, prog: Optional[str] = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+    except _Terminated:
+        return 128 + signal.SIGTERM
     except OSError as e:
         # A full disk is the machine's state, not a bug: one line, no traceback.
         if e.errno not in (errno.ENOSPC, errno.EDQUOT):

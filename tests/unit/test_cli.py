@@ -3,6 +3,10 @@ credentials come from, under the executable's own name; nix-prefetch-docker's
 ways of naming an image."""
 
 import argparse
+import os
+import signal
+import subprocess
+import sys
 
 import pytest
 
@@ -141,3 +145,41 @@ def test_a_mistake_in_a_command_reads_the_same_with_its_parser_alone(capsys):
             parser.parse_args(["push", "desc", "--bogus"])
     first, second = capsys.readouterr().err.split("error: ")[1:]
     assert first == second and "--bogus" in first
+
+
+_TERMINATED = """
+import argparse, sys, time
+sys.path.insert(0, sys.argv[1])
+from builder import cli
+from builder.sinks.output import open_output
+
+def slow(args):
+    with open_output(sys.argv[2]) as sink:
+        sink.write(b"half")
+        sink.flush()
+        print("writing", file=sys.stderr, flush=True)
+        time.sleep(60)
+
+class Parser:
+    def parse_args(self, argv):
+        return argparse.Namespace(fn=slow)
+
+cli._parser = lambda only=None: Parser()
+sys.exit(cli.main([]))
+"""
+
+
+def test_sigterm_removes_what_was_half_written(tmp_path):
+    # As Ctrl-C does: the output is not left half-written, its temporary
+    # file is gone, and the exit status says SIGTERM.
+    repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    out = tmp_path / "image.tar"
+    out.write_bytes(b"the last image")
+    proc = subprocess.Popen([sys.executable, "-c", _TERMINATED, repo, str(out)], stderr=subprocess.PIPE)
+    assert proc.stderr is not None
+    assert proc.stderr.readline() == b"writing\n"
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=30) == 128 + signal.SIGTERM
+    assert proc.stderr.read() == b""
+    assert out.read_bytes() == b"the last image"
+    assert os.listdir(tmp_path) == ["image.tar"]
