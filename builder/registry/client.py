@@ -232,7 +232,7 @@ class HttpOpener:
             except ssl.SSLError as e:
                 raise _ConnectFailed(f"TLS with {netloc} failed: {e}", temporary=False) from e
             except OSError as e:
-                raise _ConnectFailed(f"cannot connect to {netloc}: {e}", temporary=True) from e
+                raise _ConnectFailed(f"cannot connect to {netloc}: {e}", temporary=_retryable(e)) from e
         return conn
 
     def fork(self) -> HttpOpener:
@@ -324,7 +324,17 @@ def _network_text(e: BaseException) -> str:
 
 
 def _retryable(e: BaseException) -> bool:
+    """Worth trying again. Not a name that does not resolve, nor a port
+    where nothing listens: those stay so, and waiting 15 s says nothing more."""
+    reason = getattr(e, "reason", e)  # urllib wraps the socket's error
+    if isinstance(reason, ConnectionRefusedError):
+        return False
+    if isinstance(reason, socket.gaierror) and reason.errno in _NO_SUCH_NAME:
+        return False
     return getattr(e, "temporary", True)
+
+
+_NO_SUCH_NAME = {getattr(socket, n) for n in ("EAI_NONAME", "EAI_NODATA") if hasattr(socket, n)}
 
 
 class RegistryClient:

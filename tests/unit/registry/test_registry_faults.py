@@ -16,6 +16,7 @@ from builder.errors import RegistryError, SpecError
 from builder.formats import oci_layout
 from builder.model.image import sha256_digest
 from builder.model.reference import parse_reference
+from builder.registry import client as client_module
 from builder.registry import pull as pull_mod
 from builder.registry.client import DEFAULT_TIMEOUT, HttpOpener, RegistryClient, proxy_for, redact_url
 from builder.registry.push import push
@@ -71,6 +72,36 @@ def test_a_registry_that_never_answers_times_out_and_says_so(silent_server):
         c.ping()
     assert "no answer" in str(e.value) and e.value.temporary
     assert len(lines) == 2 and all("no answer" in line and "retrying" in line for line in lines)
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_nothing_listening_is_not_retried():
+    lines = []
+    c = RegistryClient(
+        parse_reference(f"127.0.0.1:{_closed_port()}/app:1"),
+        insecure=True,
+        opener=HttpOpener(timeout=5, environ={}),
+        sleep=lambda s: pytest.fail("waited to retry"),
+        environ={},
+        home="/nonexistent",
+        progress=lines.append,
+    )
+    with pytest.raises(RegistryError) as e:
+        c.ping()
+    assert "connection failed" in str(e.value) and not e.value.temporary
+    assert lines == []
+
+
+def test_a_name_that_does_not_resolve_is_not_retried_one_that_may_later_is():
+    # (Asked of the resolver, the answer depends on the machine's DNS.)
+    assert not client_module._retryable(socket.gaierror(socket.EAI_NONAME, "Name or service not known"))
+    assert client_module._retryable(socket.gaierror(socket.EAI_AGAIN, "Temporary failure in name resolution"))
+    assert client_module._retryable(ConnectionResetError())
 
 
 def test_the_default_timeout_is_bounded():
