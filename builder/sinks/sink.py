@@ -69,6 +69,12 @@ class Sink:
         pass
 
 
+def _wait_writable(fd: int) -> None:
+    import select
+
+    select.select([], [fd], [])
+
+
 def _sha256():
     # hashlib loads OpenSSL (over 10 ms): only sinks that hash pay for it.
     import hashlib
@@ -136,7 +142,10 @@ class FdSink(Sink):
         with memoryview(data) as view:
             done = 0
             while done < len(view):
-                done += os.write(self.fd, view[done:])
+                try:
+                    done += os.write(self.fd, view[done:])
+                except BlockingIOError:
+                    _wait_writable(self.fd)  # a non-blocking pipe someone handed us, full
         self.written += len(data)
 
     def output_fd(self) -> Optional[Tuple[int, Callable[[int], None]]]:
@@ -169,6 +178,9 @@ class FdSink(Sink):
         while remaining:
             try:
                 sent = os.sendfile(self.fd, fd, offset, remaining)
+            except BlockingIOError:
+                _wait_writable(self.fd)
+                continue
             except OSError:
                 # Some outputs (old kernels, certain pipes) refuse sendfile.
                 self.written += size - remaining

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+import threading
+import time
 
 from builder.sinks.sink import FdSink, HashSink, MemorySink
 
@@ -65,3 +67,36 @@ def test_every_sink_copies_a_big_file_in_pieces_from_where_the_last_ended(tmp_pa
     assert bytes(sinks[0].data) == data
     assert sinks[1].digest == "sha256:" + hashlib.sha256(data).hexdigest()
     assert out.read_bytes() == data
+
+
+def test_a_non_blocking_output_pipe_is_waited_for(tmp_path):
+    # Someone handed us a non-blocking pipe: a full pipe means wait, not fail.
+    big = tmp_path / "big"
+    big.write_bytes(os.urandom(3 << 20))
+    r, w = os.pipe()
+    os.set_blocking(w, False)
+    got = []
+
+    def slow_reader():
+        parts = []
+        while True:
+            time.sleep(0.001)
+            piece = os.read(r, 1 << 16)
+            if not piece:
+                got.append(b"".join(parts))
+                return
+            parts.append(piece)
+
+    reader = threading.Thread(target=slow_reader)
+    reader.start()
+    try:
+        sink = FdSink(w)
+        sink.write(b"head" * 50_000)
+        with open(big, "rb") as f:
+            sink.copy_file(f.fileno(), 3 << 20)
+        sink.flush()
+    finally:
+        os.close(w)
+        reader.join()
+        os.close(r)
+    assert got[0] == b"head" * 50_000 + big.read_bytes()
