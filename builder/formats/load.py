@@ -158,13 +158,15 @@ def load_target(path: str) -> Loaded:
     return Loaded(images, doc["repoTag"], doc.get("layerCompression", "none"))
 
 
-def note_unknown_digests(loaded: Loaded, encoding: str, pushing: bool = False) -> None:
+def note_unknown_digests(loaded: Loaded, encoding: str, pushing: bool = False, missing: Optional[int] = None) -> None:
     """One line on stderr when the build did not record this encoding's
     digests: each such layer is compressed once more to learn its digest
-    (a push compresses it once, into a temporary file, and sends that)."""
+    (a push compresses it once, into a temporary file, and sends that;
+    ``missing``: how many layers, when a push knew more from its cache)."""
     if encoding == "none":
         return
-    missing = sum(1 for image in loaded.images for layer in image.layers if encoding not in layer.known)
+    if missing is None:
+        missing = sum(1 for image in loaded.images for layer in image.layers if encoding not in layer.known)
     if missing:
         how = "each is compressed into a temporary file first" if pushing else "compressing them twice"
         progress_line(

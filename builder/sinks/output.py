@@ -59,6 +59,8 @@ def _descriptor_named(path: str) -> Optional[int]:
 
 @contextlib.contextmanager
 def _target(path: Optional[str]) -> Iterator[int]:
+    if path == "":
+        raise BuildError("--output is empty: give a file name, or - for stdout")
     named = None if path is None else _descriptor_named(path)
     if path is not None and named is not None:
         try:

@@ -51,8 +51,9 @@ def push_target(
         raise BuildError(f"unknown format {fmt!r}: expected docker or oci")
     target = ref or loaded.repo_tag
     cache = BlobCache.default()
-    if not _all_remembered(loaded.images, encoding, cache):
-        note_unknown_digests(loaded, encoding, pushing=True)
+    unknown = _not_remembered(loaded.images, encoding, cache)
+    if unknown:
+        note_unknown_digests(loaded, encoding, pushing=True, missing=unknown)
     try:
         result = push(
             loaded.target, target, insecure=insecure, encoding=encoding, flavour=_FLAVOURS[fmt], blob_cache=cache
@@ -75,13 +76,15 @@ def push_target(
     return result.digest
 
 
-def _all_remembered(images, encoding: str, cache: BlobCache) -> bool:
-    """Every layer's compressed digest is known, or the blob-info cache has it."""
+def _not_remembered(images, encoding: str, cache: BlobCache) -> int:
+    """Layers whose compressed digest neither the build recorded nor the
+    blob-info cache has (each distinct layer once)."""
     fmt = format_of(encoding)
-    return all(
-        encoding in layer.known or (fmt is not None and cache.lookup(layer.diff_id, fmt) is not None)
-        for image in images
-        for layer in image.layers
+    layers = {layer.diff_id: layer for image in images for layer in image.layers}.values()
+    return sum(
+        1
+        for layer in layers
+        if encoding not in layer.known and (fmt is None or cache.lookup(layer.diff_id, fmt) is None)
     )
 
 

@@ -17,6 +17,7 @@ from builder.registry.blobcache import BlobCache, cache_path, format_of
 from builder.registry.push import push
 from builder.sinks import compress
 from builder.sinks.sink import HashSink
+from builder.steps.publish import _not_remembered
 
 GZ = compress.gzip_format()
 
@@ -267,3 +268,12 @@ def test_a_push_without_a_cache_home_writes_none(tmp_path, monkeypatch):
     # environ={} (the session's environment) has no home: no cache at all.
     push(image, "reg.test/app:1", encoding="gzip", opener=script, progress=None, environ={}, home="/nonexistent")
     assert os.listdir(tmp_path) == []
+
+
+def test_the_push_note_counts_only_layers_the_cache_does_not_know(tmp_path):
+    a, b, c = (memory_layer(layer_bytes({name: name.encode()})) for name in "abc")
+    image = make_image([a, b, c, a])  # a layer twice counts once
+    cache = BlobCache(str(tmp_path / "cache.json"))
+    assert _not_remembered([image], "gzip", cache) == 3
+    cache.remember(b.diff_id, format_of("gzip"), _digest(9), 10)
+    assert _not_remembered([image], "gzip", cache) == 2

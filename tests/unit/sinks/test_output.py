@@ -61,3 +61,8 @@ def test_dev_stdout_onto_a_file_writes_that_file_and_leaves_dev_stdout_alone(tmp
 def test_a_closed_descriptor_is_one_error():
     with pytest.raises(BuildError, match="file descriptor 987 is not open"):
         _write("/dev/fd/987", b"x")
+
+
+def test_an_empty_name_is_one_error():
+    with pytest.raises(BuildError, match="--output is empty: give a file name, or - for stdout"):
+        _write("", b"x")
