@@ -18,7 +18,7 @@ import threading
 import time
 from typing import Callable, Optional, TextIO
 
-from builder.sinks.sink import Sink
+from builder.sinks.sink import Sink, output_fd_counted
 
 __all__ = [
     "DELAY",
@@ -203,16 +203,7 @@ class ProgressSink(Sink):
         self.write(tail)
 
     def output_fd(self):
-        target = self.inner.output_fd()
-        if target is None:
-            return None
-        fd, wrote = target
-
-        def counted(n: int) -> None:
-            wrote(n)
-            self.progress.add(n)
-
-        return fd, counted
+        return output_fd_counted(self.inner, self.progress.add)
 
     def flush(self) -> None:
         self.inner.flush()

@@ -13,7 +13,7 @@ from typing import Dict, List
 
 from builder.errors import DigestMismatch
 from builder.model.image import Blob
-from builder.sinks.sink import Sink
+from builder.sinks.sink import Sink, output_fd_counted
 from builder.tar.tarstream import DIR, REG, header, padding
 
 __all__ = ["MTIME", "members_by_name", "write_dir", "write_member"]
@@ -37,16 +37,10 @@ class _Counting(Sink):
         self.inner.copy_file(fd, size)
 
     def output_fd(self):
-        target = self.inner.output_fd()
-        if target is None:
-            return None
-        fd, wrote = target
+        return output_fd_counted(self.inner, self._add)
 
-        def counted(n: int) -> None:
-            self.size += n
-            wrote(n)
-
-        return fd, counted
+    def _add(self, n: int) -> None:
+        self.size += n
 
 
 def write_member(sink: Sink, name: str, blob: Blob) -> None:

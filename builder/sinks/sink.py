@@ -20,7 +20,18 @@ try:
 except ImportError:  # not on POSIX
     fcntl = None
 
-__all__ = ["CountSink", "FdSink", "HashSink", "MemorySink", "Sink", "TeeSink", "grow_pipe", "read_exactly"]
+__all__ = [
+    "CountSink",
+    "FdSink",
+    "HashSink",
+    "MemorySink",
+    "Sink",
+    "TeeSink",
+    "grow_pipe",
+    "output_fd_counted",
+    "read_exactly",
+    "write_all",
+]
 
 # Small writes are gathered into one buffer: a pipe write per tar header
 # would cost a system call per file. Not much more than that, though: a big
@@ -82,6 +93,33 @@ def _sha256():
     return hashlib.sha256()
 
 
+def write_all(fd: int, data) -> None:
+    """All of ``data`` into ``fd``, however many writes that takes."""
+    with memoryview(data) as view:
+        done = 0
+        while done < len(view):
+            try:
+                done += os.write(fd, view[done:])
+            except BlockingIOError:
+                _wait_writable(fd)  # a non-blocking pipe someone handed us, full
+
+
+def output_fd_counted(inner: Sink, count: Callable[[int], None]) -> Optional[Tuple[int, Callable[[int], None]]]:
+    """``inner.output_fd()`` for a sink that passes bytes on to ``inner``
+    and counts them: bytes written into the descriptor directly are
+    counted too."""
+    target = inner.output_fd()
+    if target is None:
+        return None
+    fd, wrote = target
+
+    def counted(n: int) -> None:
+        wrote(n)
+        count(n)
+
+    return fd, counted
+
+
 def read_exactly(fd: int, size: int, data: bytes = b"") -> bytes:
     """``size`` bytes from ``fd``; ``data``: what a first read already gave."""
     if not data:
@@ -139,13 +177,7 @@ class FdSink(Sink):
         self.buffer.clear()
 
     def _write_out(self, data) -> None:
-        with memoryview(data) as view:
-            done = 0
-            while done < len(view):
-                try:
-                    done += os.write(self.fd, view[done:])
-                except BlockingIOError:
-                    _wait_writable(self.fd)  # a non-blocking pipe someone handed us, full
+        write_all(self.fd, data)
         self.written += len(data)
 
     def output_fd(self) -> Optional[Tuple[int, Callable[[int], None]]]:

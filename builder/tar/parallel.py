@@ -34,9 +34,9 @@ from itertools import chain, islice
 from typing import Callable, Deque, Iterator, List, Sequence, Tuple, Union
 
 from builder.errors import BuildError
-from builder.sinks.sink import FdSink, Sink, grow_pipe, read_exactly
-from builder.tar.paths import WHITEOUT_PREFIX, refuse_whiteout_name
-from builder.tar.tarstream import Entry, Stamp, walk, write_entries
+from builder.sinks.compress import default_threads
+from builder.sinks.sink import FdSink, Sink, grow_pipe, read_exactly, write_all
+from builder.tar.tarstream import Entry, Stamp, refuse_whiteouts, walk, write_entries
 
 __all__ = ["jobs", "write_trees"]
 
@@ -55,16 +55,9 @@ _ERROR = 1 << 63  # a report with this bit: a pickled exception follows
 
 
 def jobs() -> int:
-    """Processes to use: the cores this one may run on, at most
-    ``NIX_BUILD_CORES`` inside a Nix build (0 there means all)."""
-    try:
-        n = len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        n = os.cpu_count() or 1
-    cores = os.environ.get("NIX_BUILD_CORES", "")
-    if cores.isdigit() and int(cores) > 0:
-        n = min(n, int(cores))
-    return min(n, MAX_WORKERS)
+    """Processes to use: the cores this one may use, as for gzip's threads
+    (at most ``NIX_BUILD_CORES`` in a build), and at most ``MAX_WORKERS``."""
+    return min(default_threads(), MAX_WORKERS)
 
 
 def write_trees(sink: Sink, roots: Sequence[Tuple[bytes, bytes]], stamp: Stamp, workers: int = 0) -> None:
@@ -106,9 +99,7 @@ def _names(path: bytes, name: bytes) -> Iterator[Tuple[bytes, bytes]]:
             children = [(e.name, e.is_dir(follow_symlinks=False)) for e in listing]
         base = dirpath if dirpath.endswith(b"/") else dirpath + b"/"
         prefix = dirname + b"/" if dirname else b""
-        for child, _ in children:
-            if child[:4] == WHITEOUT_PREFIX:
-                refuse_whiteout_name(prefix + child)
+        refuse_whiteouts(prefix, [child for child, _ in children])
         children.sort(reverse=True)
         stack.extend([(base + child, prefix + child, is_dir) for child, is_dir in children])
 
@@ -165,7 +156,7 @@ class _Worker:
         return [self.chunks, self.turns, self.reports]
 
     def send(self, chunk: bytes) -> None:
-        _write_all(self.chunks, len(chunk).to_bytes(_INT, "big") + chunk)
+        write_all(self.chunks, len(chunk).to_bytes(_INT, "big") + chunk)
 
     def take_turn(self) -> int:
         """Let it write its oldest chunk; returns the bytes it wrote."""
@@ -286,11 +277,11 @@ def _serve(chunks: int, turns: int, reports: int, out: int, stamp: Stamp) -> Non
                     write_entries(direct, item, stamp)
                     direct.flush()
             made.used = 0
-            _write_all(reports, (direct.written - before).to_bytes(_INT, "big"))
+            write_all(reports, (direct.written - before).to_bytes(_INT, "big"))
     except BaseException as e:
         error = _pickled(e)
         try:
-            _write_all(reports, (len(error) | _ERROR).to_bytes(_INT, "big") + error)
+            write_all(reports, (len(error) | _ERROR).to_bytes(_INT, "big") + error)
         except OSError:
             pass  # the parent is gone
 
@@ -367,13 +358,6 @@ def _read_upto(fd: int, size: int) -> bytes:
             break
         data += more
     return data
-
-
-def _write_all(fd: int, data) -> None:
-    with memoryview(data) as view:
-        done = 0
-        while done < len(view):
-            done += os.write(fd, view[done:])
 
 
 def _pipe_size(fd: int) -> int:

@@ -43,6 +43,7 @@ __all__ = [
     "Stamp",
     "header",
     "padding",
+    "refuse_whiteouts",
     "walk",
     "write_entries",
     "write_entry",
@@ -338,6 +339,14 @@ def _entry(sink: Sink, path: bytes, name: bytes, st: os.stat_result, stamp: Stam
     return False
 
 
+def refuse_whiteouts(prefix: bytes, names: Iterable[bytes]) -> None:
+    """A directory listing's names (under ``prefix``) must not be whiteouts:
+    a real file named ``.wh.*`` would delete a file from the layers below."""
+    for n in names:
+        if n[:4] == WHITEOUT_PREFIX:
+            refuse_whiteout_name(prefix + n)
+
+
 def walk(path: bytes, name: bytes, include_root: bool = True) -> Iterator[Entry]:
     """``path`` and everything below it as ``(path, name, lstat)``: pre-order,
     children sorted by bytes (never by listing order or locale)."""
@@ -353,9 +362,7 @@ def walk(path: bytes, name: bytes, include_root: bool = True) -> Iterator[Entry]
         base = dirpath if dirpath.endswith(b"/") else dirpath + b"/"
         prefix = dirname + b"/" if dirname else b""
         names = listdir(dirpath)
-        for n in names:
-            if n[:4] == WHITEOUT_PREFIX:
-                refuse_whiteout_name(prefix + n)
+        refuse_whiteouts(prefix, names)
         names.sort(reverse=True)
         stack.extend([(base + n, prefix + n) for n in names])
 
