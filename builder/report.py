@@ -16,7 +16,7 @@ from __future__ import annotations
 import sys
 import threading
 import time
-from typing import Callable, Optional, TextIO
+from typing import Callable, List, Optional, TextIO
 
 from builder.sinks.sink import Sink, output_fd_counted
 
@@ -192,6 +192,10 @@ class ProgressSink(Sink):
             size -= _PIECE
         self.inner.copy_file(fd, size)
         self.progress.add(size)
+
+    def write_parts(self, parts: List[bytes]) -> None:
+        self.inner.write_parts(parts)
+        self.progress.add(sum(map(len, parts)))
 
     def write_framed(self, head: bytes, fd: int, size: int, tail: bytes) -> None:
         if size <= _PIECE:

@@ -36,6 +36,10 @@ class _Counting(Sink):
         self.size += size
         self.inner.copy_file(fd, size)
 
+    def write_parts(self, parts: List[bytes]) -> None:
+        self.size += sum(map(len, parts))
+        self.inner.write_parts(parts)
+
     def output_fd(self):
         return output_fd_counted(self.inner, self._add)
 

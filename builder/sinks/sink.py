@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import stat
 from types import ModuleType
-from typing import Callable, Optional, Tuple
+from typing import Callable, List, Optional, Tuple
 
 fcntl: Optional[ModuleType]
 try:
@@ -31,6 +31,7 @@ __all__ = [
     "output_fd_counted",
     "read_exactly",
     "write_all",
+    "writev_all",
 ]
 
 # Small writes are gathered into one buffer: a pipe write per tar header
@@ -44,12 +45,16 @@ _PIPE_SIZE = 1 << 20
 # Below this a file is read and buffered; above it, handed to sendfile.
 _SENDFILE_MIN = 64 << 10
 _READ_CHUNK = 1 << 20
+# Buffers per writev: Linux's IOV_MAX (POSIX promises at least 16).
+_IOV_MAX = 1024
 
 
 class Sink:
     """Base sink: subclasses implement ``write``; ``copy_file`` reads."""
 
     def write(self, data) -> None:
+        """Take ``data`` (bytes, or a memoryview of a buffer the caller
+        fills again once this returns: copy what must be kept)."""
         raise NotImplementedError
 
     def copy_file(self, fd: int, size: int) -> None:
@@ -68,6 +73,11 @@ class Sink:
         self.write(head)
         self.copy_file(fd, size)
         self.write(tail)
+
+    def write_parts(self, parts: List[bytes]) -> None:
+        """Every one of ``parts`` in turn: one call per batch of small tar
+        members, which a file descriptor takes in one ``writev``."""
+        self.write(b"".join(parts))
 
     def output_fd(self) -> Optional[Tuple[int, Callable[[int], None]]]:
         """The file descriptor this sink's bytes end in unchanged, flushed,
@@ -102,6 +112,31 @@ def write_all(fd: int, data) -> None:
                 done += os.write(fd, view[done:])
             except BlockingIOError:
                 _wait_writable(fd)  # a non-blocking pipe someone handed us, full
+
+
+def writev_all(fd: int, parts: List[bytes]) -> int:
+    """All of ``parts`` into ``fd`` with as few ``writev`` calls as the
+    system's limit on buffers per call allows; returns the bytes written."""
+    total = 0
+    start = 0
+    while start < len(parts):
+        batch = parts[start : start + _IOV_MAX]
+        size = sum(map(len, batch))
+        try:
+            done = os.writev(fd, batch)
+        except BlockingIOError:
+            _wait_writable(fd)  # a non-blocking pipe someone handed us, full
+            continue
+        if done < size:  # a pipe or file took part of it: the rest one by one
+            for part in batch:
+                if done >= len(part):
+                    done -= len(part)
+                    continue
+                write_all(fd, memoryview(part)[done:])
+                done = 0
+        total += size
+        start += _IOV_MAX
+    return total
 
 
 def output_fd_counted(inner: Sink, count: Callable[[int], None]) -> Optional[Tuple[int, Callable[[int], None]]]:
@@ -163,9 +198,16 @@ class FdSink(Sink):
         grow_pipe(fd)
 
     def write(self, data) -> None:
+        if len(data) >= _BUFFER_LIMIT:
+            self.write_unbuffered(data)
+            return
         self.buffer += data
         if len(self.buffer) >= _BUFFER_LIMIT:
             self.flush()
+
+    def write_parts(self, parts: List[bytes]) -> None:
+        self.flush()
+        self.written += writev_all(self.fd, parts)
 
     def write_unbuffered(self, data) -> None:
         """Big bytes written as they are, not copied into the buffer first."""

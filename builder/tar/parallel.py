@@ -7,13 +7,13 @@ layer's bytes go unchanged into a file descriptor (a stream into
 ``docker load``, a layer file), that work is shared with worker processes,
 forked once per layer:
 
-- this process lists the trees (``_names``: directory listings only, no
+- this process lists the trees (``_chunks``: directory listings only, no
   ``lstat``) and sends the entries' names in chunks to the workers in turn
   (chunk k to worker k mod n, at most two chunks ahead of each);
-- a worker ``lstat``s a chunk's entries and makes their tar bytes with
-  ``tarstream.write_entries`` (the function one process uses) in its
-  memory; big files (and whatever would overflow its buffer) wait for its
-  turn and go by ``sendfile``;
+- a worker ``lstat``s a chunk's entries and lays out their tar bytes in
+  its memory with ``tarstream.pack`` (what one process uses); big files
+  (and whatever comes after the chunk's first ``CHUNK_BYTES``) wait for
+  its turn, big files go by ``sendfile``;
 - each chunk's worker is given its turn in chunk order, writes the chunk
   into the file descriptor itself and says how many bytes it wrote.
 
@@ -30,13 +30,13 @@ import os
 import stat
 import threading
 from collections import deque
-from itertools import chain, islice
-from typing import Callable, Deque, Iterator, List, Sequence, Tuple, Union
+from itertools import chain
+from typing import Any, Callable, Deque, Iterator, List, Optional, Sequence, Set, Tuple
 
 from builder.errors import BuildError
 from builder.sinks.compress import default_threads
 from builder.sinks.sink import FdSink, Sink, grow_pipe, read_exactly, write_all
-from builder.tar.tarstream import Entry, Stamp, refuse_whiteouts, walk, write_entries
+from builder.tar.tarstream import Entry, Stamp, pack, refuse_whiteouts, walk, write_entries, write_member
 
 __all__ = ["jobs", "write_trees"]
 
@@ -67,17 +67,21 @@ def write_trees(sink: Sink, roots: Sequence[Tuple[bytes, bytes]], stamp: Stamp, 
     # (A fork beside other threads may copy a lock another one holds.)
     target = sink.output_fd() if workers >= 2 and threading.active_count() == 1 else None
     if target is not None and hasattr(os, "fork"):
-        names = chain.from_iterable(_names(path, name) for path, name in roots)
-        first = list(islice(names, MIN_ENTRIES))
-        if len(first) == MIN_ENTRIES:
-            fd, wrote = target
-            try:
-                pool = _Pool(workers, stamp, fd)
-            except OSError:
-                pool = None  # no processes to be had: this one does it all
-            if pool is not None:
+        fd, wrote = target
+        most_bytes = _chunk_bytes()
+        chunks = _chunks(roots, most_bytes)
+        first: List[bytes] = []
+        listed = 0
+        for chunk in chunks:
+            first.append(chunk)
+            listed += chunk.count(b"\0") // 2
+            if listed >= MIN_ENTRIES:
                 try:
-                    pool.run(chain(first, names), wrote)
+                    pool = _Pool(workers, stamp, fd, most_bytes)
+                except OSError:
+                    break  # no processes to be had: this one does it all
+                try:
+                    pool.run(chain(first, chunks), wrote)
                 finally:
                     pool.close()
                 return
@@ -85,46 +89,51 @@ def write_trees(sink: Sink, roots: Sequence[Tuple[bytes, bytes]], stamp: Stamp, 
         write_entries(sink, walk(path, name), stamp)
 
 
-def _names(path: bytes, name: bytes) -> Iterator[Tuple[bytes, bytes]]:
-    """``tarstream.walk``'s entries, in its order, without its ``lstat``:
-    directory listings tell directories apart (``d_type``)."""
-    yield path, name
-    if not stat.S_ISDIR(os.lstat(path).st_mode):
-        return
-    stack: List[Tuple[bytes, bytes, bool]] = []
-    scandir = os.scandir
-
-    def push_children(dirpath: bytes, dirname: bytes) -> None:
-        with scandir(dirpath) as listing:
-            children = [(e.name, e.is_dir(follow_symlinks=False)) for e in listing]
-        base = dirpath if dirpath.endswith(b"/") else dirpath + b"/"
-        prefix = dirname + b"/" if dirname else b""
-        refuse_whiteouts(prefix, [child for child, _ in children])
-        children.sort(reverse=True)
-        stack.extend([(base + child, prefix + child, is_dir) for child, is_dir in children])
-
-    push_children(path, name)
-    while stack:
-        path, name, is_dir = stack.pop()
-        yield path, name
-        if is_dir:
-            push_children(path, name)
-
-
-def _chunks(names: Iterator[Tuple[bytes, bytes]], most_bytes: int) -> Iterator[bytes]:
-    """Names in chunks as sent: ``path\\0name\\0``..., at most ``most_bytes``."""
+def _chunks(roots: Sequence[Tuple[bytes, bytes]], most_bytes: int) -> Iterator[bytes]:
+    """``tarstream.walk``'s entries of every tree, in its order, as sent to
+    the workers: ``path\\0name\\0`` each, in chunks of at most
+    ``CHUNK_ENTRIES`` entries and ``most_bytes`` bytes. Without walk's
+    ``lstat``: directory listings tell directories apart (``d_type``)."""
     parts: List[bytes] = []
+    append = parts.append
     described = 0
-    for path, name in names:
-        parts.append(path)
-        parts.append(name)
-        described += len(path) + len(name) + 2
-        # A path and a name are at most 4096 bytes each (PATH_MAX).
-        if len(parts) >= 2 * CHUNK_ENTRIES or described + 8194 >= most_bytes:
-            yield b"\0".join(parts) + b"\0"
-            parts, described = [], 0
+    for root, root_name in roots:
+        # Per directory being walked: its children left, which of them are
+        # directories, and what makes their paths and names. The root comes
+        # as the only child of a directory of no name.
+        stack = [(iter((b"",)), {b""} if stat.S_ISDIR(os.lstat(root).st_mode) else set(), root, root_name)]
+        while stack:
+            children, dirs, base, prefix = stack[-1]
+            for child in children:
+                path = base + child
+                name = prefix + child
+                item = path + b"\0" + name + b"\0"
+                append(item)
+                described += len(item)
+                # A path and a name are at most 4096 bytes each (PATH_MAX).
+                if len(parts) >= CHUNK_ENTRIES or described + 8194 >= most_bytes:
+                    yield b"".join(parts)
+                    parts.clear()
+                    described = 0
+                if child in dirs:
+                    stack.append(_listing(path, name))
+                    break  # its entries come next; then on with these
+            else:
+                stack.pop()
     if parts:
-        yield b"\0".join(parts) + b"\0"
+        yield b"".join(parts)
+
+
+def _listing(path: bytes, name: bytes) -> Tuple[Iterator[bytes], Set[bytes], bytes, bytes]:
+    """A directory's children sorted by bytes (as ``walk`` sorts them),
+    those that are directories, and the prefixes of their paths and names."""
+    with os.scandir(path) as listing:
+        found = list(listing)
+    children = sorted([e.name for e in found])
+    prefix = name + b"/" if name else b""
+    refuse_whiteouts(prefix, children)
+    dirs = {e.name for e in found if e.is_dir(follow_symlinks=False)}
+    return iter(children), dirs, path if path.endswith(b"/") else path + b"/", prefix
 
 
 class _Worker:
@@ -148,9 +157,7 @@ class _Worker:
             os.close(fd)
         self.pid, self.chunks, self.turns, self.reports = pid, chunks_w, turns_w, reports_r
         self.reaped = False
-        # Two chunks always fit in the pipe, so sending one never waits
-        # for the worker.
-        self.most_bytes = _pipe_size(chunks_w) // 2 - _INT
+        self.most_bytes = _chunk_bytes(chunks_w)
 
     def fds(self) -> List[int]:
         return [self.chunks, self.turns, self.reports]
@@ -185,21 +192,24 @@ class _Worker:
 
 
 class _Pool:
-    def __init__(self, workers: int, stamp: Stamp, out: int):
+    def __init__(self, workers: int, stamp: Stamp, out: int, most_bytes: int):
         self.workers: List[_Worker] = []
         self.failed = True
         try:
             for _ in range(workers):
                 self.workers.append(_Worker(stamp, out, [fd for w in self.workers for fd in w.fds()]))
+            if min(w.most_bytes for w in self.workers) < most_bytes:
+                # A pipe grown less than the one measured (the user's pipe
+                # quota ran out since): sending a chunk could wait forever.
+                raise OSError("pipes to the workers are too small")
         except BaseException:
             self.close()
             raise
 
-    def run(self, names: Iterator[Tuple[bytes, bytes]], wrote: Callable[[int], None]) -> None:
+    def run(self, chunks: Iterator[bytes], wrote: Callable[[int], None]) -> None:
         n = len(self.workers)
         waiting: Deque[_Worker] = deque()  # chunks sent and not written, in order
-        most_bytes = min(w.most_bytes for w in self.workers)
-        for k, chunk in enumerate(_chunks(names, most_bytes)):
+        for k, chunk in enumerate(chunks):
             if len(waiting) >= 2 * n:
                 wrote(waiting.popleft().take_turn())
             worker = self.workers[k % n]
@@ -221,44 +231,15 @@ class _Pool:
             worker.close(kill=self.failed)
 
 
-class _BufferSink(Sink):
-    """A chunk's tar bytes made ahead of the turn, in a buffer allocated
-    once (one grown and freed per chunk costs a page fault per 4 KiB);
-    files are read straight into it."""
-
-    def __init__(self, capacity: int):
-        self.buffer = bytearray(capacity)
-        self.view = memoryview(self.buffer)
-        self.used = 0
-
-    def write(self, data) -> None:
-        end = self.used + len(data)
-        self.buffer[self.used : end] = data
-        self.used = end
-
-    def write_framed(self, head: bytes, fd: int, size: int, tail: bytes) -> None:
-        end = self.used + len(head)
-        self.buffer[self.used : end] = head
-        while size:
-            got = os.readv(fd, [self.view[end : end + size]])
-            if not got:
-                raise OSError(f"file shrank while reading: {size} bytes missing")
-            end += got
-            size -= got
-        self.buffer[end : end + len(tail)] = tail
-        self.used = end + len(tail)
-
-    def copy_file(self, fd: int, size: int) -> None:
-        self.write_framed(b"", fd, size, b"")
-
-
-# A chunk made ahead of its turn: spans of the buffer, and runs of entries
-# written on the turn itself.
-_Plan = List[Union[Tuple[int, int], List[Entry]]]
+# A chunk as made ahead of its turn: batches of bytes laid out by
+# ``pack``, entries it left (their header made, their file sent on the
+# turn), and the entries after the chunk's budget ran out, written on the
+# turn itself.
+_Plan = List[Tuple[str, Any]]  # (_LAID, List[bytes]), (_LEFT, Left), (_LATER, List[Entry])
+_LAID, _LEFT, _LATER = "laid", "left", "later"
 
 
 def _serve(chunks: int, turns: int, reports: int, out: int, stamp: Stamp) -> None:  # pragma: no cover - child
-    made = _BufferSink(CHUNK_BYTES)
     direct = FdSink(out)
     try:
         while True:
@@ -266,17 +247,19 @@ def _serve(chunks: int, turns: int, reports: int, out: int, stamp: Stamp) -> Non
             if len(head) < _INT:
                 return  # no more chunks
             fields = read_exactly(chunks, int.from_bytes(head, "big")).split(b"\0")
-            plan = _make(made, zip(fields[0:-1:2], fields[1::2]), stamp)
+            paths = fields[0:-1:2]
+            plan = _make(zip(paths, fields[1::2], map(os.lstat, paths)), stamp)
             if not _read_upto(turns, 1):
                 return
             before = direct.written
-            for item in plan:
-                if isinstance(item, tuple):
-                    direct.write_unbuffered(made.view[item[0] : item[1]])
+            for kind, item in plan:
+                if kind is _LAID:
+                    direct.write_parts(item)
+                elif kind is _LEFT:
+                    write_member(direct, *item)
                 else:
                     write_entries(direct, item, stamp)
-                    direct.flush()
-            made.used = 0
+            direct.flush()
             write_all(reports, (direct.written - before).to_bytes(_INT, "big"))
     except BaseException as e:
         error = _pickled(e)
@@ -286,43 +269,26 @@ def _serve(chunks: int, turns: int, reports: int, out: int, stamp: Stamp) -> Non
             pass  # the parent is gone
 
 
-def _make(made: _BufferSink, names, stamp: Stamp) -> _Plan:  # pragma: no cover - child
-    """A chunk's tar bytes made ahead into ``made``, but for big files and,
-    once the buffer would overflow, everything after: those are left for
-    the turn."""
+def _make(entries: Iterator[Entry], stamp: Stamp) -> _Plan:  # pragma: no cover - child
+    """A chunk's tar bytes made ahead, but for big files and, once
+    ``CHUNK_BYTES`` are laid out, everything after: those are left for the
+    turn."""
     plan: _Plan = []
-    run: List[Entry] = []  # being made ahead
-    later: List[Entry] = []  # left for the turn
-    lstat, reg = os.lstat, stat.S_IFREG
-    start = budget = 0
-    for path, name in names:
-        entry = (path, name, lstat(path))
-        if later and budget > CHUNK_BYTES:
-            later.append(entry)
+    budget = CHUNK_BYTES
+    while True:
+        parts: List[bytes] = []
+        laid, left = pack(parts, entries, stamp, None, BIG_FILE, budget)
+        if parts:
+            plan.append((_LAID, parts))
+        if left is not None:
+            plan.append((_LEFT, left))
+            budget -= laid
             continue
-        st = entry[2]
-        big = st.st_mode & 0o170000 == reg and st.st_size >= BIG_FILE
-        if not big:
-            # At least what the entry takes: contents (or a link's target)
-            # and headers, a PAX one for a long name included.
-            budget += st.st_size + len(name) + 3072
-            if budget <= CHUNK_BYTES:
-                if later:
-                    plan.append(later)
-                    later = []
-                run.append(entry)
-                continue
-        if run:
-            write_entries(made, run, stamp)
-            plan.append((start, made.used))
-            start, run = made.used, []
-        later.append(entry)
-    if run:
-        write_entries(made, run, stamp)
-        plan.append((start, made.used))
-    if later:
-        plan.append(later)
-    return plan
+        if laid >= budget:
+            rest = list(entries)
+            if rest:
+                plan.append((_LATER, rest))
+        return plan
 
 
 # pickle is imported only when a worker fails: it is not needed otherwise.
@@ -358,6 +324,21 @@ def _read_upto(fd: int, size: int) -> bytes:
             break
         data += more
     return data
+
+
+def _chunk_bytes(fd: Optional[int] = None) -> int:
+    """The most bytes a chunk may have: two always fit in a worker's pipe
+    (``fd``, or a new one grown as theirs are), so sending one never waits
+    for the worker."""
+    if fd is not None:
+        return _pipe_size(fd) // 2 - _INT
+    r, w = os.pipe()
+    try:
+        grow_pipe(w)
+        return _chunk_bytes(w)
+    finally:
+        os.close(r)
+        os.close(w)
 
 
 def _pipe_size(fd: int) -> int:

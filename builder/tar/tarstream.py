@@ -22,11 +22,11 @@ import os
 import stat
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Dict, Iterable, Iterator, List, Optional, Tuple
+from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 from zlib import adler32
 
 from builder.errors import BuildError
-from builder.sinks.sink import Sink
+from builder.sinks.sink import Sink, read_exactly
 from builder.tar.paths import WHITEOUT_PREFIX, refuse_whiteout_name
 
 __all__ = [
@@ -34,7 +34,9 @@ __all__ = [
     "BLOCK",
     "CHR",
     "DIR",
+    "BATCH",
     "Entry",
+    "Left",
     "END_OF_ARCHIVE",
     "FIFO",
     "LNK",
@@ -42,12 +44,14 @@ __all__ = [
     "SYM",
     "Stamp",
     "header",
+    "pack",
     "padding",
     "refuse_whiteouts",
     "walk",
     "write_entries",
     "write_entry",
     "write_file_entry",
+    "write_member",
     "write_tree",
 ]
 
@@ -284,8 +288,9 @@ def write_file_entry(sink: Sink, name: bytes, mode: int, data: bytes, stamp: Sta
     sink.write(padding(len(data)))
 
 
-def _copy_member(sink: Sink, head: bytes, path: bytes, size: int) -> None:
-    """Header, contents and padding of a regular file."""
+def write_member(sink: Sink, path: bytes, head: bytes, size: int) -> None:
+    """An entry's header (``head``), then ``size`` bytes of the file at
+    ``path`` and their padding: what ``pack`` leaves to the sink."""
     if not size:
         # Nothing to read: an empty file is not even opened.
         sink.write(head)
@@ -303,8 +308,9 @@ def _copy_member(sink: Sink, head: bytes, path: bytes, size: int) -> None:
         os.close(fd)
 
 
-def _entry(sink: Sink, path: bytes, name: bytes, st: os.stat_result, stamp: Stamp, hardlinks: Optional[dict]) -> bool:
-    """Write one entry's header (and contents). True when it is a directory."""
+def _member(path: bytes, name: bytes, st: os.stat_result, stamp: Stamp, hardlinks: Optional[dict]) -> Tuple[bytes, int]:
+    """One entry's header, and how many bytes of ``path`` follow it (a
+    regular file's contents; 0 for anything else)."""
     refuse_whiteout_name(name)
     mode = stat.S_IMODE(st.st_mode)
     uid = st.st_uid if stamp.uid is None else stamp.uid
@@ -313,38 +319,35 @@ def _entry(sink: Sink, path: bytes, name: bytes, st: os.stat_result, stamp: Stam
     uname, gname = stamp.uname, stamp.gname
     fmt = stat.S_IFMT(st.st_mode)
     if fmt == stat.S_IFDIR:
-        sink.write(header(name + b"/", DIR, mode, uid, gid, mtime, 0, b"", uname, gname))
-        return True
+        return header(name + b"/", DIR, mode, uid, gid, mtime, 0, b"", uname, gname), 0
     if fmt == stat.S_IFREG:
         if hardlinks is not None and st.st_nlink > 1:
             key = (st.st_dev, st.st_ino)
             first = hardlinks.get(key)
             if first is not None:
-                sink.write(header(name, LNK, mode, uid, gid, mtime, 0, first, uname, gname))
-                return False
+                return header(name, LNK, mode, uid, gid, mtime, 0, first, uname, gname), 0
             hardlinks[key] = name
         size = st.st_size
-        _copy_member(sink, header(name, REG, mode, uid, gid, mtime, size, b"", uname, gname), path, size)
-    elif fmt == stat.S_IFLNK:
-        sink.write(header(name, SYM, mode, uid, gid, mtime, 0, os.readlink(path), uname, gname))
-    elif fmt in (stat.S_IFCHR, stat.S_IFBLK):
+        return header(name, REG, mode, uid, gid, mtime, size, b"", uname, gname), size
+    if fmt == stat.S_IFLNK:
+        return header(name, SYM, mode, uid, gid, mtime, 0, os.readlink(path), uname, gname), 0
+    if fmt in (stat.S_IFCHR, stat.S_IFBLK):
         kind = CHR if fmt == stat.S_IFCHR else BLK
-        sink.write(
-            header(name, kind, mode, uid, gid, mtime, 0, b"", uname, gname, os.major(st.st_rdev), os.minor(st.st_rdev))
-        )
-    elif fmt == stat.S_IFIFO:
-        sink.write(header(name, FIFO, mode, uid, gid, mtime, 0, b"", uname, gname))
-    else:
-        raise BuildError(f"{os.fsdecode(path)}: cannot put a socket or unknown file type in a layer")
-    return False
+        dev = st.st_rdev
+        return header(name, kind, mode, uid, gid, mtime, 0, b"", uname, gname, os.major(dev), os.minor(dev)), 0
+    if fmt == stat.S_IFIFO:
+        return header(name, FIFO, mode, uid, gid, mtime, 0, b"", uname, gname), 0
+    raise BuildError(f"{os.fsdecode(path)}: cannot put a socket or unknown file type in a layer")
 
 
-def refuse_whiteouts(prefix: bytes, names: Iterable[bytes]) -> None:
+def refuse_whiteouts(prefix: bytes, names: Sequence[bytes]) -> None:
     """A directory listing's names (under ``prefix``) must not be whiteouts:
-    a real file named ``.wh.*`` would delete a file from the layers below."""
-    for n in names:
-        if n[:4] == WHITEOUT_PREFIX:
-            refuse_whiteout_name(prefix + n)
+    a real file named ``.wh.*`` would delete a file from the layers below.
+    (One search of the names joined, as names never hold a NUL byte.)"""
+    if b"\0" + WHITEOUT_PREFIX in b"\0" + b"\0".join(names):
+        for n in names:
+            if n[:4] == WHITEOUT_PREFIX:
+                refuse_whiteout_name(prefix + n)
 
 
 def walk(path: bytes, name: bytes, include_root: bool = True) -> Iterator[Entry]:
@@ -389,13 +392,44 @@ def write_tree(
 
 
 def write_entries(sink: Sink, entries: Iterable[Entry], stamp: Stamp, hardlinks: Optional[dict] = None) -> None:
-    """Write walked entries (``walk``'s, in its order) with their contents.
+    """Write walked entries (``walk``'s, in its order) with their contents:
+    laid out by ``pack`` in batches of about ``BATCH`` bytes, each given to
+    the sink in one call, files of ``SMALL_FILE`` bytes and more given to
+    the sink on their own (which may ``sendfile`` them)."""
+    parts: List[bytes] = []
+    rest = iter(entries)
+    write_parts = getattr(sink, "write_parts", None)  # not on a sink that does not derive from Sink
+    while True:
+        laid, left = pack(parts, rest, stamp, hardlinks, SMALL_FILE, BATCH)
+        if parts:
+            if write_parts is not None:
+                write_parts(parts)
+            else:
+                sink.write(b"".join(parts))
+            parts.clear()
+        if left is not None:
+            write_member(sink, *left)
+        elif laid < BATCH:
+            return
 
-    The loop is _entry inlined for directories, regular files and symlinks
-    when the stamp fixes owner and time, with the header packed in place
-    (the same bytes as header(), which does the rest: long names, big files,
-    other kinds, owners and times from the files).
-    """
+
+# Bytes laid out before they go to the sink (one write of a pipe's worth:
+# see sinks/sink.py), and the size from which a file's contents go to the
+# sink on their own instead.
+BATCH = 64 << 10
+SMALL_FILE = 64 << 10
+
+# An entry left to the caller by pack: its path, its header, and how many
+# bytes of the file at that path follow the header.
+Left = Tuple[bytes, bytes, int]
+
+
+@lru_cache(maxsize=64)
+def _layout(stamp: Stamp):
+    """What ``pack`` needs for a stamp, made once (pack is called per batch):
+    the kinds it lays out itself (none unless the stamp fixes owner and
+    time), a cache of header fields per ``st_mode``, the PAX header of a
+    long name, and the fixed owner and time."""
     s_uid, s_gid, s_mtime = stamp.uid, stamp.gid, stamp.mtime
     fixed = (
         s_uid is not None
@@ -407,24 +441,16 @@ def write_entries(sink: Sink, entries: Iterable[Entry], stamp: Stamp, hardlinks:
     )
     # Only used when ``fixed``, and then none of them is None.
     f_uid, f_gid, f_mtime = s_uid or 0, s_gid or 0, s_mtime or 0
-    uname, gname = stamp.uname, stamp.gname
-    ub, gb = _owner_names(uname, gname)
-    write = sink.write
-    framed = getattr(sink, "write_framed", None)
-    readlink, open_, close = os.readlink, os.open, os.close
-    rdonly = os.O_RDONLY
-    pad = _PADDING
-    zeros = b"\0"
-    # _bytesum inlined: (adler32(b) & 0xFFFF) - 1, the -1s folded into check
+    kinds = {stat.S_IFREG: REG, stat.S_IFDIR: DIR, stat.S_IFLNK: SYM} if fixed else {}
     # st_mode (type and permissions) -> the header's fixed fields for it
     fields: Dict[int, Tuple[bytes, bytes, bytes, int]] = {}
-    kinds = {stat.S_IFREG: REG, stat.S_IFDIR: DIR, stat.S_IFLNK: SYM}
     # Names over 100 bytes (common under /nix/store/<hash>-<name>/) get a PAX
     # "path" record first: header()'s bytes, with the PAX header's fixed
     # fields computed once.
     pax_ids, pax_mt, pax_tail, pax_check = _fixed_fields(0o644, 0, 0, f_mtime, _PAX, b"", b"", 0, 0)
     pax_check += _bytesum(_PAX_NAME)
-    pax_name = _PAX_NAME.ljust(100, zeros)
+    pax_name = _PAX_NAME.ljust(100, b"\0")
+    pad = _PADDING
 
     def long_name(full: bytes) -> bytes:
         # _pax_record(b"path", full): the length prefix counts its own digits;
@@ -446,27 +472,55 @@ def write_entries(sink: Sink, entries: Iterable[Entry], stamp: Stamp, hardlinks:
             )
         )
 
-    for path, name, st in entries:
+    return kinds, fields, long_name, f_uid, f_gid, f_mtime
+
+
+def pack(
+    parts: List[bytes], entries: Iterator[Entry], stamp: Stamp, hardlinks: Optional[dict], big: int, budget: int
+) -> Tuple[int, Optional[Left]]:
+    """Lay out entries taken from ``entries`` as bytes appended to
+    ``parts`` (headers, contents, padding), until they run out, or the bytes
+    laid out reach ``budget``, or one is left to the caller: a file of
+    ``big`` bytes or more, returned with its header made and its contents
+    unread. Returns the bytes laid out and the entry left, if any.
+
+    The loop is ``_member`` inlined for directories, regular files and
+    symlinks when the stamp fixes owner and time, with the header packed in
+    place (the same bytes as ``header()``, which does the rest: long link
+    targets, big files, other kinds, owners and times from the files). Per
+    small file, that leaves Python a header's few joins and a list's
+    appends; the rest is ``lstat``, ``open``, one ``read`` and ``close``.
+    The bytes are kept as they were read (no copy into a buffer): a sink
+    writes them with one ``writev``.
+    """
+    kinds, fields, long_name, f_uid, f_gid, f_mtime = _layout(stamp)
+    uname, gname = stamp.uname, stamp.gname
+    laid = 0
+    append = parts.append
+    readlink, open_, read, close = os.readlink, os.open, os.read, os.close
+    rdonly = os.O_RDONLY
+    pad = _PADDING
+    zeros = b"\0"
+    ub, gb = _owner_names(uname, gname)
+
+    # _bytesum inlined below: (adler32(b) & 0xFFFF) - 1, the -1s folded into check.
+    for entry in entries:
+        path, name, st = entry
         m = st.st_mode
         f = fields.get(m)
         if f is None:
             kind = kinds.get(m & 0o170000)
-            if not fixed or kind is None:
-                _entry(sink, path, name, st, stamp, hardlinks)
-                continue
-            f = fields[m] = _fixed_fields(m & 0o7777, f_uid, f_gid, f_mtime, kind, ub, gb, 0, 0)
-        ids, mt, tail, check = f
-        check -= 2
-        if tail[0] == 48:  # b"0": regular file
-            if hardlinks is not None and st.st_nlink > 1:
-                key = (st.st_dev, st.st_ino)
-                first = hardlinks.get(key)
-                if first is not None:
-                    write(header(name, LNK, m & 0o7777, f_uid, f_gid, f_mtime, 0, first, uname, gname))
-                    continue
-                hardlinks[key] = name
+            if kind is not None:
+                f = fields[m] = _fixed_fields(m & 0o7777, f_uid, f_gid, f_mtime, kind, ub, gb, 0, 0)
+        size = 0
+        if f is None:
+            head, size = _member(path, name, st, stamp, hardlinks)
+        elif f[2][0] == 48:  # b"0": regular file
+            ids, mt, tail, check = f
             size = st.st_size
-            if size <= _MAX12:
+            if hardlinks is not None and st.st_nlink > 1:
+                head, size = _member(path, name, st, stamp, hardlinks)
+            elif size <= _MAX12:
                 sz = b"%011o\0" % size
                 short = name if len(name) <= 100 else name[:100]
                 head = b"".join(
@@ -476,59 +530,66 @@ def write_entries(sink: Sink, entries: Iterable[Entry], stamp: Stamp, hardlinks:
                         ids,
                         sz,
                         mt,
-                        b"%06o\0 " % (check + (adler32(short) & 0xFFFF) + (adler32(sz) & 0xFFFF)),
+                        b"%06o\0 " % (check - 2 + (adler32(short) & 0xFFFF) + (adler32(sz) & 0xFFFF)),
                         tail,
                     )
                 )
             else:
                 head = header(name, REG, m & 0o7777, f_uid, f_gid, f_mtime, size, b"", uname, gname)
-            if not size:
-                write(head)
-            elif framed is not None:
-                fd = open_(path, rdonly)
-                try:
-                    framed(head, fd, size, pad[size % BLOCK])
-                finally:
-                    close(fd)
-            else:
-                _copy_member(sink, head, path, size)
-        elif tail[0] == 53:  # b"5": directory
+        elif f[2][0] == 53:  # b"5": directory
+            ids, mt, tail, check = f
             dname = name + b"/"
             short = dname if len(dname) <= 100 else dname[:100]
-            write(
-                b"".join(
+            head = b"".join(
+                (
+                    b"" if short is dname else long_name(dname),
+                    short.ljust(100, zeros),
+                    ids,
+                    b"00000000000\0",
+                    mt,
+                    b"%06o\0 " % (check - 1 + (adler32(short) & 0xFFFF) + _SIZE0_SUM),
+                    tail,
+                )
+            )
+        else:  # symlink
+            ids, mt, tail, check = f
+            target = readlink(path)
+            if len(target) <= 100:
+                short = name if len(name) <= 100 else name[:100]
+                head = b"".join(
                     (
-                        b"" if short is dname else long_name(dname),
+                        b"" if short is name else long_name(name),
                         short.ljust(100, zeros),
                         ids,
                         b"00000000000\0",
                         mt,
-                        b"%06o\0 " % (check + 1 + (adler32(short) & 0xFFFF) + _SIZE0_SUM),
-                        tail,
-                    )
-                )
-            )
-        else:  # symlink
-            target = readlink(path)
-            if len(target) <= 100:
-                short = name if len(name) <= 100 else name[:100]
-                write(
-                    b"".join(
-                        (
-                            b"" if short is name else long_name(name),
-                            short.ljust(100, zeros),
-                            ids,
-                            b"00000000000\0",
-                            mt,
-                            b"%06o\0 " % (check + (adler32(short) & 0xFFFF) + _SIZE0_SUM + (adler32(target) & 0xFFFF)),
-                            tail[:1],
-                            target.ljust(100, zeros),
-                            tail[101:],
-                        )
+                        b"%06o\0 " % (check - 2 + (adler32(short) & 0xFFFF) + _SIZE0_SUM + (adler32(target) & 0xFFFF)),
+                        tail[:1],
+                        target.ljust(100, zeros),
+                        tail[101:],
                     )
                 )
             else:
-                write(header(name, SYM, m & 0o7777, f_uid, f_gid, f_mtime, 0, target, uname, gname))
+                head = header(name, SYM, m & 0o7777, f_uid, f_gid, f_mtime, 0, target, uname, gname)
+        if size >= big:
+            return laid, (path, head, size)
+        append(head)
+        if size:
+            fd = open_(path, rdonly)
+            try:
+                data = read(fd, size)
+                append(data if len(data) == size else read_exactly(fd, size, data))
+            finally:
+                close(fd)
+            laid += size
+            tail = pad[size % BLOCK]
+            if tail:
+                append(tail)
+                laid += len(tail)
+        laid += len(head)
+        if laid >= budget:
+            return laid, None
+    return laid, None
 
 
 _SIZE0_SUM = sum(b"%011o\0" % 0)
@@ -539,4 +600,4 @@ def write_entry(
 ) -> None:
     """One entry for a path already lstat'ed. Changesets and flattened trees
     choose their entries, and each entry's owner, themselves."""
-    _entry(sink, path, name, st, stamp, hardlinks)
+    write_member(sink, path, *_member(path, name, st, stamp, hardlinks))

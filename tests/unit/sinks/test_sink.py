@@ -7,7 +7,7 @@ import os
 import threading
 import time
 
-from builder.sinks.sink import FdSink, HashSink, MemorySink
+from builder.sinks.sink import FdSink, HashSink, MemorySink, writev_all
 
 
 def test_memory_sink_keeps_writes_file_copies_and_frames_in_order(tmp_path):
@@ -100,3 +100,62 @@ def test_a_non_blocking_output_pipe_is_waited_for(tmp_path):
         reader.join()
         os.close(r)
     assert got[0] == b"head" * 50_000 + big.read_bytes()
+
+
+def _drained(write) -> bytes:
+    """What ``write(fd)`` put into a non-blocking pipe that a slow reader
+    drains: every write fills it and is cut short, again and again."""
+    r, w = os.pipe()
+    os.set_blocking(w, False)
+    got = []
+
+    def slow_reader():
+        parts = []
+        while True:
+            time.sleep(0.001)
+            piece = os.read(r, 1 << 16)
+            if not piece:
+                got.append(b"".join(parts))
+                return
+            parts.append(piece)
+
+    reader = threading.Thread(target=slow_reader)
+    reader.start()
+    try:
+        write(w)
+    finally:
+        os.close(w)
+        reader.join()
+        os.close(r)
+    return got[0]
+
+
+def test_writev_all_writes_every_part_through_short_writes_and_more_parts_than_one_call_takes():
+    # More parts than IOV_MAX, some bigger than the pipe (64 KiB).
+    parts = [bytes([i % 251]) * ((i * 7919) % (70_000 if i % 100 == 0 else 9_000)) for i in range(1_500)]
+    written = []
+    assert _drained(lambda fd: written.append(writev_all(fd, parts))) == b"".join(parts)
+    assert written == [sum(map(len, parts))]
+
+
+def test_an_fd_sink_writes_parts_after_what_it_buffered_and_counts_them():
+    parts = [b"a" * 100, b"", b"b" * 70_000, b"c"]
+
+    def write(fd):
+        sink = FdSink(fd)
+        sink.write(b"first")
+        sink.write_parts(parts)
+        sink.write(b"last")
+        sink.flush()
+        assert sink.written == 5 + 70_101 + 4
+
+    assert _drained(write) == b"first" + b"".join(parts) + b"last"
+
+
+def test_every_sink_takes_parts_as_their_bytes_in_order():
+    parts = [b"x" * 10, b"y" * 100_000, b"z"]
+    memory, hashed = MemorySink(), HashSink()
+    memory.write_parts(parts)
+    hashed.write_parts(parts)
+    assert memory.data == b"".join(parts)
+    assert hashed.digest == "sha256:" + hashlib.sha256(b"".join(parts)).hexdigest()

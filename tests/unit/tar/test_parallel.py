@@ -25,7 +25,7 @@ from builder.formats.members import _Counting
 from builder.report import Progress, ProgressSink
 from builder.sinks.sink import FdSink, HashSink, MemorySink
 from builder.tar import parallel
-from builder.tar.tarstream import Stamp, write_tree
+from builder.tar.tarstream import Stamp, walk, write_tree
 
 STAMP = Stamp(uid=0, gid=0, uname="root", gname="root", mtime=1)
 
@@ -248,6 +248,34 @@ def test_a_whiteout_name_is_refused_by_the_walk(tmp_path, forked):
     with pytest.raises(BuildError, match=r"\.wh\.gone"):
         _into_file(tmp_path, roots, 2)
     _all_waited_for(forked)
+
+
+def test_the_listing_sent_is_the_walk_in_chunks_within_their_bounds(tmp_path):
+    roots = _store(tmp_path)
+    # Roots that are not directories, more of them than a chunk holds.
+    for i in range(20):
+        (tmp_path / f"{i:032d}-file").write_bytes(b"f")
+        roots.append((os.fsencode(tmp_path / f"{i:032d}-file"), b"f%d" % i))
+    (tmp_path / "link").symlink_to("nowhere")
+    roots.append((os.fsencode(tmp_path / "link"), b"link"))
+    most_bytes = 2_000
+    chunks = list(parallel._chunks(roots, most_bytes))
+    sent = [field for chunk in chunks for field in chunk.split(b"\0")[:-1]]
+    walked = [field for path, name in roots for p, n, _ in walk(path, name) for field in (p, n)]
+    assert sent == walked
+    for chunk in chunks:
+        assert chunk.endswith(b"\0")
+        assert chunk.count(b"\0") // 2 <= parallel.CHUNK_ENTRIES
+        assert len(chunk) <= most_bytes
+
+
+def test_pipes_to_the_workers_smaller_than_measured_mean_one_process(tmp_path, monkeypatch, forked):
+    roots = _store(tmp_path)
+    measured = parallel._chunk_bytes
+    monkeypatch.setattr(parallel, "_chunk_bytes", lambda fd=None: measured(fd) * (4 if fd is None else 1))
+    monkeypatch.setattr(parallel._Pool, "run", lambda *args: pytest.fail("chunks sent into pipes too small"))
+    assert _into_file(tmp_path, roots, 2) == b"before" + _one_process(roots) + b"after"
+    _all_waited_for(forked)  # the workers forked were stopped and waited for
 
 
 def test_a_closed_output_is_an_error_not_a_hang(tmp_path, forked):

@@ -508,3 +508,35 @@ def test_write_tree_fast_path_matches_header_for_long_names(tmp_path):
 
     walk(os.fsencode(root), b"p" * 60)
     assert bytes(fast.data) == bytes(slow.data)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    budget=st.integers(min_value=1, max_value=300_000),
+    big=st.integers(min_value=0, max_value=300_000),
+    links=st.booleans(),
+)
+def test_pack_in_any_batches_lays_out_the_bytes_of_write_tree(tree, budget, big, links):
+    """Whatever its budget and its size of a big file, ``pack`` lays out
+    entries in order, stops once the budget is reached, and leaves big files
+    to its caller (header made, contents unread): together, the bytes of
+    write_tree."""
+    stamp = NAMED
+    hardlinks = {} if links else None
+    entries = tarstream.walk(os.fsencode(tree), b"fixture")
+    out = MemorySink()
+    while True:
+        parts: list = []
+        laid, left = tarstream.pack(parts, entries, stamp, hardlinks, big, budget)
+        assert laid == sum(map(len, parts))
+        if parts:
+            assert laid >= budget or left is not None or next(entries, None) is None
+        out.write(b"".join(parts))
+        if left is not None:
+            path, head, size = left
+            assert size >= big
+            tarstream.write_member(out, path, head, size)
+        elif laid < budget:
+            break
+    out.write(tarstream.END_OF_ARCHIVE)
+    assert _sha(bytes(out.data)) == GOLDEN_TREE[("NAMED", "links" if links else "copies")]
