@@ -452,25 +452,21 @@ def _layout(stamp: Stamp):
     pax_name = _PAX_NAME.ljust(100, b"\0")
     pad = _PADDING
 
+    # len(name) -> what comes before and after the name: the PAX header and
+    # its record's length prefix, the record's newline and the padding.
+    around: Dict[int, Tuple[bytes, bytes]] = {}
+
     def long_name(full: bytes) -> bytes:
-        # _pax_record(b"path", full): the length prefix counts its own digits;
-        # two steps reach the fixed point.
-        core = len(full) + 7
-        n = core + len(b"%d" % (core + len(b"%d" % core)))
-        body = b"%d path=%b\n" % (n, full)
-        sz = b"%011o\0" % len(body)
-        return b"".join(
-            (
-                pax_name,
-                pax_ids,
-                sz,
-                pax_mt,
-                b"%06o\0 " % (pax_check + _bytesum(sz)),
-                pax_tail,
-                body,
-                pad[len(body) % BLOCK],
-            )
-        )
+        known = around.get(len(full))
+        if known is None:
+            # _pax_record(b"path", full): the length prefix counts its own
+            # digits; two steps reach the fixed point.
+            core = len(full) + 7
+            n = core + len(b"%d" % (core + len(b"%d" % core)))
+            sz = b"%011o\0" % n
+            block = b"".join((pax_name, pax_ids, sz, pax_mt, b"%06o\0 " % (pax_check + _bytesum(sz)), pax_tail))
+            known = around[len(full)] = (block + b"%d path=" % n, b"\n" + pad[n % BLOCK])
+        return known[0] + full + known[1]
 
     return kinds, fields, long_name, f_uid, f_gid, f_mtime
 
