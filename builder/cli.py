@@ -88,6 +88,8 @@ def _cmd_stream(args) -> None:
     if args.push:
         if args.output:
             raise BuildError("--push and --output: give one")
+        if args.format == "oci-dir":
+            raise BuildError("--format oci-dir writes a directory; with --push give docker or oci (the media types)")
         args.source, args.ref = args.description, args.push
         return _cmd_push(args)
     if args.insecure:

@@ -29,6 +29,7 @@ from builder.model.reference import check_image_name, check_tag, split_reference
 from builder.sinks.output import open_output
 from builder.sinks.sink import Sink
 from builder.steps.known import encodings_of
+from builder.steps.scripts import script_text, write_bin
 
 __all__ = ["TRANSPORTS", "Destination", "copy_to", "parse_destination", "write_copy_script"]
 
@@ -168,19 +169,6 @@ def write_copy_script(spec: CopyScriptSpec) -> None:
     if spec.program not in _SCRIPTS:
         raise SpecError(f"program: {spec.program!r} is not one of {', '.join(sorted(_SCRIPTS))}")
     transport, usage = _SCRIPTS[spec.program]
-    text = (
-        f"#!{spec.python} -IBS\n"
-        f"# Copies the image: {usage}\n"
-        "import sys\n"
-        f"sys.path.insert(0, {spec.src!r})\n"
-        "from builder.cli import main\n"
-        f"sys.exit(main(['copy', {spec.description!r}, "
-        + (f"'--transport', {transport!r}, " if transport else "")
-        + f"*sys.argv[1:]], prog={spec.program!r}))\n"
-    )
-    bindir = os.path.join(spec.out, "bin")
-    os.makedirs(bindir)
-    path = os.path.join(bindir, spec.program)
-    with open(path, "w") as f:
-        f.write(text)
-    os.chmod(path, 0o555)
+    bound = f"'copy', {spec.description!r}" + (f", '--transport', {transport!r}" if transport else "")
+    text = script_text(spec.python, spec.src, [f"Copies the image: {usage}"], bound, spec.program)
+    write_bin(spec.out, spec.program, text)

@@ -10,7 +10,6 @@ now points at is the only line on stdout.
 
 from __future__ import annotations
 
-import os
 from typing import TYPE_CHECKING, Optional
 
 from builder.errors import BuildError, RegistryError
@@ -19,6 +18,7 @@ from builder.registry.blobcache import BlobCache, format_of
 from builder.registry.push import push
 from builder.report import human_size, progress_line
 from builder.steps.known import encodings_of
+from builder.steps.scripts import script_text, write_bin
 
 if TYPE_CHECKING:
     from builder.contract import CommandScriptSpec, PushScriptSpec
@@ -88,40 +88,20 @@ def _not_remembered(images, encoding: str, cache: BlobCache) -> int:
     )
 
 
-def _write_bin(out: str, program: str, text: str) -> None:
-    bindir = os.path.join(out, "bin")
-    os.makedirs(bindir)
-    path = os.path.join(bindir, program)
-    with open(path, "w") as f:
-        f.write(text)
-    os.chmod(path, 0o555)
-
-
 def write_push_script(spec: PushScriptSpec) -> None:
     """``copyToRegistry``: ``$out/bin/copy-to-registry [REF] [--insecure] ...``
     pushes the image; without REF, to its own name and tag."""
-    text = (
-        f"#!{spec.python} -IBS\n"
-        "# Pushes the image: copy-to-registry [[docker://]HOST[:PORT]/NAME:TAG] [--insecure]\n"
-        "#   [--format oci|docker] [--compress none|gzip|zstd]; --help shows examples\n"
-        "import sys\n"
-        f"sys.path.insert(0, {spec.src!r})\n"
-        "from builder.cli import main\n"
-        f"sys.exit(main(['push', {spec.description!r}, *sys.argv[1:]], prog='copy-to-registry'))\n"
-    )
-    _write_bin(spec.out, "copy-to-registry", text)
+    comments = [
+        "Pushes the image: copy-to-registry [[docker://]HOST[:PORT]/NAME:TAG] [--insecure]",
+        "  [--format oci|docker] [--compress none|gzip|zstd]; --help shows examples",
+    ]
+    text = script_text(spec.python, spec.src, comments, f"'push', {spec.description!r}", "copy-to-registry")
+    write_bin(spec.out, "copy-to-registry", text)
 
 
 def write_command_script(spec: CommandScriptSpec) -> None:
     """``$out/bin/PROGRAM``: one user command (``prefetch``) on its own."""
     cert = f"os.environ.setdefault('SSL_CERT_FILE', {spec.ssl_cert_file!r})\n" if spec.ssl_cert_file else ""
-    text = (
-        f"#!{spec.python} -IBS\n"
-        f"# {spec.program} --help shows its options and examples\n"
-        "import os, sys\n"
-        f"{cert}"
-        f"sys.path.insert(0, {spec.src!r})\n"
-        "from builder.cli import main\n"
-        f"sys.exit(main([{spec.command!r}, *sys.argv[1:]], prog={spec.program!r}))\n"
-    )
-    _write_bin(spec.out, spec.program, text)
+    comments = [f"{spec.program} --help shows its options and examples"]
+    text = script_text(spec.python, spec.src, comments, repr(spec.command), spec.program, setup=cert)
+    write_bin(spec.out, spec.program, text)

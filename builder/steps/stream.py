@@ -20,6 +20,7 @@ from builder.report import Progress, ProgressSink, human_size
 from builder.sinks.output import open_output
 from builder.sinks.sink import Sink
 from builder.steps.known import encodings_of
+from builder.steps.scripts import script_text, write_executable
 
 __all__ = ["FORMATS", "stream"]
 
@@ -158,25 +159,14 @@ def _program(out: str) -> str:
 
 
 def write_stream_script(spec: ScriptSpec) -> None:
-    """The stream executable: a Python script bound to one description.
-    Like every script of this project, it runs ``python3 -IBS``: isolated
-    (no PYTHON* variables, no user site), no bytecode written (the builder
-    in the store has its own, selfcompile.py), and no ``site``: the builder
-    needs only the standard library, and site's ``.pth`` files would cost
-    milliseconds of every run."""
-    text = (
-        f"#!{spec.python} -IBS\n"
-        "# Writes the image to stdout: $(nix-build ...) | podman load\n"
-        "# Options: --format docker|oci|oci-dir, --compress none|gzip|zstd, --output PATH,\n"
-        "#   --push [docker://]HOST[:PORT]/NAME:TAG [--insecure]; --help shows examples\n"
-        "import sys\n"
-        f"sys.path.insert(0, {spec.src!r})\n"
-        "from builder.cli import main\n"
-        f"sys.exit(main(['stream', {spec.description!r}, *sys.argv[1:]], prog={_program(spec.out)!r}))\n"
-    )
-    with open(spec.out, "w") as f:
-        f.write(text)
-    os.chmod(spec.out, 0o555)
+    """The stream executable: a Python script bound to one description."""
+    comments = [
+        "Writes the image to stdout: $(nix-build ...) | podman load",
+        "Options: --format docker|oci|oci-dir, --compress none|gzip|zstd, --output PATH,",
+        "  --push [docker://]HOST[:PORT]/NAME:TAG [--insecure]; --help shows examples",
+    ]
+    text = script_text(spec.python, spec.src, comments, f"'stream', {spec.description!r}", _program(spec.out))
+    write_executable(spec.out, text)
 
 
 def write_archive(spec: ArchiveSpec) -> None:

@@ -227,6 +227,7 @@ def test_bad_arguments_fail_at_evaluation(expr, message, tmp_path):
 def test_stream_flag_conflicts_are_one_line(gz_hello, tmp_path):
     for args, message in [
         (["--push", "127.0.0.1:1/x:1", "--output", str(tmp_path / "x")], "--push and --output"),
+        (["--push", "127.0.0.1:1/x:1", "--format", "oci-dir"], "--format oci-dir writes a directory; with --push"),
         (["--insecure", "--output", str(tmp_path / "x")], "--insecure goes with --push"),
         (["--format", "docker", "--output", f"{tmp_path}/"], "a docker archive is a file"),
     ]:
