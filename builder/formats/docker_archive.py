@@ -12,18 +12,21 @@ place by offset; a compressed archive is unpacked to a directory first.
 from __future__ import annotations
 
 import os
-import tarfile
-from typing import IO, Dict, List, Optional, Sequence, Tuple, cast
+from typing import IO, TYPE_CHECKING, Dict, List, Optional, Sequence, Tuple, cast
 
 from builder.errors import ImageFormatError
 from builder.formats.members import members_by_name, write_dir, write_member
 from builder.model.image import Blob, Image, Layer, canonical_json
 from builder.model.jsondoc import CONFIG_LIMIT, INDEX_LIMIT, check_size, parse_json
-from builder.model.reference import split_repo_tag
 from builder.sinks.sink import Sink
 from builder.tar import tarstream
 from builder.tar.layerfile import FileRange, layer_from_range, plain_archive
-from builder.tar.reader import open_tar
+
+if TYPE_CHECKING:
+    import tarfile
+
+# The reader's modules (tarfile, tar.reader, model.reference) load only when
+# an archive is read: the stream writes one and needs none of them.
 
 __all__ = ["Tagged", "read_docker_archive", "read_docker_archive_all", "write_docker_archive"]
 
@@ -60,6 +63,10 @@ def _open_archive(path: str, workdir: Optional[str]) -> Tuple[str, tarfile.TarFi
         raise ImageFormatError(f"{path}: a directory, not an image archive")
     if not os.path.isfile(path):
         raise ImageFormatError(f"{path}: no such image archive")
+    import tarfile
+
+    from builder.tar.reader import open_tar
+
     plain = plain_archive(path, workdir)
     try:
         return plain, open_tar(plain)
@@ -71,6 +78,8 @@ class _ArchiveReader:
     """An open docker archive: its manifest, and images loaded by entry."""
 
     def __init__(self, path: str, workdir: Optional[str], verify: bool):
+        import tarfile
+
         self.path, self.verify = path, verify
         self.plain, self.tar = _open_archive(path, workdir)
         try:
@@ -171,6 +180,8 @@ def read_docker_archive_all(path: str, workdir: Optional[str] = None, verify: bo
 
 
 def _pick(path: str, manifest, name: Optional[str], tag: Optional[str]) -> dict:
+    from builder.model.reference import split_repo_tag
+
     if name is None and tag is None:
         if len(manifest) > 1:
             raise ImageFormatError(f"{path}: holds {len(manifest)} images; say which with fromImageName/fromImageTag")

@@ -8,13 +8,15 @@ stream time would double the work.
 
 from __future__ import annotations
 
-import tarfile
-from typing import Dict, List
+from typing import TYPE_CHECKING, Dict, List
 
 from builder.errors import DigestMismatch
 from builder.model.image import Blob
 from builder.sinks.sink import Sink, output_fd_counted
 from builder.tar.tarstream import DIR, REG, header, padding
+
+if TYPE_CHECKING:
+    import tarfile  # readers only: writing an archive needs no tarfile
 
 __all__ = ["MTIME", "members_by_name", "write_dir", "write_member"]
 

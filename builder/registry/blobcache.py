@@ -39,7 +39,6 @@ import hashlib
 import json
 import os
 import re
-import tempfile
 import time
 from typing import Dict, Iterable, List, Mapping, Optional, Tuple
 
@@ -160,6 +159,8 @@ class BlobCache:
         """Merge this process's changes into the file; silent on failure."""
         if not self.path or not self.changed:
             return
+        import tempfile  # and random, which it loads: only when there is something to save
+
         directory = os.path.dirname(self.path)
         try:
             os.makedirs(directory, exist_ok=True)

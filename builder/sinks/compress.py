@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import struct
 import threading
 import zlib
@@ -327,7 +326,11 @@ def configured_zstd() -> Optional[str]:
 
 def zstd_program() -> str:
     """The zstd program: the recorded one, else ``zstd`` on PATH."""
-    program = _zstd_program or shutil.which("zstd")
+    if _zstd_program:
+        return _zstd_program
+    import shutil  # zstd only, outside a build: not loaded otherwise
+
+    program = shutil.which("zstd")
     if not program:
         raise BuildError(
             "zstd needs the zstd program (pkgs.zstd): images built here record it; outside a build, put zstd on PATH"

@@ -8,9 +8,8 @@ docker_archive._member); tests hash the whole output against the digests.
 from __future__ import annotations
 
 import os
-from typing import List, Optional
+from typing import TYPE_CHECKING, List, Optional
 
-from builder.contract import ArchiveSpec, ScriptSpec
 from builder.errors import BuildError
 from builder.formats.docker_archive import write_docker_archive
 from builder.formats.load import load_target, note_unknown_digests
@@ -21,6 +20,10 @@ from builder.sinks.output import open_output
 from builder.sinks.sink import Sink
 from builder.steps.known import encodings_of
 from builder.steps.scripts import script_text, write_executable
+
+if TYPE_CHECKING:
+    # The build steps' records (dataclasses, over 20 ms): a stream needs none.
+    from builder.contract import ArchiveSpec, ScriptSpec
 
 __all__ = ["FORMATS", "stream"]
 

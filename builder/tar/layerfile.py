@@ -6,9 +6,7 @@ needed) and never holds it in memory.
 
 from __future__ import annotations
 
-import gzip
 import os
-import shutil
 import zlib
 from dataclasses import dataclass
 from typing import Optional
@@ -84,6 +82,10 @@ def plain_archive(path: str, workdir: Optional[str]) -> str:
 
 def decompress_file(path: str, encoding: str, dest: str) -> None:
     if encoding == "gzip":
+        # gzip and shutil: only an archive compressed as a whole needs them.
+        import gzip
+        import shutil
+
         try:
             with gzip.open(path, "rb") as src, open(dest, "wb") as out:
                 shutil.copyfileobj(src, out, _CHUNK)

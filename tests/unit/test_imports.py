@@ -1,13 +1,21 @@
-"""What a push loads: every script run pays for its imports, so modules for
-other commands and stdlib packages it does not use stay unloaded (speed is
-shown by bench/bench.py; here only which modules load)."""
+"""What a push and a stream load: every script run pays for its imports, so
+modules for other commands and stdlib packages it does not use stay unloaded
+(speed is shown by bench/bench.py; here only which modules load)."""
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import subprocess
 import sys
+import tarfile
+
+from builder.formats.description import entry_of, write_description
+from builder.model.image import canonical_json
+from builder.steps.assemble import measure
+from builder.steps.scripts import script_text
+from builder.tar.tarstream import Stamp
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -38,3 +46,50 @@ def test_a_push_loads_no_module_it_does_not_use():
         "subprocess",  # zstd, credential helpers
     }
     assert not (unused & loaded)
+
+
+# Run by the stream executable's own template; at exit, the modules it loaded.
+RECORD_MODULES = """import atexit
+atexit.register(lambda: open(os.environ["MODULES_FILE"], "w").write("\\n".join(sorted(sys.modules))))
+"""
+
+
+def test_a_stream_loads_no_module_it_does_not_use(tmp_path, monkeypatch):
+    store = tmp_path / "store"
+    path = store / ("a" * 32 + "-hello")
+    (path / "bin").mkdir(parents=True)
+    (path / "bin" / "hello").write_text("#!/bin/sh\necho hello\n")
+    monkeypatch.setenv("NIX_STORE_DIR", str(store))
+    layer = measure([str(path)], Stamp(0, 0, "root", "root", 1))
+    config = {"architecture": "amd64", "os": "linux", "rootfs": {"type": "layers", "diff_ids": [layer.diff_id]}}
+    description = str(tmp_path / "conf")
+    write_description(description, config_bytes=canonical_json(config), entries=[entry_of(layer)], repo_tag="tiny:1")
+    script = tmp_path / "stream"
+    bound = f"'stream', {description!r}"
+    script.write_text(script_text(sys.executable, REPO, [], bound, "stream-tiny", RECORD_MODULES))
+    script.chmod(0o555)
+    env = dict(os.environ, MODULES_FILE=str(tmp_path / "modules"))
+    r = subprocess.run([str(script), "-q"], capture_output=True, env=env)
+    assert r.returncode == 0, r.stderr
+    with tarfile.open(fileobj=io.BytesIO(r.stdout)) as archive:
+        names = archive.getnames()
+    assert names[0] == "manifest.json" and f"{layer.diff_id.split(':')[1]}/layer.tar" in names
+    loaded = set((tmp_path / "modules").read_text().split())
+    assert "builder.steps.stream" in loaded
+    unused = {
+        "builder.contract",  # build steps' records: dataclasses, over 20 ms
+        "builder.formats.oci_layout",
+        "builder.model.reference",  # reading archives, not writing one
+        "builder.tar.reader",
+        "tarfile",
+        "gzip",  # an archive compressed as a whole, read
+        "tempfile",  # and random: the blob-info cache, saved only after a compressed stream
+        "random",
+        "builder.registry.client",  # --push
+        "http.client",
+        "ssl",
+        "concurrent.futures",
+        "logging",
+        "subprocess",  # zstd
+    }
+    assert not (unused & loaded), sorted(unused & loaded)
