@@ -12,7 +12,6 @@ or ``main(argv)``. ``--help`` shows them, with examples.
 from __future__ import annotations
 
 import argparse
-import errno
 import importlib
 import os
 import signal
@@ -486,20 +485,26 @@ def _on_sigterm(signum, frame) -> None:
     raise _Terminated()
 
 
+def _parsed(argv: Optional[List[str]], prog: Optional[str]) -> argparse.Namespace:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if prog is None:
+        only = argv[0] if argv and argv[0] in _command_names() else None
+        return _parser(only).parse_args(argv)
+    command, rest = argv[0], argv[1:]
+    bound = rest.pop(0) if command in _BOUND else None
+    args = _command_parser(command, prog).parse_args(rest)
+    if bound is not None:
+        setattr(args, _BOUND[command], bound)
+    return args
+
+
 def main(argv: Optional[List[str]] = None, prog: Optional[str] = None) -> int:
     """``prog``: run as that executable (``argv[0]`` names the command;
     for the stream and copy-to-registry, ``argv[1]`` is its image)."""
-    if prog is None:
-        argv = list(sys.argv[1:] if argv is None else argv)
-        only = argv[0] if argv and argv[0] in _command_names() else None
-        args = _parser(only).parse_args(argv)
-    else:
-        argv = list(sys.argv[1:] if argv is None else argv)
-        command, rest = argv[0], argv[1:]
-        bound = rest.pop(0) if command in _BOUND else None
-        args = _command_parser(command, prog).parse_args(rest)
-        if bound is not None:
-            setattr(args, _BOUND[command], bound)
+    try:
+        args = _parsed(argv, prog)
+    except KeyboardInterrupt:  # Ctrl-C before any work: as quiet as after
+        return 130
     if getattr(args, "quiet", False):
         report.set_quiet()
     signal.signal(signal.SIGTERM, _on_sigterm)
@@ -520,7 +525,9 @@ def main(argv: Optional[List[str]] = None, prog: Optional[str] = None) -> int:
         return 128 + signal.SIGTERM
     except OSError as e:
         # A full disk is the machine's state, not a bug: one line, no traceback.
-        if e.errno not in (errno.ENOSPC, errno.EDQUOT):
+        from builder.sinks.output import OUTPUT_ERRORS
+
+        if e.errno not in OUTPUT_ERRORS:
             raise
         where = f"{e.filename}: " if e.filename else ""
         print(f"error: {where}{e.strerror} (while writing the output)", file=sys.stderr)

@@ -41,6 +41,7 @@ from builder.model.jsondoc import (
 from builder.model.manifest import INDEX_TYPES, MANIFEST_TYPES, Rendered, Tagged, descriptor, render
 from builder.model.platform import host_platform, platform_matches, platform_text, select_descriptor
 from builder.model.reference import qualified_name, split_repo_tag
+from builder.sinks.output import OUTPUT_ERRORS
 from builder.sinks.sink import FdSink, Sink, TeeSink
 from builder.tar import tarstream
 from builder.tar.layerfile import FileRange, layer_from_range, plain_archive, range_stats
@@ -140,7 +141,11 @@ def _write_temp(path: str, write: Callable[[Sink], None]) -> Tuple[TeeSink, str]
     """Write into a temporary file beside ``path``, hashing on the way. The
     caller renames it into place once checked, so an interrupted write never
     leaves a partial file under the final name."""
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".tmp-")
+    directory = os.path.dirname(path)
+    try:
+        fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-")
+    except OSError as e:  # a directory we may not write in: the user's to fix
+        raise BuildError(f"cannot write into {directory}: {e.strerror}") from None
     try:
         tee = TeeSink(FdSink(fd))
         write(tee)
@@ -149,10 +154,14 @@ def _write_temp(path: str, write: Callable[[Sink], None]) -> Tuple[TeeSink, str]
         os.close(fd)
         fd = -1
         return tee, tmp
-    except BaseException:
+    except BaseException as e:
         if fd >= 0:
             os.close(fd)
         os.unlink(tmp)
+        # A full disk, a file size limit: the output's state, not a bug (an
+        # error reading a source names its file and goes on as it is).
+        if isinstance(e, OSError) and e.filename is None and e.errno in OUTPUT_ERRORS:
+            raise BuildError(f"cannot write into {directory}: {e.strerror}") from None
         raise
 
 

@@ -17,11 +17,11 @@ from builder.errors import BuildError
 from builder.sinks import compress
 from builder.sinks.sink import FdSink, Sink
 
-__all__ = ["open_output"]
+__all__ = ["OUTPUT_ERRORS", "open_output"]
 
 
 # Write errors that are the output's fault, not a bug: reported in one line.
-_OUTPUT_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS)
+OUTPUT_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS)
 
 
 @contextlib.contextmanager
@@ -29,7 +29,7 @@ def _reported(what: str) -> Iterator[None]:
     try:
         yield
     except OSError as e:
-        if e.errno not in _OUTPUT_ERRORS or e.filename is not None:
+        if e.errno not in OUTPUT_ERRORS or e.filename is not None:
             raise
         raise BuildError(f"cannot write {what}: {e.strerror}") from None
 

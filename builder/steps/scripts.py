@@ -20,18 +20,19 @@ def script_text(python: str, src: str, comments: Sequence[str], bound: str, prog
     """A script that runs ``main([BOUND, *sys.argv[1:]], prog=PROG)``;
     ``bound`` is the Python source of the bound arguments, ``setup`` lines
     run first. Ctrl-C while Python still loads the builder ends it as
-    Ctrl-C does later: exit 130, no traceback."""
+    Ctrl-C does later: exit 130, no traceback. (Not in Python's own start,
+    before the script runs: a Ctrl-C there is CPython's to handle.)"""
     return "".join(
         (
             f"#!{python} -IBS\n",
             *(f"# {line}\n" for line in comments),
-            "import os, sys\n",
-            setup,
-            f"sys.path.insert(0, {src!r})\n",
             "try:\n",
+            "    import os, sys\n",
+            *(f"    {line}\n" for line in setup.splitlines()),
+            f"    sys.path.insert(0, {src!r})\n",
             "    from builder.cli import main\n",
             "except KeyboardInterrupt:\n",
-            "    sys.exit(130)\n",
+            "    raise SystemExit(130)\n",
             f"sys.exit(main([{bound}, *sys.argv[1:]], prog={prog!r}))\n",
         )
     )

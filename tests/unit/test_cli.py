@@ -183,3 +183,22 @@ def test_sigterm_removes_what_was_half_written(tmp_path):
     assert proc.stderr.read() == b""
     assert out.read_bytes() == b"the last image"
     assert os.listdir(tmp_path) == ["image.tar"]
+
+
+@pytest.mark.parametrize("prog", [None, "stream-app"])
+def test_ctrl_c_while_the_command_line_is_read_is_quiet(capsys, monkeypatch, prog):
+    def interrupted(self, args=None, namespace=None):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(argparse.ArgumentParser, "parse_args", interrupted)
+    assert cli.main(["stream", "/nix/store/x-conf"], prog=prog) == 130
+    assert capsys.readouterr() == ("", "")
+
+
+def test_a_full_disk_or_a_file_size_limit_is_one_line(capsys, monkeypatch):
+    def stream(*args, **kwargs):
+        raise OSError(27, "File too large", "/out/blobs/sha256/.tmp-x")  # EFBIG
+
+    monkeypatch.setattr("builder.steps.stream.stream", stream)
+    assert cli.main(["stream", "/nix/store/x-conf"], prog="stream-app") == 1
+    assert capsys.readouterr().err == "error: /out/blobs/sha256/.tmp-x: File too large (while writing the output)\n"

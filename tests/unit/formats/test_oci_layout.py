@@ -3,6 +3,7 @@ and podman make of them: e2e/test_oci_layout_tools.py)."""
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -14,9 +15,10 @@ from imagekit import write_oci_archive_file as write_archive
 from tarbuild import layer_bytes
 
 from builder.errors import BuildError, DigestMismatch, ImageFormatError
-from builder.formats.oci_layout import IMAGE_NAME, REF_NAME, read_oci, write_oci_layout
+from builder.formats import oci_layout
+from builder.formats.oci_layout import IMAGE_NAME, REF_NAME, read_oci, store_blob, write_oci_layout
 from builder.model import manifest
-from builder.model.image import OCI_INDEX, OCI_MANIFEST, Layer, sha256_digest
+from builder.model.image import OCI_INDEX, OCI_MANIFEST, Blob, Layer, sha256_digest
 
 
 def members(path):
@@ -236,3 +238,44 @@ def test_single_image_named_for_another_platform_is_refused(tmp_path):
 def test_two_images_for_one_platform_is_an_error():
     with pytest.raises(BuildError, match="two images for platform linux/amd64"):
         manifest.render([simple_image("a"), simple_image("b")])
+
+
+def _failing_blob(error: OSError) -> Blob:
+    def write_to(sink):
+        sink.write(b"some bytes first")
+        raise error
+
+    return Blob("application/octet-stream", "sha256:" + "0" * 64, 99, write_to)
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        OSError(errno.EFBIG, "File too large"),  # ulimit -f
+        OSError(errno.ENOSPC, "No space left on device"),
+        OSError(errno.EROFS, "Read-only file system"),
+    ],
+)
+def test_a_layout_that_cannot_take_a_blob_is_one_line_and_no_file(tmp_path, error):
+    blobs = tmp_path / "blobs" / "sha256"
+    blobs.mkdir(parents=True)
+    with pytest.raises(BuildError, match=f"cannot write into {blobs}: {error.strerror}$"):
+        store_blob(str(tmp_path), _failing_blob(error))
+    assert os.listdir(blobs) == []
+
+
+def test_a_layout_directory_not_writable_is_one_line(tmp_path, monkeypatch):
+    # (Root writes anywhere: the refusal is what mkstemp raises for others.)
+    def refused(**kwargs):
+        raise PermissionError(errno.EACCES, "Permission denied", os.path.join(kwargs["dir"], ".tmp-x"))
+
+    monkeypatch.setattr(oci_layout.tempfile, "mkstemp", refused)
+    with pytest.raises(BuildError, match="cannot write into .*/blobs/sha256: Permission denied$"):
+        store_blob(str(tmp_path), _failing_blob(OSError(errno.EIO, "never reached")))
+
+
+def test_an_error_reading_a_source_is_not_taken_for_the_layouts(tmp_path):
+    (tmp_path / "blobs" / "sha256").mkdir(parents=True)
+    unreadable = PermissionError(errno.EACCES, "Permission denied", "/nix/store/x-src/file")
+    with pytest.raises(PermissionError):
+        store_blob(str(tmp_path), _failing_blob(unreadable))
