@@ -16,7 +16,6 @@ of Images written as an image index.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, List, Optional, Union
 
 from builder.errors import ImageFormatError, SpecError, check_version
@@ -113,13 +112,16 @@ def load_all(path: str, workdir: str) -> List[Tagged]:
     return read_docker_archive_all(path, workdir)
 
 
-@dataclass
+# Written out, not a dataclass: the stream and push never load dataclasses
+# (inspect, ast: ~15 ms of each start); tests/unit/test_imports.py pins it.
 class Loaded:
     """What a stream or push writes: one image or a per-platform group."""
 
-    target: Union[Image, List[Image]]
-    repo_tag: str
-    layer_compression: str  # whose digests the build recorded
+    __slots__ = ("target", "repo_tag", "layer_compression")
+
+    def __init__(self, target: Union[Image, List[Image]], repo_tag: str, layer_compression: str) -> None:
+        self.target, self.repo_tag = target, repo_tag
+        self.layer_compression = layer_compression  # whose digests the build recorded
 
     @property
     def multi(self) -> bool:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Callable, Dict, List, Optional, Tuple
 
@@ -60,31 +59,41 @@ def sha256_digest(data: bytes) -> str:
     return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
-@dataclass(frozen=True)
+# Blob, Layer and Image are written out, not dataclasses: the stream and push
+# never load dataclasses (inspect, ast: ~15 ms of each start);
+# tests/unit/test_imports.py pins it.
 class Blob:
     """Bytes with a known digest and size, written on demand."""
 
-    media_type: str
-    digest: str
-    size: int
-    write_to: Callable[[Sink], None]
+    __slots__ = ("media_type", "digest", "size", "write_to")
+
+    def __init__(self, media_type: str, digest: str, size: int, write_to: Callable[[Sink], None]) -> None:
+        self.media_type, self.digest, self.size, self.write_to = media_type, digest, size, write_to
 
     @classmethod
     def from_bytes(cls, media_type: str, data: bytes) -> Blob:
         return cls(media_type, sha256_digest(data), len(data), lambda sink: sink.write(data))
 
 
-@dataclass
 class Layer:
-    diff_id: str
-    size: int
-    write_tar: Callable[[Sink], None]
-    # encoding -> (digest, size) of compressed forms already known
-    known: Dict[str, Tuple[str, int]] = field(default_factory=dict)
-    # how the bytes are stored at the source, when a sink can copy them as is
-    native: Optional[Tuple[str, Callable[[Sink], None]]] = None
-    # how to make the bytes again, as a description entry's "source"
-    source: Optional[dict] = None
+    __slots__ = ("diff_id", "size", "write_tar", "known", "native", "source")
+
+    def __init__(
+        self,
+        diff_id: str,
+        size: int,
+        write_tar: Callable[[Sink], None],
+        known: Optional[Dict[str, Tuple[str, int]]] = None,
+        native: Optional[Tuple[str, Callable[[Sink], None]]] = None,
+        source: Optional[dict] = None,
+    ) -> None:
+        self.diff_id, self.size, self.write_tar = diff_id, size, write_tar
+        # encoding -> (digest, size) of compressed forms already known
+        self.known: Dict[str, Tuple[str, int]] = {} if known is None else known
+        # how the bytes are stored at the source, when a sink can copy them as is
+        self.native = native
+        # how to make the bytes again, as a description entry's "source"
+        self.source = source
 
     def blob(self, encoding: str = "none") -> Blob:
         if encoding == "none":
@@ -109,10 +118,10 @@ class Layer:
         return write
 
 
-@dataclass
 class Image:
-    config_bytes: bytes
-    layers: List[Layer]
+    # No __slots__: cached_property keeps its values in the instance's __dict__.
+    def __init__(self, config_bytes: bytes, layers: List[Layer]) -> None:
+        self.config_bytes, self.layers = config_bytes, layers
 
     @cached_property
     def config(self) -> dict:

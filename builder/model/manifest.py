@@ -7,7 +7,6 @@ layout and the registry, writes or pushes those very bytes.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Dict, List, Sequence, Tuple, Union
 
 from builder.errors import BuildError
@@ -53,22 +52,25 @@ _FLAVOURS = {
 }
 
 
-@dataclass(frozen=True)
+# Manifest and Rendered are written out, not dataclasses: the stream and push
+# never load dataclasses (inspect, ast: ~15 ms of each start);
+# tests/unit/test_imports.py pins it.
 class Manifest:
     """One image's manifest, serialised once, with the blobs it refers to."""
 
-    image: Image
-    blob: Blob
-    config: Blob
-    layers: List[Blob]
+    __slots__ = ("image", "blob", "config", "layers")
+
+    def __init__(self, image: Image, blob: Blob, config: Blob, layers: List[Blob]) -> None:
+        self.image, self.blob, self.config, self.layers = image, blob, config, layers
 
 
-@dataclass(frozen=True)
 class Rendered:
     """A target ready to write: the blob a tag points at and all manifests below it."""
 
-    top: Blob
-    manifests: List[Manifest]
+    __slots__ = ("top", "manifests")
+
+    def __init__(self, top: Blob, manifests: List[Manifest]) -> None:
+        self.top, self.manifests = top, manifests
 
     def blobs(self) -> List[Blob]:
         """Every blob the target needs, each digest once, index last."""

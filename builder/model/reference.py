@@ -8,7 +8,6 @@ in ``library/`` when it has a single component.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from typing import Optional, Set, Tuple
 
 from builder.errors import SpecError
@@ -112,12 +111,26 @@ def docker_hub_aliases(host: str) -> Set[str]:
     return set(_DOCKER_HUB_ALIASES) if host in _DOCKER_HUB_ALIASES else {host}
 
 
-@dataclass(frozen=True)
+# Written out, not a dataclass: the stream and push never load dataclasses
+# (inspect, ast: ~15 ms of each start); tests/unit/test_imports.py pins it.
 class Reference:
-    registry: str  # host[:port]; docker.io for Docker Hub
-    repository: str
-    tag: Optional[str] = None
-    digest: Optional[str] = None
+    __slots__ = ("registry", "repository", "tag", "digest")
+
+    def __init__(self, registry: str, repository: str, tag: Optional[str] = None, digest: Optional[str] = None) -> None:
+        self.registry = registry  # host[:port]; docker.io for Docker Hub
+        self.repository, self.tag, self.digest = repository, tag, digest
+
+    def _key(self) -> tuple:
+        return (self.registry, self.repository, self.tag, self.digest)
+
+    def __eq__(self, other: object) -> bool:
+        return self._key() == other._key() if isinstance(other, Reference) else NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(self._key())
+
+    def __repr__(self) -> str:
+        return "Reference(registry={!r}, repository={!r}, tag={!r}, digest={!r})".format(*self._key())
 
     @property
     def api_host(self) -> str:

@@ -22,7 +22,6 @@ from __future__ import annotations
 import os
 import tempfile
 import threading
-from dataclasses import dataclass, field
 from functools import partial
 from typing import Callable, Dict, List, Optional, Sequence, Set, Tuple, Union
 
@@ -40,17 +39,19 @@ from builder.sinks.sink import FdSink, Sink, TeeSink
 __all__ = ["PushResult", "push"]
 
 
-@dataclass
+# PushResult and _Item are written out, not dataclasses: the stream and push never load
+# dataclasses (inspect, ast: ~15 ms of each start); tests/unit/test_imports.py pins it.
 class PushResult:
-    reference: str
-    digest: str  # what the tag now points at (manifest or index)
-    uploaded: List[str] = field(default_factory=list)
-    skipped: List[str] = field(default_factory=list)
-    mounted: List[str] = field(default_factory=list)
-    manifests: List[str] = field(default_factory=list)
-    bytes_uploaded: int = 0
-    cached: List[str] = field(default_factory=list)  # digests the blob-info cache gave (and the registry confirmed)
-    stale: List[str] = field(default_factory=list)  # cache entries the registry did not confirm
+    def __init__(self, reference: str, digest: str) -> None:
+        self.reference = reference
+        self.digest = digest  # what the tag now points at (manifest or index)
+        self.uploaded: List[str] = []
+        self.skipped: List[str] = []
+        self.mounted: List[str] = []
+        self.manifests: List[str] = []
+        self.bytes_uploaded = 0
+        self.cached: List[str] = []  # digests the blob-info cache gave (and the registry confirmed)
+        self.stale: List[str] = []  # cache entries the registry did not confirm
 
 
 # HEAD requests in flight at once (skopeo sends its own in parallel too).
@@ -64,14 +65,14 @@ def _counted(blob: Blob, progress: Progress) -> Blob:
     return Blob(blob.media_type, blob.digest, blob.size, write_to)
 
 
-@dataclass
 class _Item:
     """One blob to send: its progress label, and the Blob when its digest
     is known, else the layers (one diff_id) it is the compressed form of."""
 
-    label: str
-    blob: Optional[Blob]
-    layers: List[Layer]
+    __slots__ = ("label", "blob", "layers")
+
+    def __init__(self, label: str, blob: Optional[Blob], layers: List[Layer]) -> None:
+        self.label, self.blob, self.layers = label, blob, layers
 
 
 class _Stopped(Exception):

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import zlib
-from dataclasses import dataclass
 from typing import Optional
 
 from builder.errors import BuildError, DigestMismatch, ImageFormatError
@@ -22,11 +21,15 @@ _MAGIC = {b"\x1f\x8b": "gzip", b"\x28\xb5\x2f\xfd": "zstd"}
 _CHUNK = 1 << 20
 
 
-@dataclass(frozen=True)
+# Written out, not a dataclass: the stream and push never load dataclasses
+# (inspect, ast: ~15 ms of each start); tests/unit/test_imports.py pins it.
 class FileRange:
-    path: str
-    offset: int
-    size: int
+    """``size`` bytes of the file at ``path``, from ``offset``."""
+
+    __slots__ = ("path", "offset", "size")
+
+    def __init__(self, path: str, offset: int, size: int) -> None:
+        self.path, self.offset, self.size = path, offset, size
 
     def copy_to(self, sink: Sink) -> None:
         fd = os.open(self.path, os.O_RDONLY)

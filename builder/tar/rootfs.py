@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 import re
 import stat
-from dataclasses import dataclass
 from typing import Dict, Iterable, List, Optional, Sequence
 
 from builder.errors import SpecError
@@ -23,7 +22,8 @@ from builder.tar.tarstream import DIR, END_OF_ARCHIVE, Stamp, header, write_entr
 __all__ = ["Perm", "parse_perms", "write_layer"]
 
 
-@dataclass(frozen=True)
+# Written out, not a dataclass: the stream and push never load dataclasses
+# (inspect, ast: ~15 ms of each start); tests/unit/test_imports.py pins it.
 class Perm:
     """nix2container's ``perms``: below ``path``, entries whose source path
     matches ``regex`` get this mode/owner. As there (Go's
@@ -31,13 +31,20 @@ class Perm:
     matches ``/nix/store/...-x/tmp/a``; anchor it with ``^``/``$`` to say more.
     Entries apply in list order, a later one over an earlier one."""
 
-    path: str
-    regex: re.Pattern
-    mode: Optional[int]
-    uid: Optional[int]
-    gid: Optional[int]
-    uname: Optional[str]
-    gname: Optional[str]
+    __slots__ = ("path", "regex", "mode", "uid", "gid", "uname", "gname")
+
+    def __init__(
+        self,
+        path: str,
+        regex: re.Pattern,
+        mode: Optional[int],
+        uid: Optional[int],
+        gid: Optional[int],
+        uname: Optional[str],
+        gname: Optional[str],
+    ) -> None:
+        self.path, self.regex, self.mode = path, regex, mode
+        self.uid, self.gid, self.uname, self.gname = uid, gid, uname, gname
 
     def applies(self, source: str) -> bool:
         return (source == self.path or source.startswith(self.path + "/")) and self.regex.search(source) is not None

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import os
 import stat
-from dataclasses import dataclass
 from functools import lru_cache
 from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 from zlib import adler32
@@ -74,15 +73,30 @@ _PADDING = tuple(b"\0" * (-n % BLOCK) for n in range(BLOCK))
 Entry = Tuple[bytes, bytes, os.stat_result]
 
 
-@dataclass(frozen=True)
+# Written out, not a dataclass: the stream and push never load dataclasses
+# (inspect, ast: ~15 ms of each start); tests/unit/test_imports.py pins it.
 class Stamp:
-    """Owner and time written into entries; ``None`` keeps the file's own."""
+    """Owner and time written into entries; ``None`` keeps the file's own.
+    Not to be changed: it is a cache key (``_layout``)."""
 
-    uid: Optional[int] = 0
-    gid: Optional[int] = 0
-    uname: str = ""
-    gname: str = ""
-    mtime: Optional[int] = 1
+    __slots__ = ("uid", "gid", "uname", "gname", "mtime")
+
+    def __init__(
+        self, uid: Optional[int] = 0, gid: Optional[int] = 0, uname: str = "", gname: str = "", mtime: Optional[int] = 1
+    ) -> None:
+        self.uid, self.gid, self.uname, self.gname, self.mtime = uid, gid, uname, gname, mtime
+
+    def _key(self) -> tuple:
+        return (self.uid, self.gid, self.uname, self.gname, self.mtime)
+
+    def __eq__(self, other: object) -> bool:
+        return self._key() == other._key() if isinstance(other, Stamp) else NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(self._key())
+
+    def __repr__(self) -> str:
+        return "Stamp(uid={!r}, gid={!r}, uname={!r}, gname={!r}, mtime={!r})".format(*self._key())
 
 
 def padding(size: int) -> bytes:
