@@ -198,8 +198,9 @@ class FdSink(Sink):
         grow_pipe(fd)
 
     def write(self, data) -> None:
-        if len(data) >= _BUFFER_LIMIT:
-            self.write_unbuffered(data)
+        if len(data) >= _BUFFER_LIMIT:  # big bytes go as they are, not through the buffer
+            self.flush()
+            self._write_out(data)
             return
         self.buffer += data
         if len(self.buffer) >= _BUFFER_LIMIT:
@@ -208,11 +209,6 @@ class FdSink(Sink):
     def write_parts(self, parts: List[bytes]) -> None:
         self.flush()
         self.written += writev_all(self.fd, parts)
-
-    def write_unbuffered(self, data) -> None:
-        """Big bytes written as they are, not copied into the buffer first."""
-        self.flush()
-        self._write_out(data)
 
     def flush(self) -> None:
         self._write_out(self.buffer)

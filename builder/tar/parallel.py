@@ -156,7 +156,6 @@ class _Worker:
         for fd in (chunks_r, turns_r, reports_w):
             os.close(fd)
         self.pid, self.chunks, self.turns, self.reports = pid, chunks_w, turns_w, reports_r
-        self.reaped = False
         self.most_bytes = _chunk_bytes(chunks_w)
 
     def fds(self) -> List[int]:

@@ -514,8 +514,7 @@ def pack(
     ub, gb = _owner_names(uname, gname)
 
     # _bytesum inlined below: (adler32(b) & 0xFFFF) - 1, the -1s folded into check.
-    for entry in entries:
-        path, name, st = entry
+    for path, name, st in entries:
         m = st.st_mode
         f = fields.get(m)
         if f is None:
